@@ -1,0 +1,255 @@
+"""Shared building blocks of the zoo: argument checks, the ``norm=`` and ``l2=`` hooks,
+and a small context object that makes conv / norm / activation layers with stable names.
+
+Every builder is channels-last (NHWC), the layout Keras uses by default on every backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+# Normalization defaults match PyTorch/torchvision (momentum 0.1 there = 0.9 here, eps 1e-5),
+# so statistics and checkpoints behave as in the papers' reference implementations.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+NormSpec = str | Callable[[str], keras.layers.Layer] | None
+
+
+# --------------------------------------------------------------------------- checks
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, or a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+    return value
+
+
+def check_float(name: str, value: Any, low: float, high: float, high_inclusive=False) -> float:
+    """``value`` as a float in ``[low, high)`` (or ``[low, high]``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and low <= value and (value <= high if high_inclusive else value < high)
+    if not ok:
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"{name} must be a number in [{low}, {high}{bracket}; received {name}={value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``allowed``, else a ``ValueError`` listing them."""
+    if value not in allowed:
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
+        )
+    return value
+
+
+def check_input_shape(input_shape: Any, channels: int | None = None) -> tuple[int, int, int]:
+    """``(height, width, channels)`` with positive ints (channels-last)."""
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+    )
+    if not ok:
+        raise ValueError(
+            "input_shape must be (height, width, channels) with positive integers "
+            f"(channels-last); received input_shape={input_shape!r}"
+        )
+    return tuple(input_shape)
+
+
+def require_spatial(x, minimum: int, where: str, input_shape) -> None:
+    """Raise if the feature map ``x`` is smaller than ``minimum`` pixels before ``where``."""
+    h, w = x.shape[1], x.shape[2]
+    if h < minimum or w < minimum:
+        raise ValueError(
+            f"input_shape={tuple(input_shape)!r} is too small for this architecture: the feature "
+            f"map is {h}x{w} before {where}, which needs at least {minimum}x{minimum}. "
+            "Use a larger input_shape."
+        )
+
+
+def minimum_input(input_shape, factor: int, name: str = "input_shape") -> None:
+    """Raise unless height and width are at least ``factor`` (total down-sampling)."""
+    if input_shape[0] < factor or input_shape[1] < factor:
+        raise ValueError(
+            f"{name}={tuple(input_shape)!r} is too small for this architecture, which "
+            f"down-samples by {factor}: height and width must be at least {factor}."
+        )
+
+
+# --------------------------------------------------------------------------- hooks
+def make_regularizer(l2: float | None, kernel_regularizer):
+    """The kernel regularizer for every conv and dense kernel of a model.
+
+    ``l2=c`` adds ``c * sum(w**2)`` to the loss (Keras's ``L2`` convention; note that SGD's
+    classic ``weight_decay=wd`` equals ``l2 = wd / 2``). For decoupled weight decay leave
+    this off and use ``keras.optimizers.AdamW`` or ``SGD(weight_decay=...)``.
+    """
+    if l2 is not None and kernel_regularizer is not None:
+        raise ValueError(
+            "Pass either l2 or kernel_regularizer, not both; received "
+            f"l2={l2!r} and kernel_regularizer={kernel_regularizer!r}"
+        )
+    if l2 is not None:
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0:
+            raise ValueError(f"l2 must be a number >= 0; received l2={l2!r}")
+        return keras.regularizers.L2(float(l2)) if l2 > 0 else None
+    if kernel_regularizer is None:
+        return None
+    return keras.regularizers.get(kernel_regularizer)
+
+
+NORM_KINDS = ("batch", "sync_batch", "layer", "instance", "group", "none")
+
+
+def make_norm_factory(norm: NormSpec, **defaults) -> Callable[[str], keras.layers.Layer] | None:
+    """Turn the ``norm=`` argument into ``factory(name) -> layer`` (or ``None``).
+
+    ``norm`` is ``"batch"`` (Keras ``BatchNormalization``), ``"sync_batch"`` (synchronized
+    across replicas), ``"layer"``, ``"instance"``, ``"group"`` (kerascnn's
+    ``AxisNormalization``), ``None``/``"none"``, or a callable ``name -> layer``.
+    """
+    if norm is None or norm == "none":
+        return None
+    if callable(norm):
+        return norm
+    check_choice("norm", norm, NORM_KINDS)
+    momentum = defaults.get("momentum", BN_MOMENTUM)
+    epsilon = defaults.get("epsilon", BN_EPSILON)
+    if norm in ("batch", "sync_batch"):
+        return lambda name: keras.layers.BatchNormalization(
+            momentum=momentum, epsilon=epsilon, synchronized=norm == "sync_batch", name=name
+        )
+    from kerascnn.layers import normalization  # the other kinds live with the layers
+
+    return lambda name: normalization(norm, epsilon=epsilon, name=name)
+
+
+@dataclasses.dataclass
+class Builder:
+    """Makes the layers of one model with shared settings and stable names."""
+
+    norm: Callable[[str], keras.layers.Layer] | None
+    regularizer: Any
+    activation: str = "relu"
+
+    @classmethod
+    def from_args(cls, norm: NormSpec, l2=None, kernel_regularizer=None, activation="relu", **norm_defaults):
+        return cls(
+            norm=make_norm_factory(norm, **norm_defaults),
+            regularizer=make_regularizer(l2, kernel_regularizer),
+            activation=activation,
+        )
+
+    @property
+    def has_norm(self) -> bool:
+        return self.norm is not None
+
+    def conv(
+        self,
+        x,
+        filters: int,
+        kernel_size: int,
+        name: str,
+        strides: int = 1,
+        groups: int = 1,
+        use_bias: bool | None = None,
+        padding: str = "same",
+        kernel_initializer="he_normal",
+    ):
+        """A 2-D convolution. With ``padding="same"`` and a stride > 1 the input is padded
+        symmetrically first (PyTorch's convention, so published weights line up)."""
+        if use_bias is None:
+            use_bias = not self.has_norm
+        if padding == "same" and strides > 1 and kernel_size > 1:
+            x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+            padding = "valid"
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            groups=groups,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def depthwise(self, x, kernel_size: int, name: str, strides: int = 1, use_bias=None):
+        """A depthwise 3x3 (or k x k) convolution, padded like :meth:`conv`."""
+        if use_bias is None:
+            use_bias = not self.has_norm
+        padding = "same"
+        if strides > 1:
+            x = keras.layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
+            padding = "valid"
+        return keras.layers.DepthwiseConv2D(
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=use_bias,
+            depthwise_initializer="he_normal",
+            depthwise_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def normalize(self, x, name: str, zero_init: bool = False):
+        """The configured normalization, or the input unchanged when ``norm=None``."""
+        if self.norm is None:
+            return x
+        layer = self.norm(name)
+        if zero_init and hasattr(layer, "gamma_initializer"):
+            layer.gamma_initializer = keras.initializers.get("zeros")
+        return layer(x)
+
+    def act(self, x, name: str, activation: str | None = None):
+        return keras.layers.Activation(activation or self.activation, name=name)(x)
+
+    def conv_norm_act(self, x, filters, kernel_size, name: str, strides=1, groups=1, activation=None, suffix=""):
+        """conv -> norm -> activation with names ``{name}_conv{suffix}``, ``_bn``, ``_relu``."""
+        x = self.conv(x, filters, kernel_size, f"{name}_conv{suffix}", strides=strides, groups=groups)
+        x = self.normalize(x, f"{name}_bn{suffix}")
+        if activation is False:
+            return x
+        return self.act(x, f"{name}_{activation or self.activation}{suffix}", activation)
+
+    def dense(self, x, units: int, name: str, activation=None, use_bias: bool = True):
+        return keras.layers.Dense(
+            units,
+            activation=activation,
+            use_bias=use_bias,
+            kernel_regularizer=self.regularizer,
+            name=name,
+        )(x)
+
+    def classifier(self, x, num_classes: int, classifier_activation=None, dropout: float = 0.0, name="head"):
+        """Global average pooling + optional dropout + the linear classifier."""
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+        return self.dense(x, num_classes, f"{name}_fc", activation=classifier_activation)
+
+
+def model_inputs(input_shape, default, name="input"):
+    """``keras.Input`` for ``input_shape`` (or ``default``), validated."""
+    shape = check_input_shape(default if input_shape is None else input_shape)
+    return shape, keras.Input(shape=shape, name=name)
+
+
+def resolve_num_classes(num_classes, default: int) -> int:
+    return check_int("num_classes", default if num_classes is None else num_classes, 1)
+
+
+def check_classifier_activation(value):
+    if value is not None and value not in ("softmax", "sigmoid", "linear"):
+        raise ValueError(
+            "classifier_activation must be None (logits), 'softmax', 'sigmoid' or 'linear'; "
+            f"received classifier_activation={value!r}"
+        )
+    return value
