@@ -63,7 +63,12 @@ class ZeroPadShortcut(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape
         s = self.strides
-        return (b, None if h is None else -(-h // s), None if w is None else -(-w // s), self.out_channels)
+        return (
+            b,
+            None if h is None else -(-h // s),
+            None if w is None else -(-w // s),
+            self.out_channels,
+        )
 
     def get_config(self):
         return {**super().get_config(), "strides": self.strides, "out_channels": self.out_channels}

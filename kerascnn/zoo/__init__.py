@@ -1,9 +1,14 @@
 """The model zoo: family builders, named variants and the registry.
 
-    kerascnn.zoo.resnet(depth=56)
-    kerascnn.zoo.create("resnet56", num_classes=100)
-    kerascnn.zoo.list_models("resnet*")
+kerascnn.zoo.resnet(depth=56)
+kerascnn.zoo.create("resnet56", num_classes=100)
+kerascnn.zoo.list_models("resnet*")
 """
 
+from kerascnn.zoo.classic import alexnet, lenet  # noqa: F401
+from kerascnn.zoo.flops import count_flops  # noqa: F401
+from kerascnn.zoo.inception import googlenet  # noqa: F401
+from kerascnn.zoo.mobilenet import mobilenet  # noqa: F401
 from kerascnn.zoo.registry import ModelInfo, create, list_models, model_info, register  # noqa: F401
 from kerascnn.zoo.resnet import resnet  # noqa: F401
+from kerascnn.zoo.vgg import vgg, vgg_blocks  # noqa: F401

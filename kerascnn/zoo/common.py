@@ -34,7 +34,9 @@ def check_float(name: str, value: Any, low: float, high: float, high_inclusive=F
     ok = ok and low <= value and (value <= high if high_inclusive else value < high)
     if not ok:
         bracket = "]" if high_inclusive else ")"
-        raise ValueError(f"{name} must be a number in [{low}, {high}{bracket}; received {name}={value!r}")
+        raise ValueError(
+            f"{name} must be a number in [{low}, {high}{bracket}; received {name}={value!r}"
+        )
     return float(value)
 
 
@@ -139,7 +141,9 @@ class Builder:
     activation: str = "relu"
 
     @classmethod
-    def from_args(cls, norm: NormSpec, l2=None, kernel_regularizer=None, activation="relu", **norm_defaults):
+    def from_args(
+        cls, norm: NormSpec, l2=None, kernel_regularizer=None, activation="relu", **norm_defaults
+    ):
         return cls(
             norm=make_norm_factory(norm, **norm_defaults),
             regularizer=make_regularizer(l2, kernel_regularizer),
@@ -211,9 +215,13 @@ class Builder:
     def act(self, x, name: str, activation: str | None = None):
         return keras.layers.Activation(activation or self.activation, name=name)(x)
 
-    def conv_norm_act(self, x, filters, kernel_size, name: str, strides=1, groups=1, activation=None, suffix=""):
+    def conv_norm_act(
+        self, x, filters, kernel_size, name: str, strides=1, groups=1, activation=None, suffix=""
+    ):
         """conv -> norm -> activation with names ``{name}_conv{suffix}``, ``_bn``, ``_relu``."""
-        x = self.conv(x, filters, kernel_size, f"{name}_conv{suffix}", strides=strides, groups=groups)
+        x = self.conv(
+            x, filters, kernel_size, f"{name}_conv{suffix}", strides=strides, groups=groups
+        )
         x = self.normalize(x, f"{name}_bn{suffix}")
         if activation is False:
             return x
@@ -228,7 +236,9 @@ class Builder:
             name=name,
         )(x)
 
-    def classifier(self, x, num_classes: int, classifier_activation=None, dropout: float = 0.0, name="head"):
+    def classifier(
+        self, x, num_classes: int, classifier_activation=None, dropout: float = 0.0, name="head"
+    ):
         """Global average pooling + optional dropout + the linear classifier."""
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
         if dropout:

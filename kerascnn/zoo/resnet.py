@@ -7,6 +7,8 @@ a block type and a shortcut type. ``resnet(depth=56)`` looks up the CIFAR layout
 
 from __future__ import annotations
 
+import sys
+
 import keras
 
 from kerascnn.zoo import common
@@ -39,7 +41,9 @@ def _resolve_layout(depth, layout, block, blocks, filters):
     if blocks is not None:
         blocks = tuple(blocks)
         if not blocks or not all(isinstance(b, int) and b >= 1 for b in blocks):
-            raise ValueError(f"blocks must be a non-empty list of integers >= 1; received blocks={blocks!r}")
+            raise ValueError(
+                f"blocks must be a non-empty list of integers >= 1; received blocks={blocks!r}"
+            )
         block = block or "basic"
     elif layout == "imagenet":
         if depth not in IMAGENET_DEPTHS:
@@ -89,7 +93,11 @@ def _branch(b: common.Builder, x, block, filters, strides, groups, width, versio
     if block == "basic":
         convs = [(filters, 3, strides, 1), (filters, 3, 1, 1)]
     else:
-        convs = [(width, 1, 1, 1), (width, 3, strides, groups), (filters * EXPANSION[block], 1, 1, 1)]
+        convs = [
+            (width, 1, 1, 1),
+            (width, 3, strides, groups),
+            (filters * EXPANSION[block], 1, 1, 1),
+        ]
     for i, (f, k, s, g) in enumerate(convs, start=1):
         last = i == len(convs)
         if version == 2 and i > 1:  # pre-activation: norm -> relu -> conv
@@ -104,7 +112,22 @@ def _branch(b: common.Builder, x, block, filters, strides, groups, width, versio
     return x
 
 
-def _block(b, x, *, block, filters, strides, groups, width, version, shortcut, residual, zero_init, drop_rate, name):
+def _block(
+    b,
+    x,
+    *,
+    block,
+    filters,
+    strides,
+    groups,
+    width,
+    version,
+    shortcut,
+    residual,
+    zero_init,
+    drop_rate,
+    name,
+):
     out_channels = filters * EXPANSION[block]
     if version == 2:
         pre = b.normalize(x, f"{name}_bn1")
@@ -121,7 +144,9 @@ def _block(b, x, *, block, filters, strides, groups, width, version, shortcut, r
             from kerascnn.layers import StochasticDepth
 
             y = StochasticDepth(drop_rate, name=f"{name}_drop_path")(y)
-        y = keras.layers.Add(name=f"{name}_add")([_shortcut(b, short_in, out_channels, strides, shortcut, name), y])
+        y = keras.layers.Add(name=f"{name}_add")(
+            [_shortcut(b, short_in, out_channels, strides, shortcut, name), y]
+        )
     if version == 1:
         y = b.act(y, f"{name}_out")
     return y
@@ -208,7 +233,9 @@ def resnet(
     common.check_int("groups", groups, 1)
     common.check_int("base_width", base_width, 1)
     if groups > 1 and block != "bottleneck":
-        raise ValueError(f"groups > 1 (ResNeXt) needs block='bottleneck'; received block={block!r}, groups={groups}")
+        raise ValueError(
+            f"groups > 1 (ResNeXt) needs block='bottleneck'; received block={block!r}, groups={groups}"
+        )
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     common.check_float("dropout", dropout, 0.0, 1.0)
     if drop_path_rate and not residual:
@@ -264,6 +291,11 @@ def resnet(
         x = b.normalize(x, "post_bn")
         x = b.act(x, "post_relu")
     outputs = b.classifier(x, num_classes, classifier_activation, dropout)
+    # Keras walks the functional graph recursively (keras/src/ops/function.py); kerascnn
+    # raises the limit on import, and deeper custom layouts raise it further here.
+    needed = 40 * sum(blocks) + 2000
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
     if name is None:
         kind = ("resnext" if groups > 1 else "resnet") if residual else "plain"
         name = f"{kind}{depth if depth else sum(blocks)}" + ("_v2" if version == 2 else "")
@@ -291,23 +323,58 @@ for _d in (20, 32, 44, 56, 110, 1202):
 for _d in (18, 34, 50, 101, 152):
     globals()[f"resnet{_d}"] = _variant(f"resnet{_d}", "resnet", HE2016, "imagenet", depth=_d)
 for _d in (20, 32, 44, 56, 110):
-    globals()[f"plain{_d}"] = _variant(f"plain{_d}", "plain", HE2016, "cifar", depth=_d, residual=False)
+    globals()[f"plain{_d}"] = _variant(
+        f"plain{_d}", "plain", HE2016, "cifar", depth=_d, residual=False
+    )
 for _d in (20, 56, 110):
-    globals()[f"preact_resnet{_d}"] = _variant(f"preact_resnet{_d}", "preact_resnet", HE2016B, "cifar", depth=_d, version=2)
+    globals()[f"preact_resnet{_d}"] = _variant(
+        f"preact_resnet{_d}", "preact_resnet", HE2016B, "cifar", depth=_d, version=2
+    )
 for _d in (164, 1001):
     globals()[f"preact_resnet{_d}"] = _variant(
-        f"preact_resnet{_d}", "preact_resnet", HE2016B, "cifar", depth=_d, version=2, block="bottleneck", shortcut="B"
+        f"preact_resnet{_d}",
+        "preact_resnet",
+        HE2016B,
+        "cifar",
+        depth=_d,
+        version=2,
+        block="bottleneck",
+        shortcut="B",
     )
 for _d in (18, 34, 50, 101, 152):
-    globals()[f"preact_resnet{_d}"] = _variant(f"preact_resnet{_d}", "preact_resnet", HE2016B, "imagenet", depth=_d, version=2)
+    globals()[f"preact_resnet{_d}"] = _variant(
+        f"preact_resnet{_d}", "preact_resnet", HE2016B, "imagenet", depth=_d, version=2
+    )
 
 resnext29_8x64d = _variant(
-    "resnext29_8x64d", "resnext", XIE2017, "cifar", depth=29, block="bottleneck",
-    filters=(64, 128, 256), stem_filters=64, groups=8, base_width=64, shortcut="B",
+    "resnext29_8x64d",
+    "resnext",
+    XIE2017,
+    "cifar",
+    depth=29,
+    block="bottleneck",
+    filters=(64, 128, 256),
+    stem_filters=64,
+    groups=8,
+    base_width=64,
+    shortcut="B",
 )
 resnext29_16x64d = _variant(
-    "resnext29_16x64d", "resnext", XIE2017, "cifar", depth=29, block="bottleneck",
-    filters=(64, 128, 256), stem_filters=64, groups=16, base_width=64, shortcut="B",
+    "resnext29_16x64d",
+    "resnext",
+    XIE2017,
+    "cifar",
+    depth=29,
+    block="bottleneck",
+    filters=(64, 128, 256),
+    stem_filters=64,
+    groups=16,
+    base_width=64,
+    shortcut="B",
 )
-resnext50_32x4d = _variant("resnext50_32x4d", "resnext", XIE2017, "imagenet", depth=50, groups=32, base_width=4)
-resnext101_32x8d = _variant("resnext101_32x8d", "resnext", XIE2017, "imagenet", depth=101, groups=32, base_width=8)
+resnext50_32x4d = _variant(
+    "resnext50_32x4d", "resnext", XIE2017, "imagenet", depth=50, groups=32, base_width=4
+)
+resnext101_32x8d = _variant(
+    "resnext101_32x8d", "resnext", XIE2017, "imagenet", depth=101, groups=32, base_width=8
+)

@@ -1,0 +1,130 @@
+"""LeNet-5 and AlexNet: the two networks that open every deep-CNN course."""
+
+from __future__ import annotations
+
+import keras
+
+from kerascnn.zoo import common
+from kerascnn.zoo.registry import register
+
+LECUN1998 = "LeCun et al. 1998, Gradient-Based Learning Applied to Document Recognition"
+KRIZHEVSKY2012 = (
+    "Krizhevsky et al. 2012, ImageNet Classification with Deep CNNs (D2L ch. 8.1 layout)"
+)
+
+
+def lenet(
+    *,
+    input_shape=None,
+    num_classes: int | None = None,
+    activation: str = "tanh",
+    pooling: str = "avg",
+    classifier_activation=None,
+    norm: common.NormSpec = None,
+    l2: float | None = None,
+    kernel_regularizer=None,
+    name: str = "lenet5",
+) -> keras.Model:
+    """LeNet-5 (LeCun et al. 1998): C1 conv 6@5x5, S2 2x2 pool, C3 conv 16@5x5, S4 pool,
+    C5 conv 120@5x5 (a dense layer on 32x32 inputs), F6 dense 84, output dense.
+
+    The original's connection table in C3, scaled tanh and RBF output are replaced by a
+    full C3, ``tanh`` (or any ``activation``) and a linear classifier, as in modern
+    re-implementations: 61,706 parameters at 32x32x1 and 10 classes.
+
+    Args:
+        input_shape: default ``(32, 32, 1)``; at least 32x32 for C5 to be 1x1... any size
+            >= 32 works (C5 then produces a map that is flattened).
+        num_classes: default 10.
+        activation: hidden activation (``"tanh"`` as the paper, ``"sigmoid"`` as D2L, ``"relu"``).
+        pooling: ``"avg"`` (subsampling, as the paper) or ``"max"``.
+        norm: no normalization by default (the original has none); any ``norm=`` kind.
+        l2, kernel_regularizer: penalty on every kernel.
+    """
+    common.check_choice("pooling", pooling, ("avg", "max"))
+    common.check_classifier_activation(classifier_activation)
+    input_shape, inputs = common.model_inputs(input_shape, (32, 32, 1))
+    common.minimum_input(input_shape, 32)
+    num_classes = common.resolve_num_classes(num_classes, 10)
+    b = common.Builder.from_args(norm, l2, kernel_regularizer, activation=activation)
+    pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
+    x = b.conv(inputs, 6, 5, "c1_conv", padding="valid")
+    x = b.act(b.normalize(x, "c1_bn"), "c1_act")
+    x = pool(2, name="s2_pool")(x)
+    x = b.conv(x, 16, 5, "c3_conv", padding="valid")
+    x = b.act(b.normalize(x, "c3_bn"), "c3_act")
+    x = pool(2, name="s4_pool")(x)
+    x = b.conv(x, 120, 5, "c5_conv", padding="valid")
+    x = b.act(b.normalize(x, "c5_bn"), "c5_act")
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = b.dense(x, 84, "f6_fc", activation=activation)
+    outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def alexnet(
+    *,
+    input_shape=None,
+    num_classes: int | None = None,
+    dropout: float = 0.5,
+    classifier_activation=None,
+    norm: common.NormSpec = None,
+    l2: float | None = None,
+    kernel_regularizer=None,
+    name: str = "alexnet",
+) -> keras.Model:
+    """AlexNet (Krizhevsky et al. 2012) in the single-tower layout of Dive into Deep
+    Learning ch. 8.1: conv 96@11x11/4, 3x3/2 max pool, conv 256@5x5, pool, conv 384, 384,
+    256 @3x3, pool, dense 4096, dropout, dense 4096, dropout, dense classifier.
+
+    50,844,008 parameters at 224x224x3 with 1000 classes (the original's local response
+    normalization is omitted, as in D2L; ``norm=`` adds any normalization after each conv).
+
+    Args:
+        input_shape: default ``(224, 224, 3)``; at least 67x67.
+        num_classes: default 1000.
+        dropout: dropout rate of the two hidden dense layers.
+        norm, l2, kernel_regularizer: the usual zoo hooks (no normalization by default).
+    """
+    common.check_float("dropout", dropout, 0.0, 1.0)
+    common.check_classifier_activation(classifier_activation)
+    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
+    common.minimum_input(input_shape, 67)
+    num_classes = common.resolve_num_classes(num_classes, 1000)
+    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    x = inputs
+    convs = [
+        (96, 11, 4, "valid", True),
+        (256, 5, 1, "same", True),
+        (384, 3, 1, "same", False),
+        (384, 3, 1, "same", False),
+        (256, 3, 1, "same", True),
+    ]
+    pool_index = 0
+    for i, (filters, kernel, stride, padding, pool_after) in enumerate(convs, start=1):
+        x = b.conv(x, filters, kernel, f"conv{i}", strides=stride, padding=padding)
+        x = b.act(b.normalize(x, f"bn{i}"), f"relu{i}")
+        if pool_after:
+            pool_index += 1
+            common.require_spatial(x, 3, f"pool{pool_index}", input_shape)
+            x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{pool_index}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i in (1, 2):
+        x = b.dense(x, 4096, f"fc{i}", activation="relu")
+        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+    outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register("lenet5", family="lenet", input_shape=(32, 32, 1), num_classes=10, paper=LECUN1998)
+def lenet5(**overrides):
+    """LeNet-5, ``lenet()``."""
+    return lenet(**overrides)
+
+
+@register(
+    "alexnet", family="alexnet", input_shape=(224, 224, 3), num_classes=1000, paper=KRIZHEVSKY2012
+)
+def alexnet_variant(**overrides):
+    """AlexNet, ``alexnet()``."""
+    return alexnet(**overrides)

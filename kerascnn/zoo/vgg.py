@@ -1,0 +1,164 @@
+"""VGG (Simonyan & Zisserman 2014) and the lecture's configurable VGG-like nets: one builder.
+
+An architecture is a list of blocks, each a list of 3x3 conv widths followed by a 2x2 max
+pool (torchvision's ``cfgs`` table, written as nested lists instead of 'M' markers).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from kerascnn.zoo import common
+from kerascnn.zoo.registry import register
+
+SIMONYAN2014 = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556)"
+
+# Configurations A, B, D, E of the paper's Table 1: the conv widths of the five blocks.
+CONFIGS = {
+    11: [[64], [128], [256, 256], [512, 512], [512, 512]],
+    13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    19: [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4],
+}
+HEADS = ("fc", "gap")
+
+
+def vgg_blocks(num_blocks: int, convs_per_block, filters: int = 64, max_filters: int = 512):
+    """The lecture's VGG-like layout: ``num_blocks`` blocks of ``convs_per_block`` convs
+    (an int, or one int per block), filters doubling per block from ``filters``, capped at
+    ``max_filters``."""
+    common.check_int("num_blocks", num_blocks, 1)
+    common.check_int("filters", filters, 1)
+    common.check_int("max_filters", max_filters, 1)
+    if isinstance(convs_per_block, int) and not isinstance(convs_per_block, bool):
+        convs_per_block = [convs_per_block] * num_blocks
+    convs_per_block = list(convs_per_block)
+    if len(convs_per_block) != num_blocks:
+        raise ValueError(
+            f"convs_per_block must be an int or a list of {num_blocks} ints (one per block); "
+            f"received convs_per_block={convs_per_block!r}"
+        )
+    for i, n in enumerate(convs_per_block):
+        common.check_int(f"convs_per_block[{i}]", n, 1)
+    return [[min(filters * 2**i, max_filters)] * n for i, n in enumerate(convs_per_block)]
+
+
+def vgg(
+    depth: int | None = None,
+    *,
+    blocks=None,
+    num_blocks: int | None = None,
+    convs_per_block=None,
+    filters: int = 64,
+    max_filters: int = 512,
+    head: str | None = None,
+    dropout: float = 0.5,
+    hidden_units: int = 4096,
+    input_shape=None,
+    num_classes: int | None = None,
+    classifier_activation=None,
+    norm: common.NormSpec = None,
+    l2: float | None = None,
+    kernel_regularizer=None,
+    name: str | None = None,
+) -> keras.Model:
+    """VGG network, by paper depth or any block layout.
+
+    Exactly one way to give the layout:
+      * ``depth=11 | 13 | 16 | 19``: configurations A, B, D, E (default ``head="fc"``,
+        224x224x3, 1000 classes: VGG-16 has 138,357,544 parameters);
+      * ``num_blocks=..., convs_per_block=...``: the lecture's depth sweep (default
+        ``head="gap"``, 32x32x3, 10 classes), filters doubling per block from ``filters``
+        and capped at ``max_filters``;
+      * ``blocks=[[64, 64], [128], ...]``: conv widths per block.
+
+    Every block is its 3x3 "same" convolutions (ReLU), then a 2x2 max pool.
+
+    Args:
+        head: ``"fc"`` (flatten, two ``hidden_units`` dense layers with ReLU and dropout,
+            classifier: the paper's) or ``"gap"`` (global average pooling + one linear layer).
+        dropout: dropout rate in the FC head.
+        norm: ``None`` (the paper, default) or ``"batch"`` etc. after every conv (VGG-BN;
+            convs keep their bias, as in torchvision's ``vgg*_bn``).
+        l2, kernel_regularizer: penalty on every kernel.
+    """
+    given = [
+        depth is not None,
+        blocks is not None,
+        num_blocks is not None or convs_per_block is not None,
+    ]
+    if sum(given) != 1:
+        raise ValueError(
+            "Give the VGG layout exactly one way: depth= (11, 13, 16, 19), "
+            "num_blocks= with convs_per_block=, or blocks=; "
+            f"received depth={depth!r}, blocks={blocks!r}, num_blocks={num_blocks!r}, "
+            f"convs_per_block={convs_per_block!r}"
+        )
+    paper = depth is not None
+    if paper:
+        common.check_choice("depth", depth, tuple(CONFIGS))
+        blocks = CONFIGS[depth]
+    elif blocks is None:
+        if num_blocks is None or convs_per_block is None:
+            raise ValueError(
+                "num_blocks and convs_per_block go together; received "
+                f"num_blocks={num_blocks!r}, convs_per_block={convs_per_block!r}"
+            )
+        blocks = vgg_blocks(num_blocks, convs_per_block, filters, max_filters)
+    else:
+        if not blocks or not all(isinstance(blk, (list, tuple)) and blk for blk in blocks):
+            raise ValueError(
+                f"blocks must be a non-empty list of non-empty lists of widths; received blocks={blocks!r}"
+            )
+        for i, blk in enumerate(blocks):
+            for j, f in enumerate(blk):
+                common.check_int(f"blocks[{i}][{j}]", f, 1)
+    head = head or ("fc" if paper else "gap")
+    common.check_choice("head", head, HEADS)
+    common.check_float("dropout", dropout, 0.0, 1.0)
+    common.check_int("hidden_units", hidden_units, 1)
+    common.check_classifier_activation(classifier_activation)
+    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3) if paper else (32, 32, 3))
+    num_classes = common.resolve_num_classes(num_classes, 1000 if paper else 10)
+    common.minimum_input(input_shape, 2 ** len(blocks))
+    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+
+    x = inputs
+    for i, widths in enumerate(blocks, start=1):
+        for j, f in enumerate(widths, start=1):
+            x = b.conv(x, f, 3, f"block{i}_conv{j}", use_bias=True)
+            x = b.normalize(x, f"block{i}_bn{j}")
+            x = b.act(x, f"block{i}_relu{j}")
+        x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    if head == "fc":
+        x = keras.layers.Flatten(name="flatten")(x)
+        for i in (1, 2):
+            x = b.dense(x, hidden_units, f"fc{i}", activation="relu")
+            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+    else:
+        outputs = b.classifier(x, num_classes, classifier_activation)
+    if name is None:
+        name = (
+            f"vgg{depth}"
+            if paper
+            else f"vgg_{len(blocks)}x" + "-".join(str(len(w)) for w in blocks)
+        )
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _variant(depth: int, bn: bool):
+    name = f"vgg{depth}" + ("_bn" if bn else "")
+
+    @register(name, family="vgg", input_shape=(224, 224, 3), num_classes=1000, paper=SIMONYAN2014)
+    def build(**overrides):
+        return vgg(**{"depth": depth, "norm": "batch" if bn else None, "name": name, **overrides})
+
+    build.__name__ = name
+    build.__doc__ = f"{name}: ``vgg(depth={depth}, norm={'batch' if bn else None!r})``."
+    return build
+
+
+for _d in CONFIGS:
+    for _bn in (False, True):
+        globals()[f"vgg{_d}" + ("_bn" if _bn else "")] = _variant(_d, _bn)

@@ -1,0 +1,71 @@
+"""Generic tests over the whole registry: build, forward, one training step, .keras round trip."""
+
+import keras
+import numpy as np
+import pytest
+
+import kerascnn
+from kerascnn.zoo import model_info
+
+# Heavy at small inputs (tens of millions of weights or 1000+ layers): marked slow.
+SLOW = {
+    "resnet101", "resnet152", "resnet1202", "preact_resnet101", "preact_resnet152",
+    "preact_resnet1001", "resnext29_8x64d", "resnext29_16x64d", "resnext101_32x8d",
+    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+}  # fmt: skip
+# A representative per family, also run on the JAX backend by CI.
+JAX_SET = {"lenet5", "alexnet", "vgg11_bn", "resnet20", "preact_resnet20", "plain20", "resnet18",
+           "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2", "googlenet", "preact_resnet164"}  # fmt: skip
+
+
+def small_input_shape(name):
+    """The smallest convenient input the architecture allows (64x64 for ImageNet layouts)."""
+    h, w, c = model_info(name).default_input_shape
+    if name == "alexnet":
+        return (72, 72, c)
+    return (min(h, 64), min(w, 64), c)
+
+
+def _params():
+    for name in kerascnn.zoo.list_models():
+        marks = []
+        if name in SLOW:
+            marks.append(pytest.mark.slow)
+        if name in JAX_SET:
+            marks.append(pytest.mark.jax)
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_build_forward_train_and_keras_round_trip(name, tmp_path):
+    shape = small_input_shape(name)
+    model = kerascnn.zoo.create(name, input_shape=shape, num_classes=5)
+    assert model.name == name
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(2, *shape)).astype("float32")
+    y = np.array([0, 3])
+
+    logits = keras.ops.convert_to_numpy(model(x, training=False))
+    assert logits.shape == (2, 5)
+    assert np.all(np.isfinite(logits))
+
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    loss = float(model.train_on_batch(x, y))
+    assert np.isfinite(loss)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True)), (
+        "a training step changed nothing"
+    )
+
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x, training=False)),
+        keras.ops.convert_to_numpy(model(x, training=False)),
+    )

@@ -1,0 +1,127 @@
+"""Architecture details checked against the papers' definitions."""
+
+import keras
+import numpy as np
+import pytest
+
+import kerascnn
+from kerascnn.layers import ZeroPadShortcut, zero_pad_shortcut
+
+pytestmark = pytest.mark.jax
+
+
+def _sub(model, layer_name):
+    return keras.Model(model.input, model.get_layer(layer_name).output)
+
+
+def test_layer_names_are_stable_and_readable():
+    model = kerascnn.zoo.resnet(depth=56)
+    names = {layer.name for layer in model.layers}
+    for expected in (
+        "stem_conv",
+        "stage2_block3_conv1",
+        "stage2_block3_bn2",
+        "stage3_block1_shortcut",
+        "head_fc",
+    ):
+        assert expected in names
+    assert len([n for n in names if n.endswith("_add")]) == 27
+
+
+def test_zero_pad_shortcut_matches_numpy():
+    x = np.arange(2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    y = keras.ops.convert_to_numpy(zero_pad_shortcut(x, 2, 7))
+    expected = np.concatenate(
+        [np.zeros((2, 2, 2, 2)), x[:, ::2, ::2, :], np.zeros((2, 2, 2, 2))], axis=-1
+    )
+    np.testing.assert_array_equal(y, expected)
+    layer = ZeroPadShortcut(2, 7)
+    assert layer.compute_output_shape((None, 5, 5, 3)) == (None, 3, 3, 7)
+    with pytest.raises(ValueError, match="out_channels=2 is smaller"):
+        layer2 = ZeroPadShortcut(1, 2)
+        layer2(x)
+
+
+def test_option_a_has_no_shortcut_weights_and_option_b_projects():
+    a = kerascnn.zoo.resnet(depth=20)
+    b = kerascnn.zoo.resnet(depth=20, shortcut="B")
+    assert not [w for w in a.weights if "shortcut" in w.path]
+    projections = [layer.name for layer in b.layers if layer.name.endswith("shortcut_conv")]
+    assert projections == ["stage2_block1_shortcut_conv", "stage3_block1_shortcut_conv"]
+
+
+def test_plain_net_has_no_additions():
+    model = kerascnn.zoo.create("plain20")
+    assert not [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
+
+
+def test_zero_init_residual_makes_every_v1_block_start_as_identity():
+    model = kerascnn.zoo.resnet(depth=20, zero_init_residual=True, shortcut="B")
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    before = keras.ops.convert_to_numpy(_sub(model, "stem_relu")(x))
+    after = keras.ops.convert_to_numpy(_sub(model, "stage1_block3_out")(x))
+    np.testing.assert_allclose(after, before, atol=1e-6)  # inputs are post-ReLU, so relu(x + 0) = x
+
+
+def test_preactivation_block_order():
+    model = kerascnn.zoo.resnet(depth=20, version=2)
+    names = [layer.name for layer in model.layers]
+    # v2: the block input goes through bn1 -> relu1 -> conv1 -> bn2 -> relu2 -> conv2 -> add.
+    order = ["stage1_block1_bn1", "stage1_block1_relu1", "stage1_block1_conv1", "stage1_block1_bn2",
+             "stage1_block1_relu2", "stage1_block1_conv2", "stage1_block1_add"]  # fmt: skip
+    assert [names.index(n) for n in order] == sorted(names.index(n) for n in order)
+    assert "stem_bn" not in names and "post_bn" in names
+    assert "stage1_block1_out" not in names  # no activation after the addition
+
+
+def test_resnext_uses_grouped_convolutions():
+    model = kerascnn.zoo.create("resnext50_32x4d")
+    conv = model.get_layer("stage1_block1_conv2")
+    assert conv.groups == 32 and conv.filters == 128
+    assert model.get_layer("stage4_block1_conv2").filters == 1024
+
+
+def test_vgg_sweep_filters_double_and_cap():
+    model = kerascnn.zoo.vgg(num_blocks=4, convs_per_block=2, filters=64, max_filters=256)
+    widths = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert widths == [64, 64, 128, 128, 256, 256, 256, 256]
+    assert model.output_shape == (None, 10)
+    assert any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers)
+
+
+def test_l2_reaches_every_kernel_and_adds_the_right_loss():
+    model = kerascnn.zoo.resnet(depth=20, l2=1e-4)
+    kernels = [layer for layer in model.layers if hasattr(layer, "kernel_regularizer")]
+    assert kernels and all(layer.kernel_regularizer is not None for layer in kernels)
+    expected = sum(
+        1e-4 * float(np.sum(keras.ops.convert_to_numpy(layer.kernel) ** 2)) for layer in kernels
+    )
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-4)
+
+
+def test_norm_none_gives_biases_and_no_normalization():
+    model = kerascnn.zoo.resnet(depth=20, norm=None)
+    assert not [layer for layer in model.layers if "bn" in layer.name]
+    assert model.get_layer("stem_conv").use_bias
+
+
+def test_norm_accepts_a_callable():
+    model = kerascnn.zoo.resnet(
+        depth=20, norm=lambda name: keras.layers.LayerNormalization(name=name)
+    )
+    assert isinstance(model.get_layer("stem_bn"), keras.layers.LayerNormalization)
+
+
+def test_custom_blocks_and_filters():
+    model = kerascnn.zoo.resnet(
+        blocks=[1, 1], filters=[8, 16], input_shape=(16, 16, 3), num_classes=3
+    )
+    assert model.get_layer("stage2_block1_conv1").filters == 16
+    assert model.output_shape == (None, 3)
+
+
+def test_mobilenet_v2_inverted_residual_structure():
+    model = kerascnn.zoo.create("mobilenet_v2")
+    assert model.get_layer("block2_expand_conv").filters == 96  # 16 * 6
+    assert "block1_expand_conv" not in [layer.name for layer in model.layers]  # t = 1
+    assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Add)]) == 10

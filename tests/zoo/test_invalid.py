@@ -1,0 +1,122 @@
+"""Invalid configurations raise ValueError naming the argument, the value and what is allowed."""
+
+import pytest
+
+import kerascnn
+
+pytestmark = pytest.mark.jax
+
+
+@pytest.mark.parametrize(
+    "build, pattern",
+    [
+        (lambda: kerascnn.zoo.resnet(depth=57), r"depth must be 6n\+2 .*received depth=57"),
+        (
+            lambda: kerascnn.zoo.resnet(depth=32, block="bottleneck"),
+            r"depth must be 9n\+2 .*received depth=32",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, num_classes=-3),
+            r"num_classes must be an integer >= 1; received num_classes=-3",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, block="fancy"),
+            r"block must be one of 'basic', 'bottleneck'; received block='fancy'",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, shortcut="C"),
+            r"shortcut must be one of 'A', 'B'; received shortcut='C'",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, version=3),
+            r"version must be one of 1, 2; received version=3",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=50, input_shape=(16, 16, 3)),
+            r"input_shape=\(16, 16, 3\) is too small.*at least 32",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, input_shape=(32, 32)),
+            r"input_shape must be \(height, width, channels\)",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, norm="weird"),
+            r"norm must be one of .*received norm='weird'",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, l2=-1.0),
+            r"l2 must be a number >= 0; received l2=-1.0",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, l2=1e-4, kernel_regularizer="l1"),
+            r"either l2 or kernel_regularizer",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, groups=4),
+            r"groups > 1 \(ResNeXt\) needs block='bottleneck'",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, drop_path_rate=1.5),
+            r"drop_path_rate must be a number in \[0.0, 1.0\); received drop_path_rate=1.5",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(depth=12),
+            r"depth must be one of 11, 13, 16, 19; received depth=12",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(num_blocks=6, convs_per_block=2),
+            r"input_shape=\(32, 32, 3\) is too small.*down-samples by 64",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(num_blocks=3, convs_per_block=[1, 2]),
+            r"convs_per_block must be an int or a list of 3 ints",
+        ),
+        (lambda: kerascnn.zoo.vgg(depth=16, num_blocks=3, convs_per_block=2), r"exactly one way"),
+        (
+            lambda: kerascnn.zoo.vgg(depth=16, head="mlp"),
+            r"head must be one of 'fc', 'gap'; received head='mlp'",
+        ),
+        (
+            lambda: kerascnn.zoo.alexnet(input_shape=(64, 64, 3)),
+            r"input_shape=\(64, 64, 3\) is too small",
+        ),
+        (
+            lambda: kerascnn.zoo.mobilenet(version=3),
+            r"version must be one of 1, 2; received version=3",
+        ),
+        (lambda: kerascnn.zoo.lenet(pooling="median"), r"pooling must be one of 'avg', 'max'"),
+        (
+            lambda: kerascnn.zoo.create("resnet57"),
+            r"Unknown model name='resnet57'\. Did you mean: .*resnet5",
+        ),
+    ],
+)
+def test_invalid_configuration_raises_value_error(build, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def test_register_refuses_a_duplicate_name():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @kerascnn.zoo.register(
+            "resnet56", family="resnet", input_shape=(32, 32, 3), num_classes=10, paper="x"
+        )
+        def again(**overrides):  # pragma: no cover - never registered
+            return None
+
+
+def test_list_models_patterns_and_natural_order():
+    cifar = kerascnn.zoo.list_models("resnet[0-9]*")
+    assert (
+        cifar.index("resnet20")
+        < cifar.index("resnet56")
+        < cifar.index("resnet110")
+        < cifar.index("resnet1202")
+    )
+    assert kerascnn.zoo.list_models("vgg*_bn") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert kerascnn.zoo.list_models("nothing*") == []
+    required = """lenet5 alexnet vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg16_bn resnet20 resnet32 resnet44
+    resnet56 resnet110 resnet1202 resnet18 resnet34 resnet50 resnet101 resnet152 preact_resnet56
+    plain20 plain56 resnext29_8x64d resnext50_32x4d mobilenet_v1 mobilenet_v2 googlenet""".split()
+    assert set(required) <= set(kerascnn.zoo.list_models())
