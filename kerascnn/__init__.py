@@ -4,9 +4,15 @@ import kerascnn
 model = kerascnn.zoo.resnet(depth=56)
 """
 
+import os
 import sys
 
 __version__ = "0.1.0"
+
+# TensorFlow's C++ INFO and WARNING lines (oneDNN notices, CPU feature hints) are noise for
+# users of a model zoo; errors still print. Set TF_CPP_MIN_LOG_LEVEL=0 to see everything.
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Keras builds, saves and loads functional graphs recursively; the deepest zoo models
 # (ResNet-1202: about 4,200 layers in one chain) need more than Python's default of 1,000
@@ -15,4 +21,15 @@ RECURSION_LIMIT = 30_000
 if sys.getrecursionlimit() < RECURSION_LIMIT:
     sys.setrecursionlimit(RECURSION_LIMIT)
 
-from kerascnn import layers, zoo  # noqa: E402,F401
+# Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
+# `keras.models.load_model` finds them after a plain `import kerascnn`.
+from kerascnn import export, layers, pipelines, training, zoo  # noqa: E402,F401
+
+
+def __getattr__(name: str):
+    # The experiments pull in matplotlib: loaded on first use.
+    if name == "experiments":
+        import importlib
+
+        return importlib.import_module("kerascnn.experiments")
+    raise AttributeError(f"module 'kerascnn' has no attribute {name!r}")

@@ -64,6 +64,101 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from kerascnn.training.run import train_from_names
+
+    recipe_overrides = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "augment": args.augment,
+        "early_stopping": args.early_stopping,
+    }  # fmt: skip
+    out_dir = args.out or os.path.join("runs", args.model)
+    run = train_from_names(
+        args.model, args.dataset, recipe=args.recipe, out_dir=out_dir, placement=args.placement,
+        validation_fraction=args.validation_fraction, seed=args.seed, data_dir=args.data_dir,
+        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
+        mixed_precision=args.mixed_precision, verbose=2 if args.quiet else "auto",
+        strategy=args.strategy, lr_scaling=args.lr_scaling, **recipe_overrides,
+    )  # fmt: skip
+    result = run.result
+    stop = (
+        f", early-stopped; best epoch {result.best_epoch} restored" if result.stopped_early else ""
+    )
+    print(f"trained {args.model} on {args.dataset}: {result.epochs_run} epochs{stop}")
+    if result.val_accuracy is not None:
+        print(f"validation accuracy: {result.val_accuracy:.4f}")
+    print(f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json)")
+    if args.export:
+        _export(run.model, args.export, None, run.class_names)
+    return 0
+
+
+def _export(model, base_dir, version, class_names) -> str:
+    from kerascnn import export
+
+    path = export.serving_export(model, base_dir, version=version, class_names=class_names)
+    print(f"exported SavedModel: {path}")
+    print(
+        f"  query it:  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
+        "--input_exprs 'images=np.zeros((1,) + SHAPE, np.uint8)'"
+    )
+    print(f"  or:        kerascnn predict {path} IMAGE.png")
+    return path
+
+
+def cmd_evaluate(args) -> int:
+    import keras
+
+    from kerascnn import pipelines
+
+    if not os.path.exists(args.model_file):
+        raise UserError(f"model file not found: {args.model_file}")
+    model = keras.models.load_model(args.model_file, safe_mode=True)
+    from kerascnn.training.run import load_train_val
+
+    _, val = load_train_val(args.dataset, args.validation_fraction, args.seed, args.data_dir)
+    data = pipelines.build(
+        val, batch_size=args.batch_size, shuffle=False, normalize="none", labels="sparse"
+    )
+    model.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    loss, accuracy = model.evaluate(data.dataset, verbose=0)
+    print(
+        f"{args.model_file} on {args.dataset} (validation, {len(val)} images): loss {loss:.4f}, accuracy {accuracy:.4f}"
+    )
+    return 0
+
+
+def cmd_export(args) -> int:
+    import keras
+
+    if not os.path.exists(args.model_file):
+        raise UserError(f"model file not found: {args.model_file}")
+    model = keras.models.load_model(args.model_file, safe_mode=True)
+    class_names = args.class_names.split(",") if args.class_names else None
+    _export(model, args.target, args.version, class_names)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from kerascnn import export
+
+    for line in export.predict_files(args.saved_model, args.images, top_k=args.top_k):
+        print(line)
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from kerascnn.experiments import EXPERIMENTS
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "func", "experiment")}
+    paths = EXPERIMENTS[args.experiment].run(**options)
+    for label, path in paths.items():
+        print(f"{label}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kerascnn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,15 +172,109 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", help="HxWxC, e.g. 32x32x3")
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("train", help="train a registered model on a dataset")
+    p.add_argument("model", help="a registered model name, e.g. resnet20")
+    p.add_argument(
+        "--dataset",
+        default="cifar10-sample",
+        help="cifar10-sample (bundled), a tfds name, an .npz file or an image folder",
+    )
+    p.add_argument(
+        "--recipe",
+        default="quick",
+        help="quick, resnet-cifar, resnet-cifar-cosine, vgg-sweep, adamw, fast-cifar",
+    )
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--augment", help="e.g. 'flip,padcrop,randaugment:2:9,mixup:0.2' ('' for none)")
+    p.add_argument(
+        "--placement",
+        choices=("model", "pipeline"),
+        default="model",
+        help="where augmentation runs",
+    )
+    p.add_argument(
+        "--early-stopping", type=int, metavar="PATIENCE", help="patience in epochs (0 = off)"
+    )
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="tensorflow-datasets data directory")
+    p.add_argument(
+        "--jit",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA (auto: on with a GPU, off on CPU)",
+    )
+    p.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
+    p.add_argument(
+        "--strategy",
+        choices=("auto", "none", "mirrored", "multiworker"),
+        default="auto",
+        help="tf.distribute strategy (auto: multiworker with a TF_CONFIG cluster, mirrored with 2+ GPUs); see docs/distributed.md",
+    )
+    p.add_argument(
+        "--lr-scaling",
+        choices=("linear", "sqrt", "none"),
+        default="linear",
+        help="with N replicas --batch-size is per replica; lr x N (linear), x sqrt(N), or unchanged (none: batch and lr are global)",
+    )
+    p.add_argument(
+        "--out", help="run folder (default runs/MODEL); rerun the same command to resume"
+    )
+    p.add_argument("--export", metavar="DIR", help="export a SavedModel to DIR/VERSION afterwards")
+    p.add_argument(
+        "--quiet", action="store_true", help="one line per epoch instead of progress bars"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a .keras model on a dataset's validation part")
+    p.add_argument("model_file")
+    p.add_argument("--dataset", default="cifar10-sample")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--validation-fraction", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export", help="export a .keras model as a SavedModel for TensorFlow Serving"
+    )
+    p.add_argument("model_file")
+    p.add_argument("target", help="model folder, e.g. saved_models/resnet20; versions go inside")
+    p.add_argument(
+        "--version", type=int, help="version number (default: next free); never overwritten"
+    )
+    p.add_argument("--class-names", help="comma-separated class names stored with the model")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("predict", help="top-k classes of image files from an exported SavedModel")
+    p.add_argument("saved_model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.set_defaults(func=cmd_predict)
+
+    from kerascnn.experiments import EXPERIMENTS
+
+    p = sub.add_parser("experiment", help="run one of the lecture's experiments (CSV + PNG)")
+    experiments = p.add_subparsers(dest="experiment", required=True, metavar="NAME")
+    for experiment in EXPERIMENTS.values():
+        e = experiments.add_parser(experiment.name, help=experiment.help)
+        experiment.add_arguments(e)
+        e.set_defaults(func=cmd_experiment)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
+    from kerascnn.training.loop import TrainingDiverged
+
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as error:
+    except (UserError, ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as error:
         print(f"kerascnn {args.command}: error: {error}", file=sys.stderr)
         return 2
 

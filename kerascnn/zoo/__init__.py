@@ -12,3 +12,4 @@ from kerascnn.zoo.mobilenet import mobilenet  # noqa: F401
 from kerascnn.zoo.registry import ModelInfo, create, list_models, model_info, register  # noqa: F401
 from kerascnn.zoo.resnet import resnet  # noqa: F401
 from kerascnn.zoo.vgg import vgg, vgg_blocks  # noqa: F401
+from kerascnn.zoo.odenet import odenet  # noqa: F401

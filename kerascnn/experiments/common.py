@@ -1,0 +1,473 @@
+"""Conventions shared by every experiment: options, data, training, output files.
+
+Every experiment is ``run(**options) -> dict[label, path]`` plus ``add_arguments(parser)``.
+The helpers here give all of them the same command line and the same outputs:
+
+* **options** (:func:`add_common_arguments`): ``--data`` (any source
+  :func:`kerascnn.pipelines.load` reads: an ``.npz`` file, an image folder, a tfds name,
+  ``cifar10-sample``; or ``synthetic[:N]``, tiny generated images for tests), ``--subset`` /
+  ``--val-subset`` (stratified numbers of training / validation images), ``--epochs``,
+  ``--batch-size``, ``--seed``, ``--quick`` and ``--out``. Experiment options default to
+  ``None`` and :func:`resolve` fills them from the experiment's full-scale or ``--quick``
+  defaults, so an explicit option always wins over ``--quick``.
+* **data** (:func:`load_data`): a seeded, stratified train / validation split
+  (``validation_fraction``) with optional stratified subsets, and batches normalized with
+  the training part's statistics (:meth:`ExperimentData.pipelines`).
+* **training** (:func:`train`): ``kerascnn.training.fit`` with a recipe, no files, and the
+  seconds per epoch.
+* **outputs** (:func:`output_dir`, :func:`write_csv`, :func:`save_figure`,
+  :func:`write_run_info`): one folder per experiment (default ``runs/experiments/NAME``) with
+  ``NAME.csv``, PNG figures and ``run.json`` (the command, data sizes, epochs, hardware,
+  versions and wall time: what a figure's caption needs).
+
+A new experiment module (e.g. issue 8's regularization experiments)::
+
+    QUICK = {"subset": 2000, "val_subset": 500, "epochs": 2}
+    FULL = {"subset": None, "val_subset": None, "epochs": 30}
+
+    def run(**options):
+        o = resolve(options, FULL, QUICK)
+        out = output_dir(o["out"], "my-exp")
+        data = load_data(o["data"], subset=o["subset"], val_subset=o["val_subset"], seed=o["seed"])
+        train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
+        ...
+        return {"csv": write_csv(out / "my-exp.csv", rows), "png": save_figure(fig, out / "my-exp.png"),
+                "run": write_run_info(out, "my-exp", o, data, started)}
+
+    def add_arguments(parser):
+        add_common_arguments(parser, FULL, QUICK)
+        parser.add_argument("--my-option", ...)
+
+    register_experiment("my-exp", "what it shows", run, add_arguments)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from collections.abc import Iterable, Mapping
+
+import keras
+import numpy as np
+
+DEFAULT_DATA = "cifar10-sample"
+DEFAULT_OUT = pathlib.Path("runs") / "experiments"
+SYNTHETIC = "synthetic"
+#: Options every experiment has (the dest names ``run`` receives).
+COMMON_OPTIONS = (
+    "data",
+    "validation_fraction",
+    "subset",
+    "val_subset",
+    "epochs",
+    "batch_size",
+    "seed",
+    "quick",
+    "out",
+)
+
+
+# --------------------------------------------------------------------------- options
+def add_common_arguments(parser, full: Mapping, quick: Mapping) -> None:
+    """Add the shared options to an argparse ``parser``; ``full`` / ``quick`` hold the
+    experiment's defaults (shown in ``--help``)."""
+
+    def shown(key):
+        return f"(default {full.get(key)!r}; --quick: {quick.get(key, full.get(key))!r})"
+
+    parser.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help="source: an .npz file (e.g. ../shared/data/cifar10/train.npz), an image folder, a "
+        "tfds name, cifar10-sample (bundled), or synthetic[:N] (tiny generated images, for tests)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="stratified validation share carved from the training data with --seed",
+    )
+    parser.add_argument(
+        "--subset", type=int, help=f"training images to use, stratified {shown('subset')}"
+    )
+    parser.add_argument(
+        "--val-subset", type=int, help=f"validation images to use {shown('val_subset')}"
+    )
+    parser.add_argument("--epochs", type=int, help=f"epochs per run {shown('epochs')}")
+    parser.add_argument("--batch-size", type=int, help=f"batch size {shown('batch_size')}")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, subsets and models")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the reduced scale documented for a 2-core CPU (explicit options still win)",
+    )
+    parser.add_argument("--out", help=f"output folder (default {DEFAULT_OUT}/NAME)")
+
+
+def resolve(options: Mapping, full: Mapping, quick: Mapping) -> dict:
+    """The options with every ``None`` (or missing) value taken from ``quick`` (when
+    ``options["quick"]``) or ``full``; unknown keys pass through unchanged."""
+    defaults = {"data": DEFAULT_DATA, "validation_fraction": 0.1, "seed": 0, "quick": False}
+    defaults["out"] = None
+    resolved = {**defaults, **full}
+    if options.get("quick"):
+        resolved.update(quick)
+    for key, value in options.items():
+        if value is not None:
+            resolved[key] = value
+    return resolved
+
+
+def parse_ints(value, name: str) -> list[int]:
+    """``"1,2,3"`` (or a list) as a list of positive ints; ``ValueError`` naming ``name``."""
+    if isinstance(value, str):
+        try:
+            items = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(
+                f"{name} must be comma-separated integers; received {name}={value!r}"
+            ) from None
+    else:
+        items = list(value)
+    if not items or not all(isinstance(v, int) and v >= 1 for v in items):
+        raise ValueError(f"{name} must list integers >= 1; received {name}={value!r}")
+    return items
+
+
+# --------------------------------------------------------------------------- data
+def synthetic_dataset(
+    n: int = 96, image_size: int = 16, num_classes: int = 4, seed: int = 0, name: str = SYNTHETIC
+):
+    """A tiny, learnable image dataset for tests: each class is a fixed random colour pattern
+    plus noise, as ``uint8`` images ``(image_size, image_size, 3)`` with balanced labels."""
+    from kerascnn.pipelines.dataset import Dataset, DatasetInfo
+
+    rng = np.random.default_rng(seed)
+    patterns = rng.uniform(-1, 1, size=(num_classes, image_size, image_size, 3))
+    y = np.arange(n) % num_classes
+    x = 128 + 60 * patterns[y] + rng.normal(0, 25, size=(n, image_size, image_size, 3))
+    x = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    y = y.astype(np.int64)
+
+    def make(indices):
+        import tensorflow as tf
+
+        xs, ys = (x, y) if indices is None else (x[indices], y[indices])
+        return tf.data.Dataset.from_tensor_slices((xs, ys.astype(np.int32)))
+
+    info = DatasetInfo(
+        name, "train", tuple(f"class{i}" for i in range(num_classes)), x.shape[1:]
+    )
+    return Dataset(info, make, y, len(y), arrays=x)
+
+
+def _stratified_take(dataset, n: int | None, seed: int, what: str):
+    if n is None or n >= len(dataset):
+        return dataset
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{what} must be an integer >= 1; received {what}={n!r}")
+    from kerascnn.pipelines import stratified_split_indices
+
+    _, keep = stratified_split_indices(dataset.labels, n / len(dataset), seed)
+    return dataset.subset(keep)
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """The training and validation parts an experiment uses."""
+
+    train: object  # kerascnn.pipelines.Dataset
+    val: object
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.image_shape)
+
+    def describe(self) -> str:
+        h, w, c = self.image_shape
+        return (
+            f"{self.source}: {len(self.train)} training + {len(self.val)} validation images, "
+            f"{h}x{w}x{c}, {self.num_classes} classes"
+        )
+
+    def pipelines(self, batch_size: int, seed: int = 0, augment=None):
+        """``(train, validation)`` :class:`kerascnn.pipelines.Pipeline` s, standardized in the
+        pipeline with the training part's statistics; models take normalized images."""
+        from kerascnn import pipelines
+
+        train = pipelines.build(
+            self.train,
+            batch_size=batch_size,
+            seed=seed,
+            augment=augment or None,
+            normalize_in="pipeline",
+        )
+        val = pipelines.build(
+            self.val,
+            batch_size=batch_size,
+            shuffle=False,
+            normalize=train.normalization,
+            normalize_in="pipeline",
+        )
+        return train, val
+
+    def arrays(self, split: str = "val", batch_size: int = 512):
+        """All normalized images and labels of ``"val"`` or ``"train"`` as NumPy arrays."""
+        train, val = self.pipelines(batch_size)
+        pipe = val if split == "val" else _unshuffled(self, train)
+        xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in pipe.dataset), strict=True)
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def _unshuffled(data: ExperimentData, train_pipe):
+    from kerascnn import pipelines
+
+    return pipelines.build(
+        data.train, batch_size=512, shuffle=False, normalize=train_pipe.normalization
+    )
+
+
+def load_data(
+    data: str = DEFAULT_DATA,
+    *,
+    subset: int | None = None,
+    val_subset: int | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> ExperimentData:
+    """Training and validation parts of ``data``, each optionally a stratified subset.
+
+    Args:
+        data: any :func:`kerascnn.pipelines.load` source, or ``"synthetic"`` /
+            ``"synthetic:N"`` (:func:`synthetic_dataset` with ``N`` images, default 96).
+            The bundled ``cifar10-sample`` keeps its own train / validation split.
+        subset, val_subset: numbers of training / validation images (``None``: all), drawn
+            stratified with ``seed``.
+        validation_fraction: share carved from the training data for validation.
+        seed: seed of the split and of the subsets.
+    """
+    from kerascnn import pipelines
+
+    source = os.fspath(data)
+    if source == SYNTHETIC or source.startswith(SYNTHETIC + ":"):
+        n = int(source.split(":", 1)[1]) if ":" in source else 96
+        full = synthetic_dataset(n, seed=seed)
+        train, val = pipelines.train_val_split(full, validation_fraction, seed)
+    elif source == pipelines.SAMPLE_NAME:
+        train, val = pipelines.load(source, "train"), pipelines.load(source, "validation")
+    else:
+        kwargs = {"validation_fraction": validation_fraction, "seed": seed}
+        train = pipelines.load(source, "train", **kwargs)
+        val = pipelines.load(source, "validation", **kwargs)
+    train = _stratified_take(train, subset, seed, "subset")
+    val = _stratified_take(val, val_subset, seed, "val_subset")
+    return ExperimentData(train, val, source)
+
+
+def chance_threshold(num_classes: int, num_val: int) -> float:
+    """Validation accuracy that a run must exceed to count as "trained": chance plus three
+    binomial standard errors at chance, ``1/K + 3 sqrt((1/K)(1 - 1/K) / n)``."""
+    p = 1.0 / num_classes
+    return p + 3.0 * math.sqrt(p * (1 - p) / max(1, num_val))
+
+
+# --------------------------------------------------------------------------- training
+class EpochTimer(keras.callbacks.Callback):
+    """Wall-clock seconds of each training epoch (validation included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    history: dict
+    epoch_seconds: list
+    seconds: float
+
+    def last(self, key: str, default=float("nan")) -> float:
+        values = self.history.get(key) or [default]
+        return float(values[-1])
+
+
+def train(model, train_pipe, val_pipe, recipe, *, verbose=0) -> TrainResult:
+    """Fit ``model`` with ``recipe`` (via :func:`kerascnn.training.fit`, writing no files)
+    and return its history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch)
+    and timings."""
+    from kerascnn.training import fit
+
+    timer = EpochTimer()
+    start = time.perf_counter()
+    result = fit(model, train_pipe, val_pipe, recipe, callbacks=[timer], verbose=verbose)
+    return TrainResult(result.history, timer.seconds, time.perf_counter() - start)
+
+
+def log(name: str, message: str) -> None:
+    """One progress line on stdout: ``[name] message``."""
+    print(f"[{name}] {message}", flush=True)
+
+
+# --------------------------------------------------------------------------- outputs
+def output_dir(out, name: str) -> pathlib.Path:
+    """The experiment's folder (``out``, default ``runs/experiments/NAME``), created."""
+    path = pathlib.Path(out) if out else DEFAULT_OUT / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_csv(path, rows: Iterable[Mapping], columns: list[str] | None = None) -> pathlib.Path:
+    """Write ``rows`` (dicts) as CSV with a header; columns in first-seen order unless given.
+    Floats are written with full precision."""
+    rows = list(rows)
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+    path = pathlib.Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return path
+
+
+def _cell(value):
+    if isinstance(value, (np.floating, float)):
+        return repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV written by :func:`write_csv`, with numbers converted back."""
+
+    def convert(value):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return {"True": True, "False": False}.get(value, value)
+
+    with pathlib.Path(path).open(newline="") as f:
+        return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (matplotlib is the
+    ``kerascnn[plots]`` extra)."""
+    try:
+        import matplotlib
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            "the experiments draw with matplotlib: pip install 'kerascnn[plots]'"
+        ) from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path, caption: str | None = None) -> pathlib.Path:
+    """Save ``fig`` as PNG (with ``caption`` in small print at the bottom) and close it."""
+    plt = pyplot()
+    if caption:
+        fig.text(0.01, 0.005, caption, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def hardware() -> str:
+    """A one-line description of the machine: CPU cores, GPUs, backend and versions."""
+    cpus = os.cpu_count()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        affinity = cpus
+    gpus = []
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")
+        ]
+    cpu = platform.processor() or platform.machine()
+    device = f"GPU: {', '.join(gpus)}" if gpus else f"CPU only ({affinity} of {cpus} cores usable)"
+    return f"{device}, {cpu}; Keras {keras.__version__} ({keras.backend.backend()} backend)"
+
+
+def command_line() -> str:
+    """The command that is running, as typed (``kerascnn experiment ...`` for the CLI)."""
+    argv = list(sys.argv)
+    if argv and (argv[0].endswith("kerascnn") or argv[0].endswith("cli.py")):
+        argv[0] = "kerascnn"
+    return " ".join(argv)
+
+
+def caption(name: str, options: Mapping, data: ExperimentData, extra: str = "") -> str:
+    """A figure caption: the data and scale, epochs, hardware."""
+    parts = [
+        f"kerascnn experiment {name}" + (" --quick" if options.get("quick") else ""),
+        data.describe(),
+        f"{options.get('epochs')} epochs, batch {options.get('batch_size')}, seed {options.get('seed')}",
+    ]
+    if extra:
+        parts.append(extra)
+    parts.append(hardware())
+    return " | ".join(parts)
+
+
+def write_run_info(
+    out, name: str, options: Mapping, data: ExperimentData, started: float, **extra
+) -> pathlib.Path:
+    """``run.json``: command, resolved options, data sizes, hardware, versions, wall time."""
+    info = {
+        "experiment": name,
+        "command": command_line(),
+        "options": {k: v for k, v in options.items() if _jsonable(v)},
+        "data": data.describe(),
+        "train_images": len(data.train),
+        "validation_images": len(data.val),
+        "hardware": hardware(),
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "wall_seconds": round(time.time() - started, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        **extra,
+    }
+    path = pathlib.Path(out) / "run.json"
+    path.write_text(json.dumps(info, indent=1) + "\n")
+    return path
+
+
+def _jsonable(value) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,720 @@
+"""The lecture's regularization techniques, measured (issue 8).
+
+``kerascnn experiment NAME [--quick]`` for NAME in ``augmentation``, ``dropout``,
+``weight-decay``, ``l1``, ``normalization``, ``mc-dropout``, ``early-stopping``,
+``memorization``. Each writes CSV tables and one PNG figure to ``--out`` (default
+``runs/experiments/NAME``) and returns their paths. See ``docs/regularization.md`` for the
+figures of real runs and what they show.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+
+from kerascnn import layers as kl
+from kerascnn import zoo
+from kerascnn.experiments import common
+from kerascnn.experiments import reg_common as rc
+from kerascnn.experiments.registry import register_experiment
+from kerascnn.training import DropoutSchedule
+
+
+def _finish(name, o, data, out, started, paths, fig, extra=""):
+    """Save the figure (captioned with command, data, scale and hardware) and ``run.json``;
+    return the paths as strings."""
+    paths["figure"] = common.save_figure(fig, out / f"{name.replace('-', '_')}.png",
+                                         common.caption(name, o, data, extra))  # fmt: skip
+    paths["run"] = common.write_run_info(out, name, o, data, started)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _last(rows, key, default=float("nan")):
+    return rows[-1].get(key, default) if rows else default
+
+
+def _best(rows, key):
+    values = [r[key] for r in rows if key in r and np.isfinite(r[key])]
+    return max(values) if values else float("nan")
+
+
+def _mean_epoch_seconds(rows):
+    secs = [r["train_seconds"] for r in rows]
+    secs = secs[1:] if len(secs) > 1 else secs  # the first epoch includes tracing
+    return float(np.mean(secs)) if secs else float("nan")
+
+
+def _curves(ax, runs, key, title, ylabel):
+    for label, rows in runs.items():
+        ax.plot([r["epoch"] for r in rows], [r.get(key, np.nan) for r in rows], marker=".",
+                label=label)  # fmt: skip
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+# =========================================================================== augmentation
+AUG_QUICK = dict(subset=2000, val_subset=1000, epochs=6, batch_size=64)
+AUG_FULL = dict(subset=None, val_subset=None, epochs=30, batch_size=128, depth=20)
+AUG_SETTINGS = (
+    ("none", ""),
+    ("flip+padcrop", "flip,padcrop"),
+    ("+cutout", "flip,padcrop,cutout:0.5"),
+    ("+mixup", "flip,padcrop,mixup:0.2"),
+    ("+cutmix", "flip,padcrop,cutmix:1.0"),
+    ("+randaugment", "flip,padcrop,randaugment:2:9"),
+)
+PLACEMENT_SETTING = "flip+padcrop"
+
+
+def run_augmentation(**options) -> dict:
+    """ResNet-``depth`` with each augmentation setting (cumulative over flip + pad-crop),
+    plus flip + pad-crop placed in the ``tf.data`` pipeline instead of the model.
+
+    Writes ``epochs.csv`` (per setting and epoch), ``summary.csv`` (final and best validation
+    accuracy, clean training accuracy, the train - validation gap, seconds per epoch) and
+    ``augmentation.png``. The recipe is kerascnn's ``quick`` one (AdamW, one-cycle).
+    """
+    from kerascnn.training import get_recipe
+
+    o, data, arr, out, started = rc.setup("augmentation", options, AUG_FULL, AUG_QUICK)
+    depth = o["depth"]
+    runs = [(label, spec, "model") for label, spec in AUG_SETTINGS]
+    runs.append(
+        (f"{PLACEMENT_SETTING} (pipeline)", dict(AUG_SETTINGS)[PLACEMENT_SETTING], "pipeline")
+    )
+    epochs_rows, summary, curves = [], [], {}
+    for label, spec, placement in runs:
+        keras.utils.set_random_seed(o["seed"])
+        pipe, val = rc.pipes(data, o["batch_size"], o["seed"], spec, placement)
+        one_hot = pipe.mix is not None
+        core = zoo.resnet(depth=depth, input_shape=data.image_shape, num_classes=data.num_classes)
+        model = pipe.wrap(core, name=f"resnet{depth}")
+        recipe = get_recipe("quick", epochs=o["epochs"], batch_size=o["batch_size"],
+                            early_stopping=0, augment="")  # fmt: skip
+        model.compile(**recipe.compile_args(int(pipe.dataset.cardinality()), one_hot=one_hot),
+                      jit_compile=False)  # fmt: skip
+        recorder = rc.EpochRecorder()
+        model.fit(pipe.dataset, validation_data=val.dataset, epochs=o["epochs"], verbose=0,
+                  callbacks=[keras.callbacks.TerminateOnNaN(), recorder])  # fmt: skip
+        rows = recorder.rows
+        train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
+        val_acc = _last(rows, "val_accuracy")
+        curves[label] = rows
+        epochs_rows += [
+            {"setting": label, "augment": spec, "placement": placement, **r} for r in rows
+        ]
+        summary.append({
+            "setting": label, "augment": spec or "none", "placement": placement,
+            "val_accuracy": val_acc, "best_val_accuracy": _best(rows, "val_accuracy"),
+            "train_accuracy": train_acc, "gap": train_acc - val_acc,
+            "seconds_per_epoch": _mean_epoch_seconds(rows),
+        })  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    _curves(axes[0], curves, "val_accuracy", f"ResNet-{depth}: validation accuracy", "accuracy")
+    axes[0].legend(fontsize=7)
+    labels = [s["setting"] for s in summary]
+    pos = np.arange(len(labels))
+    axes[1].bar(pos - 0.2, [s["val_accuracy"] for s in summary], 0.4, label="val accuracy")
+    axes[1].bar(pos + 0.2, [s["gap"] for s in summary], 0.4, label="train - val gap")
+    for p, s in zip(pos, summary, strict=True):
+        axes[1].text(p, 0.01, f"{s['seconds_per_epoch']:.1f}s/ep", rotation=90, fontsize=7,
+                     ha="center", va="bottom", color="white")  # fmt: skip
+    axes[1].set_xticks(pos, labels, rotation=30, ha="right", fontsize=8)
+    axes[1].set_title("final validation accuracy and generalization gap")
+    axes[1].legend(fontsize=8)
+    axes[1].grid(axis="y", alpha=0.3)
+    return _finish("augmentation", o, data, out, started, paths, fig)
+
+
+def _augmentation_args(parser):
+    common.add_common_arguments(parser, AUG_FULL, AUG_QUICK)
+    parser.add_argument("--depth", type=int, help="ResNet depth, 6n+2 (default 20)")
+
+
+# =========================================================================== dropout
+DROP_QUICK = dict(subset=2000, val_subset=1000, epochs=12, batch_size=64)
+DROP_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3)
+DROP_SETTINGS = ("none", "dropout", "spatial", "dropconnect", "cutout", "early", "late")
+
+
+def run_dropout(**options) -> dict:
+    """The VGG-like net without dropout, with dropout, spatial dropout, DropConnect, Cutout,
+    early dropout (on for the first quarter of the epochs) and late dropout (on from the
+    middle); Adam 1e-3. Writes ``epochs.csv``, ``summary.csv`` and ``dropout.png``."""
+    o, data, arr, out, started = rc.setup("dropout", options, DROP_FULL, DROP_QUICK)
+    rate = o["rate"]
+    epochs = o["epochs"]
+    schedules = {
+        "early": DropoutSchedule("early", cutoff_epoch=max(1, epochs // 4)),
+        "late": DropoutSchedule("late", cutoff_epoch=max(1, epochs // 2)),
+    }
+    epochs_rows, summary, curves = [], [], {}
+    for setting in DROP_SETTINGS:
+        keras.utils.set_random_seed(o["seed"])
+        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
+        drop = "dropout" if setting in schedules else setting
+        core = rc.small_vgg(data.image_shape, data.num_classes, drop=drop, rate=rate,
+                            seed=o["seed"])  # fmt: skip
+        model = pipe.wrap(core, name=f"vgg_{setting}")
+        callbacks = [schedules[setting]] if setting in schedules else []
+        rows = rc.train(model, pipe, val, epochs=epochs, lr=1e-3, callbacks=callbacks)
+        train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
+        curves[setting] = rows
+        epochs_rows += [{"setting": setting, **r} for r in rows]
+        summary.append({
+            "setting": setting, "rate": 0.0 if setting == "none" else rate,
+            "val_accuracy": _last(rows, "val_accuracy"),
+            "best_val_accuracy": _best(rows, "val_accuracy"),
+            "final_train_loss": _last(rows, "loss"), "train_accuracy": train_acc,
+            "gap": train_acc - _last(rows, "val_accuracy"),
+        })  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    _curves(axes[0], curves, "val_accuracy", "validation accuracy", "accuracy")
+    _curves(axes[1], curves, "loss", "training loss (with the regularizer on)", "cross-entropy")
+    axes[1].legend(fontsize=8)
+    return _finish("dropout", o, data, out, started, paths, fig, f"rate {rate}")
+
+
+def _dropout_args(parser):
+    common.add_common_arguments(parser, DROP_FULL, DROP_QUICK)
+    parser.add_argument("--rate", type=float, help="drop rate of every variant (0.3)")
+
+
+# =========================================================================== weight decay
+WD_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
+WD_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, adam_decay=0.5,
+               sgd_decay=5e-3, adam_lr=1e-3, sgd_lr=0.05)  # fmt: skip
+
+
+def run_weight_decay(**options) -> dict:
+    """Adam + L2 penalty vs AdamW, SGD + L2 penalty vs SGD with decoupled decay, at matched
+    strength (the penalty ``d/2 * sum(w**2)`` has gradient ``d * w``; the decoupled decay
+    subtracts ``lr * d * w``), with undecayed Adam and SGD for reference.
+
+    Writes ``epochs.csv`` (with the global kernel norm per epoch), ``summary.csv`` and
+    ``weight_decay.png``."""
+    o, data, arr, out, started = rc.setup("weight-decay", options, WD_FULL, WD_QUICK)
+    adam_decay, sgd_decay, adam_lr, sgd_lr = (
+        o["adam_decay"],
+        o["sgd_decay"],
+        o["adam_lr"],
+        o["sgd_lr"],
+    )
+    settings = (
+        ("adam", "adam", adam_lr, 0.0, 0.0),
+        ("adam + L2", "adam", adam_lr, adam_decay / 2, 0.0),
+        ("adamw", "adamw", adam_lr, 0.0, adam_decay),
+        ("sgd", "sgd", sgd_lr, 0.0, 0.0),
+        ("sgd + L2", "sgd", sgd_lr, sgd_decay / 2, 0.0),
+        ("sgd decoupled", "sgd", sgd_lr, 0.0, sgd_decay),
+    )
+    epochs_rows, summary, curves = [], [], {}
+    for label, optimizer, lr, l2, decay in settings:
+        keras.utils.set_random_seed(o["seed"])
+        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
+        core = rc.small_vgg(data.image_shape, data.num_classes, l2=l2, seed=o["seed"])
+        model = pipe.wrap(core, name="vgg")
+        start = {"epoch": 0, "weight_norm": rc.kernel_norm(model)}
+        rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr, optimizer=optimizer,
+                        weight_decay=decay, norm=True)  # fmt: skip
+        rows = [start, *rows]
+        curves[label] = rows
+        epochs_rows += [{"setting": label, **r} for r in rows]
+        summary.append({
+            "setting": label, "optimizer": optimizer, "lr": lr, "l2_penalty": l2,
+            "decoupled_decay": decay, "val_accuracy": _last(rows, "val_accuracy"),
+            "best_val_accuracy": _best(rows, "val_accuracy"),
+            "initial_weight_norm": start["weight_norm"], "final_weight_norm": _last(rows, "weight_norm"),
+        })  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, rows in curves.items():
+        style = "--" if label.startswith("sgd") else "-"
+        for ax, key in zip(axes, ("val_accuracy", "weight_norm"), strict=True):
+            pts = [(r["epoch"], r[key]) for r in rows if key in r]
+            ax.plot(*zip(*pts, strict=True), style, marker=".", label=label)
+    axes[0].set_title("validation accuracy")
+    axes[1].set_title("global L2 norm of the kernels")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    return _finish(
+        "weight-decay",
+        o,
+        data,
+        out,
+        started,
+        paths,
+        fig,
+        (f"Adam lr {adam_lr} decay {adam_decay}, SGD lr {sgd_lr} decay {sgd_decay}"),
+    )
+
+
+def _weight_decay_args(parser):
+    common.add_common_arguments(parser, WD_FULL, WD_QUICK)
+    parser.add_argument("--adam-decay", type=float,
+                        help="decay strength d for Adam + L2 (d/2 * |w|^2) and AdamW (0.5)")  # fmt: skip
+    parser.add_argument("--sgd-decay", type=float,
+                        help="decay strength d for SGD + L2 and SGD decoupled (5e-3)")  # fmt: skip
+    parser.add_argument("--adam-lr", type=float)
+    parser.add_argument("--sgd-lr", type=float, help="SGD lr, momentum 0.9 (0.05)")
+
+
+# =========================================================================== L1
+L1_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
+L1_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, l1=1e-3, lr=0.05,
+               threshold=1e-3)  # fmt: skip
+
+
+def run_l1(**options) -> dict:
+    """No penalty vs an ``L1(l1)`` penalty vs the Hadamard reparameterization with the same
+    strength, SGD with momentum 0.9 for all three.
+
+    Writes ``epochs.csv``, ``summary.csv`` (accuracy, fraction of kernel weights with
+    ``|w| < threshold``), ``histogram.csv`` (counts of log10|w|) and ``l1.png``."""
+    o, data, arr, out, started = rc.setup("l1", options, L1_FULL, L1_QUICK)
+    l1, lr, threshold = (o["l1"], o["lr"], o["threshold"])
+    epochs_rows, summary, weights = [], [], {}
+    edges = np.linspace(-10, 0.5, 64)
+    for setting in rc.CONV_KINDS:
+        keras.utils.set_random_seed(o["seed"])
+        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
+        core = rc.small_vgg(data.image_shape, data.num_classes, conv=setting,
+                            l1=0.0 if setting == "plain" else l1, seed=o["seed"])  # fmt: skip
+        model = pipe.wrap(core, name=f"vgg_{setting}")
+        rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr, optimizer="sgd")
+        w = np.concatenate([k.ravel() for k in rc.kernels(model)])
+        weights[setting] = w
+        epochs_rows += [{"setting": setting, **r} for r in rows]
+        summary.append({
+            "setting": setting, "l1": 0.0 if setting == "plain" else l1,
+            "val_accuracy": _last(rows, "val_accuracy"),
+            "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+            "weights": w.size, "threshold": threshold,
+            "fraction_below_threshold": float(np.mean(np.abs(w) < threshold)),
+            "fraction_below_1e-6": float(np.mean(np.abs(w) < 1e-6)),
+            "mean_abs_weight": float(np.mean(np.abs(w))),
+        })  # fmt: skip
+    hist_rows = []
+    for setting, w in weights.items():
+        counts, _ = np.histogram(np.log10(np.maximum(np.abs(w), 1e-10)), edges)
+        hist_rows += [{"setting": setting, "log10_abs_low": float(lo), "log10_abs_high": float(hi),
+                       "count": int(c)} for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+        "histogram": common.write_csv(out / "histogram.csv", hist_rows),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for s in summary:
+        w = weights[s["setting"]]
+        axes[0].hist(np.log10(np.maximum(np.abs(w), 1e-10)), edges, histtype="step", lw=1.5,
+                     label=f"{s['setting']}: {100 * s['fraction_below_threshold']:.1f}% < {threshold:g}")  # fmt: skip
+    axes[0].axvline(np.log10(threshold), color="k", ls=":", lw=1)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("log10 |w| (all conv and dense kernels; |w| < 1e-10 in the first bin)")
+    axes[0].set_ylabel("weights")
+    axes[0].set_title("final weights")
+    axes[0].legend(fontsize=8)
+    curves = {s: [r for r in epochs_rows if r["setting"] == s] for s in rc.CONV_KINDS}
+    _curves(axes[1], curves, "val_accuracy", "validation accuracy", "accuracy")
+    axes[1].legend(fontsize=8)
+    return _finish("l1", o, data, out, started, paths, fig, f"SGD lr {lr}, l1 {l1}")
+
+
+def _l1_args(parser):
+    common.add_common_arguments(parser, L1_FULL, L1_QUICK)
+    parser.add_argument("--l1", type=float, help="L1 strength (1e-3)")
+    parser.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9")
+    parser.add_argument("--threshold", type=float, help="|w| counted as zero below it")
+
+
+# =========================================================================== normalization
+NORM_QUICK = dict(subset=1000, val_subset=1000, epochs=4, batch_size=64)
+NORM_FULL = dict(subset=None, val_subset=None, epochs=30, batch_size=128, small_batch=2, groups=8,
+                 filters=32)  # fmt: skip
+NORMS = ("none", "batch", "layer", "instance", "group")
+
+
+def _norm_layer(kind, groups):
+    if kind == "none":
+        return None
+    extra = {"groups": groups} if kind == "group" else {}
+    if kind == "layer":
+        extra = {"param_axes": [-1]}  # one scale and shift per channel, like the others
+
+    def make(name):
+        return kl.normalization(kind, epsilon=1e-5, name=name, **extra)
+
+    return make
+
+
+def run_normalization(**options) -> dict:
+    """The zoo's VGG-like net (3 blocks of 2 convs, GAP) with no, batch, layer, instance and
+    group normalization after every conv, trained with Adam 1e-3 at ``--batch-size`` and at
+    ``--small-batch``. Writes ``epochs.csv``, ``summary.csv`` and ``normalization.png``."""
+    o, data, arr, out, started = rc.setup("normalization", options, NORM_FULL, NORM_QUICK)
+    small_batch, groups, filters = (o["small_batch"], o["groups"], o["filters"])
+    epochs_rows, summary, curves = [], [], {}
+    for batch in (o["batch_size"], small_batch):
+        for kind in NORMS:
+            keras.utils.set_random_seed(o["seed"])
+            pipe, val = rc.pipes(data, batch, o["seed"])
+            core = zoo.vgg(num_blocks=3, convs_per_block=2, filters=filters, head="gap",
+                           input_shape=data.image_shape, num_classes=data.num_classes,
+                           norm=_norm_layer(kind, groups))  # fmt: skip
+            model = pipe.wrap(core, name=f"vgg_{kind}")
+            start = time.perf_counter()
+            rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
+            curves[(batch, kind)] = rows
+            epochs_rows += [{"norm": kind, "batch_size": batch, **r} for r in rows]
+            summary.append({
+                "norm": kind, "batch_size": batch, "val_accuracy": _last(rows, "val_accuracy"),
+                "best_val_accuracy": _best(rows, "val_accuracy"),
+                "final_train_loss": _last(rows, "loss"),
+                "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+                "seconds": round(time.perf_counter() - start, 2),
+            })  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
+    for col, batch in enumerate((o["batch_size"], small_batch)):
+        runs = {k: curves[(batch, k)] for k in NORMS}
+        _curves(axes[0, col], runs, "val_accuracy", f"batch size {batch}: validation accuracy",
+                "accuracy")  # fmt: skip
+        _curves(axes[1, col], runs, "loss", f"batch size {batch}: training loss", "cross-entropy")
+    axes[0, 1].legend(fontsize=8)
+    return _finish("normalization", o, data, out, started, paths, fig, f"small batch {small_batch}")
+
+
+def _normalization_args(parser):
+    common.add_common_arguments(parser, NORM_FULL, NORM_QUICK)
+    parser.add_argument("--small-batch", type=int, help="the small batch size (2)")
+    parser.add_argument("--groups", type=int, help="groups of group normalization (8)")
+    parser.add_argument("--filters", type=int, help="filters of the first block (32)")
+
+
+# =========================================================================== MC dropout
+MC_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
+MC_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3, samples=100)
+SAMPLE_COUNTS = (2, 5, 10, 20, 50, 100)
+
+
+def expected_calibration_error(probs, labels, bins: int = 15):
+    """ECE (Guo et al. 2017) and the per-bin rows of a reliability diagram."""
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece, rows = 0.0, []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            acc, c = float(correct[sel].mean()), float(conf[sel].mean())
+            ece += sel.mean() * abs(acc - c)
+            rows.append({"bin_low": lo, "bin_high": hi, "count": int(sel.sum()), "accuracy": acc,
+                         "confidence": c})  # fmt: skip
+    return float(ece), rows
+
+
+def corruptions(x, seed: int = 0):
+    """In-distribution images ``x`` (uint8) with Gaussian noise (sigma 40), blurred (5x5 box),
+    and uniform random noise images of the same shape."""
+    rng = np.random.default_rng(seed)
+    xf = x.astype(np.float32)
+    noisy = np.clip(xf + rng.normal(0, 40, x.shape), 0, 255)
+    pad = np.pad(xf, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    h, w = x.shape[1:3]
+    blur = sum(pad[:, i : i + h, j : j + w] for i in range(5) for j in range(5)) / 25.0
+    noise = rng.uniform(0, 255, x.shape)
+    return {"noise-corrupted": noisy, "blurred": blur, "random noise": noise}
+
+
+def _entropy(p):
+    return -np.sum(p * np.log(np.clip(p, 1e-12, 1.0)), axis=-1)
+
+
+def run_mc_dropout(**options) -> dict:
+    """Train the VGG-like net with dropout, then predict with Monte-Carlo dropout
+    (:func:`kerascnn.layers.mc_predict`): accuracy and ECE vs the number of samples N,
+    a reliability diagram (deterministic vs N = ``samples``), and the predictive entropy on
+    training, validation, noise-corrupted, blurred and random-noise images.
+
+    Writes ``epochs.csv``, ``accuracy.csv``, ``calibration.csv``, ``entropy.csv`` and
+    ``mc_dropout.png``."""
+    o, data, arr, out, started = rc.setup("mc-dropout", options, MC_FULL, MC_QUICK)
+    rate, samples = (o["rate"], o["samples"])
+    keras.utils.set_random_seed(o["seed"])
+    pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
+    core = rc.small_vgg(data.image_shape, data.num_classes, drop="dropout", rate=rate,
+                        seed=o["seed"])  # fmt: skip
+    model = pipe.wrap(core, name="vgg_dropout")
+    rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
+
+    def softmax(z):
+        z = z - z.max(-1, keepdims=True)
+        return np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+
+    def det(x):
+        return softmax(model.predict(np.asarray(x, np.float32), batch_size=256, verbose=0))
+
+    x_val = arr.x_val.astype(np.float32)
+    mc = kl.mc_predict(model, x_val, samples=samples, batch_size=64, from_logits=True,
+                       return_samples=True)  # fmt: skip
+    p_det = det(x_val)
+    ece_det, rel_det = expected_calibration_error(p_det, arr.y_val)
+    acc_rows = [{"samples": 0, "method": "deterministic (dropout off)",
+                 "accuracy": float(np.mean(p_det.argmax(-1) == arr.y_val)), "ece": ece_det}]  # fmt: skip
+    for n in [c for c in SAMPLE_COUNTS if c < samples] + [samples]:
+        p = mc.samples[:n].mean(0)
+        ece, rel = expected_calibration_error(p, arr.y_val)
+        acc_rows.append({"samples": n, "method": "mc dropout",
+                         "accuracy": float(np.mean(p.argmax(-1) == arr.y_val)), "ece": ece})  # fmt: skip
+    cal_rows = [{"method": "deterministic", **r} for r in rel_det]
+    cal_rows += [{"method": f"mc dropout N={samples}", **r} for r in rel]
+
+    n_train = min(len(arr.x_train), len(x_val))
+    inputs = {"train": arr.x_train[:n_train].astype(np.float32), "validation": x_val}
+    inputs.update(corruptions(arr.x_val, o["seed"]))
+    entropies, ent_rows = {}, []
+    for kind, x in inputs.items():
+        pred = mc if kind == "validation" else kl.mc_predict(
+            model, np.asarray(x, np.float32), samples=samples, batch_size=64, from_logits=True)  # fmt: skip
+        entropies[kind] = pred.entropy
+        ent_rows.append({"input": kind, "images": len(x), "samples": samples,
+                         "mean_entropy": float(pred.entropy.mean()),
+                         "median_entropy": float(np.median(pred.entropy)),
+                         "mean_mutual_information": float(pred.mutual_information.mean()),
+                         "deterministic_mean_entropy": float(_entropy(det(x)).mean())})  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", rows),
+        "accuracy": common.write_csv(out / "accuracy.csv", acc_rows),
+        "calibration": common.write_csv(out / "calibration.csv", cal_rows),
+        "entropy": common.write_csv(out / "entropy.csv", ent_rows),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    mc_rows = [r for r in acc_rows if r["samples"]]
+    axes[0].plot([r["samples"] for r in mc_rows], [r["accuracy"] for r in mc_rows], "o-",
+                 label="MC dropout")  # fmt: skip
+    axes[0].axhline(acc_rows[0]["accuracy"], color="k", ls="--", label="deterministic")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("Monte-Carlo samples N")
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_title("accuracy vs N")
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    for label, rel_rows, ece in (("deterministic", rel_det, ece_det),
+                                 (f"MC N={samples}", rel, acc_rows[-1]["ece"])):  # fmt: skip
+        axes[1].plot([r["confidence"] for r in rel_rows], [r["accuracy"] for r in rel_rows], "o-",
+                     label=f"{label} (ECE {ece:.3f})")  # fmt: skip
+    axes[1].plot([0, 1], [0, 1], "k:", lw=1)
+    axes[1].set_xlabel("confidence (mean per bin)")
+    axes[1].set_ylabel("accuracy")
+    axes[1].set_title("reliability diagram")
+    axes[1].legend(fontsize=8)
+    top = np.log(data.num_classes)
+    for kind, ent in entropies.items():
+        axes[2].hist(ent, np.linspace(0, top, 31), histtype="step", lw=1.5, density=True,
+                     label=f"{kind} (mean {ent.mean():.2f})")  # fmt: skip
+    axes[2].set_xlabel(f"predictive entropy, nats (max log {data.num_classes} = {top:.2f})")
+    axes[2].set_title(f"MC-dropout entropy, N={samples}")
+    axes[2].legend(fontsize=8)
+    return _finish("mc-dropout", o, data, out, started, paths, fig, f"rate {rate}")
+
+
+def _mc_dropout_args(parser):
+    common.add_common_arguments(parser, MC_FULL, MC_QUICK)
+    parser.add_argument("--rate", type=float, help="dropout rate (0.3)")
+    parser.add_argument("--samples", type=int, help="largest N (100)")
+
+
+# =========================================================================== early stopping
+ES_QUICK = dict(subset=2000, val_subset=1000, epochs=30, batch_size=64)
+ES_FULL = dict(subset=None, val_subset=None, epochs=100, batch_size=128, patience=4)
+
+
+def run_early_stopping(**options) -> dict:
+    """Train the VGG-like net (no regularization, Adam 1e-3) with ``EarlyStopping`` on the
+    validation loss (``patience``, best weights restored); ``--epochs`` is the maximum.
+    Writes ``epochs.csv``, ``summary.csv`` (best and stop epoch, the restored model's
+    validation loss) and ``early_stopping.png``."""
+    o, data, arr, out, started = rc.setup("early-stopping", options, ES_FULL, ES_QUICK)
+    patience = o["patience"]
+    keras.utils.set_random_seed(o["seed"])
+    pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
+    model = pipe.wrap(rc.small_vgg(data.image_shape, data.num_classes, seed=o["seed"]))
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                            restore_best_weights=True)  # fmt: skip
+    rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3, callbacks=[stopper])
+    val_losses = [r["val_loss"] for r in rows]
+    best_epoch = int(np.argmin(val_losses)) + 1
+    stop_epoch = stopper.stopped_epoch + 1 if stopper.stopped_epoch else None
+    restored = model.evaluate(val.dataset, verbose=0, return_dict=True)
+    summary = [{
+        "patience": patience, "max_epochs": o["epochs"], "epochs_run": len(rows),
+        "stopped_early": stop_epoch is not None, "stop_epoch": stop_epoch or "",
+        "best_epoch": best_epoch, "best_val_loss": min(val_losses),
+        "last_epoch_val_loss": val_losses[-1], "restored_val_loss": float(restored["loss"]),
+        "restored_val_accuracy": float(restored["accuracy"]),
+    }]  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, ax = plt.subplots(1, 1, figsize=(8, 4.5))
+    ep = [r["epoch"] for r in rows]
+    ax.plot(ep, val_losses, "o-", label="validation loss")
+    ax.plot(ep, [r["loss"] for r in rows], ".-", color="0.6", label="training loss")
+    ax.axvline(best_epoch, color="g", ls="--", label=f"best epoch {best_epoch} (restored)")
+    if stop_epoch is not None:
+        ax.axvspan(best_epoch, stop_epoch, color="orange", alpha=0.15,
+                   label=f"patience window ({patience} epochs)")  # fmt: skip
+        ax.axvline(stop_epoch, color="r", ls="--", label=f"stopped after epoch {stop_epoch}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy")
+    ax.set_title("early stopping on the validation loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _finish(
+        "early-stopping",
+        o,
+        data,
+        out,
+        started,
+        paths,
+        fig,
+        f"epochs is the maximum, patience {patience}",
+    )
+
+
+def _early_stopping_args(parser):
+    common.add_common_arguments(parser, ES_FULL, ES_QUICK)
+    parser.add_argument("--patience", type=int, help="epochs without improvement (4)")
+
+
+# =========================================================================== memorization
+MEM_QUICK = dict(subset=1000, val_subset=1000, epochs=40, batch_size=64)
+MEM_FULL = dict(subset=10000, val_subset=None, epochs=150, batch_size=128, lr=1e-3, hidden=512)
+MEM_CONDITIONS = ("true labels", "random labels", "random pixels")
+
+
+def run_memorization(**options) -> dict:
+    """Zhang et al. 2016: the VGG-like net (no regularization, Adam) on ``--subset`` images
+    with their true labels, with labels drawn uniformly at random, and with Gaussian random
+    pixels (the data's per-channel mean and std) instead of the images. Validation uses the
+    true validation images and labels. Writes ``epochs.csv``, ``summary.csv`` and
+    ``memorization.png``."""
+    o, data, arr, out, started = rc.setup("memorization", options, MEM_FULL, MEM_QUICK)
+    lr, hidden = (o["lr"], o["hidden"])
+    rng = np.random.default_rng(o["seed"])
+    x, y = arr.x_train, arr.y_train
+    mean = x.reshape(-1, x.shape[-1]).mean(0)
+    std = x.reshape(-1, x.shape[-1]).std(0)
+    variants = {
+        "true labels": (x, y),
+        "random labels": (x, rng.integers(0, data.num_classes, len(y))),
+        "random pixels": (np.clip(rng.normal(mean, std, x.shape), 0, 255).astype(np.uint8), y),
+    }
+    epochs_rows, summary, curves = [], [], {}
+    for condition, (xc, yc) in variants.items():
+        keras.utils.set_random_seed(o["seed"])
+        pipe, val = rc.pipes(data, o["batch_size"], o["seed"], x_train=xc, y_train=yc)
+        core = rc.small_vgg(data.image_shape, data.num_classes, hidden=hidden, seed=o["seed"])
+        model = pipe.wrap(core, name="vgg")
+        start = time.perf_counter()
+        rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr)
+        curves[condition] = rows
+        epochs_rows += [{"condition": condition, **r} for r in rows]
+        summary.append({
+            "condition": condition, "train_images": len(yc),
+            "train_accuracy": rc.accuracy(model, xc, yc),
+            "val_accuracy": _last(rows, "val_accuracy"), "chance": 1.0 / data.num_classes,
+            "seconds": round(time.perf_counter() - start, 2),
+        })  # fmt: skip
+    paths = {
+        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
+        "summary": common.write_csv(out / "summary.csv", summary),
+    }
+    plt = common.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    _curves(axes[0], curves, "loss", "training loss", "cross-entropy")
+    axes[0].legend(fontsize=8)
+    colors = {}
+    for condition, rows in curves.items():
+        ep = [r["epoch"] for r in rows]
+        (line,) = axes[1].plot(ep, [r["accuracy"] for r in rows], "-", label=f"{condition}: train")
+        colors[condition] = line.get_color()
+        axes[1].plot(ep, [r["val_accuracy"] for r in rows], "--", color=colors[condition],
+                     label=f"{condition}: validation")  # fmt: skip
+    axes[1].axhline(1.0 / data.num_classes, color="k", ls=":", lw=1, label="chance")
+    axes[1].set_title("accuracy (solid: training, dashed: validation)")
+    axes[1].set_xlabel("epoch")
+    axes[1].grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    return _finish("memorization", o, data, out, started, paths, fig, f"Adam lr {lr}")
+
+
+def _memorization_args(parser):
+    common.add_common_arguments(parser, MEM_FULL, MEM_QUICK)
+    parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
+    parser.add_argument("--hidden", type=int, help="units of the hidden layer (512)")
+
+
+# =========================================================================== registry
+register_experiment(
+    "augmentation", "ResNet-20 with no augmentation, flip + pad-crop, + Cutout, + MixUp, "
+    "+ CutMix, + RandAugment; and pipeline vs in-model placement", run_augmentation,
+    _augmentation_args,
+)  # fmt: skip
+register_experiment(
+    "dropout", "no dropout vs dropout, spatial dropout, DropConnect, Cutout, early and late "
+    "dropout on a VGG-like net", run_dropout, _dropout_args,
+)  # fmt: skip
+register_experiment(
+    "weight-decay", "Adam + L2 vs AdamW and SGD + L2 vs decoupled decay: accuracy and weight "
+    "norms", run_weight_decay, _weight_decay_args,
+)  # fmt: skip
+register_experiment(
+    "l1", "no penalty vs L1 penalty vs Hadamard reparameterization: weight histograms",
+    run_l1, _l1_args,
+)  # fmt: skip
+register_experiment(
+    "normalization", "none / batch / layer / instance / group normalization at a normal and "
+    "a tiny batch size", run_normalization, _normalization_args,
+)  # fmt: skip
+register_experiment(
+    "mc-dropout", "Monte-Carlo dropout: accuracy vs samples, calibration, entropy on "
+    "corrupted and noise images", run_mc_dropout, _mc_dropout_args,
+)  # fmt: skip
+register_experiment(
+    "early-stopping", "validation loss per epoch with the patience window, stop and restored "
+    "epochs", run_early_stopping, _early_stopping_args,
+)  # fmt: skip
+register_experiment(
+    "memorization", "Zhang et al. 2016: true labels vs random labels vs random pixels",
+    run_memorization, _memorization_args,
+)  # fmt: skip

@@ -1,0 +1,185 @@
+"""``augment=`` specs: a list of layers, or a string such as ``"flip,padcrop,randaugment:2:9"``.
+
+Grammar: comma-separated items ``name[:arg[:arg]]``. Per-image layers (kerascnn
+augmentation layers, in order):
+
+==================  ====================================================  ==================
+item                layer                                                 default args
+==================  ====================================================  ==================
+``flip[:mode]``     ``RandomFlip(mode)`` (horizontal, vertical, both)     ``horizontal``
+``padcrop[:p]``     ``RandomPadCrop(padding=p)``                          ``4``
+``randaugment:N:M`` ``RandAugment(num_ops=N, magnitude=M)``               ``2:9``
+``cutout[:s]``      ``Cutout(size=s)`` (pixels, or a fraction if < 1)     ``16``
+``translate[:f]``   ``RandomTranslate(f, f)``                             ``0.125``
+``rotate[:deg]``    ``RandomRotate(deg)``                                 ``15``
+``zoom[:f]``        ``RandomZoom(f)``                                     ``0.2``
+==================  ====================================================  ==================
+
+Batch-level mixing (always in ``tf.data``, after batching; labels become one-hot):
+``mixup[:alpha]`` -> ``MixUp(alpha)`` (default 0.2) and ``cutmix[:alpha]`` -> ``CutMix(alpha)``
+(default 1.0). ``MixUp`` / ``CutMix`` instances in a list are used the same way.
+
+Layers are looked up in :mod:`kerascnn.layers`. Until the augmentation layers land there,
+``flip`` falls back to ``keras.layers.RandomFlip`` and ``padcrop`` to ``ZeroPadding2D`` +
+``keras.layers.RandomCrop`` (stand-ins, flagged by :func:`uses_stand_ins`); the others raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import keras
+
+MIX_KINDS = ("mixup", "cutmix")
+LAYER_NAMES = ("flip", "padcrop", "randaugment", "cutout", "translate", "rotate", "zoom")
+FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
+
+
+@dataclasses.dataclass
+class AugmentPlan:
+    """The parsed ``augment=``: per-image ``layers`` and at most one batch ``mix`` layer
+    (kerascnn ``MixUp`` / ``CutMix``, called as ``mix(images, labels, training=True)``)."""
+
+    layers: list[keras.layers.Layer]
+    mix: keras.layers.Layer | None = None
+
+
+def kerascnn_layer(name: str):
+    """The class ``kerascnn.layers.<name>``, or ``None`` while it does not exist."""
+    import kerascnn.layers as kl
+
+    cls = getattr(kl, name, None)
+    if cls is None:
+        try:
+            cls = getattr(importlib.import_module("kerascnn.layers.augment"), name, None)
+        except ImportError:
+            cls = None
+    return cls
+
+
+def uses_stand_ins() -> bool:
+    """True while ``flip`` / ``padcrop`` map to Keras stand-ins instead of kerascnn layers."""
+    return kerascnn_layer("RandomFlip") is None or kerascnn_layer("RandomPadCrop") is None
+
+
+def _number(item: str, text: str, kind=float):
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(
+            f"augment item {item!r}: {text!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+def _stand_in_padcrop(padding: int, image_shape, seed):
+    if image_shape is None or image_shape[0] is None:
+        raise ValueError("the 'padcrop' stand-in needs a fixed image_shape")
+    h, w = image_shape[0], image_shape[1]
+    return keras.Sequential(
+        [keras.layers.ZeroPadding2D(padding), keras.layers.RandomCrop(h, w, seed=seed)],
+        name="padcrop_stand_in",
+    )
+
+
+def _make_layer(item: str, name: str, args: list[str], seed, image_shape):
+    def need(cls_name):
+        cls = kerascnn_layer(cls_name)
+        if cls is None:
+            raise ValueError(
+                f"augment item {item!r} needs kerascnn.layers.{cls_name}, which this installation "
+                "does not provide yet"
+            )
+        return cls
+
+    if len(args) > (2 if name == "randaugment" else 1):
+        raise ValueError(f"augment item {item!r} has too many ':' arguments")
+    if name == "flip":
+        mode = args[0] if args else "horizontal"
+        if mode not in FLIP_MODES:
+            raise ValueError(
+                f"augment item {item!r}: flip mode must be one of {', '.join(FLIP_MODES)}; received {mode!r}"
+            )
+        cls = kerascnn_layer("RandomFlip")
+        if cls is None:
+            return keras.layers.RandomFlip(FLIP_MODES[mode], seed=seed)
+        return cls(mode=FLIP_MODES[mode], seed=seed)
+    if name == "padcrop":
+        padding = _number(item, args[0], int) if args else 4
+        cls = kerascnn_layer("RandomPadCrop")
+        if cls is None:
+            return _stand_in_padcrop(padding, image_shape, seed)
+        return cls(padding=padding, seed=seed)
+    if name == "randaugment":
+        n = _number(item, args[0], int) if args else 2
+        m = _number(item, args[1]) if len(args) > 1 else 9.0
+        return need("RandAugment")(num_ops=n, magnitude=m, seed=seed)
+    if name == "cutout":
+        size = args[0] if args else "16"
+        size = _number(item, size) if "." in size else _number(item, size, int)
+        return need("Cutout")(size=size, seed=seed)
+    if name == "translate":
+        f = _number(item, args[0]) if args else 0.125
+        return need("RandomTranslate")(height_factor=f, width_factor=f, seed=seed)
+    if name == "rotate":
+        return need("RandomRotate")(degrees=_number(item, args[0]) if args else 15.0, seed=seed)
+    return need("RandomZoom")(factor=_number(item, args[0]) if args else 0.2, seed=seed)
+
+
+def _is_mixer(layer) -> bool:
+    classes = tuple(c for c in (kerascnn_layer("MixUp"), kerascnn_layer("CutMix")) if c is not None)
+    return bool(classes) and isinstance(layer, classes)
+
+
+def parse_augment(
+    augment, *, seed: int | None = None, image_shape=None, num_classes: int | None = None
+) -> AugmentPlan:
+    """Parse ``augment=`` (``None``, a spec string, or a list of layers and spec strings).
+
+    Layers built from a spec get seeds ``seed, seed + 1, ...`` in order, so the same spec and
+    seed give the same augmentation. Layer instances are used as they are (their own seeds).
+    """
+    if augment is None or augment == "" or augment == []:
+        return AugmentPlan([])
+    items = augment.split(",") if isinstance(augment, str) else list(augment)
+    plan = AugmentPlan([])
+    for pos, item in enumerate(items):
+        if isinstance(item, keras.layers.Layer):
+            if _is_mixer(item):
+                if plan.mix is not None:
+                    raise ValueError(
+                        f"augment may hold one of mixup / cutmix; received {augment!r}"
+                    )
+                plan.mix = item
+            else:
+                plan.layers.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ValueError(
+                "augment must be a spec string like 'flip,padcrop,mixup:0.2' or a list of Keras "
+                f"layers / spec strings; received item {item!r}"
+            )
+        item = item.strip()
+        name, *args = [p.strip() for p in item.split(":")]
+        name = name.lower()
+        item_seed = None if seed is None else seed + pos
+        if name in MIX_KINDS:
+            if plan.mix is not None:
+                raise ValueError(f"augment may hold one of mixup / cutmix; received {augment!r}")
+            if len(args) > 1:
+                raise ValueError(f"augment item {item!r} has too many ':' arguments")
+            alpha = _number(item, args[0]) if args else (0.2 if name == "mixup" else 1.0)
+            if alpha <= 0:
+                raise ValueError(f"augment item {item!r}: alpha must be > 0; received {alpha!r}")
+            cls = kerascnn_layer("MixUp" if name == "mixup" else "CutMix")
+            if cls is None:
+                raise ValueError(f"augment item {item!r} needs kerascnn.layers.MixUp / CutMix")
+            plan.mix = cls(alpha=alpha, num_classes=num_classes, seed=item_seed)
+        elif name in LAYER_NAMES:
+            plan.layers.append(_make_layer(item, name, args, item_seed, image_shape))
+        else:
+            raise ValueError(
+                f"unknown augment item {item!r}; known: {', '.join(LAYER_NAMES + MIX_KINDS)} "
+                "(e.g. 'flip,padcrop:4,randaugment:2:9,cutout:16,mixup:0.2')"
+            )
+    return plan

@@ -1,0 +1,207 @@
+"""``build``: from a :class:`~kerascnn.pipelines.Dataset` to batches ready for ``model.fit``.
+
+Order of the stages::
+
+    source (uint8) -> cache -> shuffle(seed) -> batch -> float32
+        -> augmentation layers (placement="pipeline", called with training=True)
+        -> normalization (normalize_in="pipeline") -> labels (sparse / one-hot)
+        -> MixUp / CutMix -> prefetch(AUTOTUNE)
+
+With ``placement="model"`` the augmentation layers (and, with ``normalize_in="model"``, the
+normalization layer) are returned in :attr:`Pipeline.model_layers`; :meth:`Pipeline.wrap` puts
+them in front of a model, where ``fit`` calls them with ``training=True`` and inference and
+exports skip them (kerascnn's augmentation layers are the identity unless ``training`` is true).
+The augmentation layers see whole batches in both placements, so the two are the same
+computation on the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerascnn.pipelines.augment_spec import parse_augment
+from kerascnn.pipelines.dataset import Dataset, DatasetInfo
+from kerascnn.pipelines.normalization import Normalization, resolve_normalization
+from kerascnn.zoo.common import check_choice, check_int
+
+PLACEMENTS = ("pipeline", "model")
+LABEL_FORMATS = ("sparse", "onehot")
+SHUFFLE_BUFFER_BYTES = 256 * 2**20
+
+
+@dataclasses.dataclass
+class Pipeline:
+    """What :func:`build` returns.
+
+    Attributes:
+        dataset: the batched ``tf.data.Dataset`` of ``(images float32, labels)``.
+        info: the source's :class:`DatasetInfo`.
+        normalization: the resolved :class:`Normalization` (reuse it for validation data:
+            ``build(val, normalize=train.normalization)``).
+        augment_layers: the per-image augmentation layers (in either placement).
+        model_layers: layers to put in front of the model (augmentation with
+            ``placement="model"``, normalization with ``normalize_in="model"``).
+        mix: the kerascnn ``MixUp`` / ``CutMix`` layer applied after batching, or ``None``.
+    """
+
+    dataset: tf.data.Dataset
+    info: DatasetInfo
+    normalization: Normalization
+    augment_layers: list
+    model_layers: list
+    placement: str
+    normalize_in: str
+    mix: keras.layers.Layer | None = None
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+    def wrap(self, model: keras.Model, name: str | None = None) -> keras.Model:
+        """``model`` with :attr:`model_layers` in front: a functional model taking raw pixels."""
+        if not self.model_layers:
+            return model
+        inputs = keras.Input(shape=self.info.image_shape, name="images")
+        x = inputs
+        for layer in self.model_layers:
+            x = layer(x)
+        return keras.Model(inputs, model(x), name=name or f"{model.name}_preprocessed")
+
+
+def _default_shuffle_buffer(dataset: Dataset) -> int:
+    shape = dataset.image_shape
+    if any(d is None for d in shape):
+        return min(len(dataset), 1024)
+    per_image = int(np.prod(shape))
+    return max(1, min(len(dataset), max(1024, SHUFFLE_BUFFER_BYTES // per_image)))
+
+
+def build(
+    dataset: Dataset,
+    *,
+    batch_size: int = 128,
+    shuffle: bool = True,
+    seed: int = 0,
+    augment=None,
+    placement: str = "pipeline",
+    normalize="standardize",
+    mean=None,
+    std=None,
+    normalize_in: str | None = None,
+    labels: str | None = None,
+    cache: bool | str = True,
+    drop_remainder: bool = False,
+    deterministic: bool = True,
+    shuffle_buffer: int | None = None,
+) -> Pipeline:
+    """Batches of a dataset for ``model.fit``, with augmentation and normalization.
+
+    Args:
+        dataset: from :func:`kerascnn.pipelines.load`.
+        batch_size: examples per batch.
+        shuffle: shuffle (with ``seed``) and reshuffle every epoch; ``False`` for evaluation.
+        seed: seed of the shuffle, of the augmentation layers built from a spec string (``seed``,
+            ``seed + 1``, ...) and of MixUp / CutMix.
+        augment: ``None``, a spec string (``"flip,padcrop,randaugment:2:9,cutout:16,mixup:0.2"``;
+            see :mod:`kerascnn.pipelines.augment_spec`) or a list of Keras layers / spec items.
+        placement: ``"pipeline"``: the augmentation layers run in ``tf.data`` on the CPU, called
+            with ``training=True``; ``"model"``: they are returned in ``model_layers`` for the
+            model (:meth:`Pipeline.wrap`). MixUp / CutMix always run in the pipeline.
+        normalize: ``"standardize"`` (per-channel ``(x - mean) / std``; ``mean``/``std`` given, or
+            the dataset's recorded / published / computed ones), ``"scale"`` (to [0, 1]),
+            ``"none"``, or a :class:`Normalization` (e.g. a training pipeline's).
+        mean, std: per-channel statistics in pixel units for ``"standardize"``.
+        normalize_in: ``"pipeline"`` or ``"model"`` (a ``Normalization`` / ``Rescaling`` layer in
+            ``model_layers``, so the model and its exports take raw pixels). Default: same as
+            ``placement``. Augmentation in the model needs normalization in the model too.
+        labels: ``"sparse"`` (int class ids, for ``SparseCategoricalCrossentropy``) or
+            ``"onehot"`` (for ``CategoricalCrossentropy``). Default: one-hot with MixUp /
+            CutMix (which need it), else sparse.
+        cache: ``True`` caches decoded images in memory, a string caches to that file prefix,
+            ``False`` not at all. Sources already in memory (npz, the sample) are never cached.
+        drop_remainder: drop a last, smaller batch.
+        deterministic: same seed, same batches in the same order (augmentation layers are then
+            mapped sequentially, since their random state advances with each call).
+            ``False`` maps them in parallel and lets tf.data reorder for speed.
+        shuffle_buffer: examples in the shuffle buffer; default: the whole dataset, up to 256 MiB.
+
+    Returns:
+        A :class:`Pipeline`.
+    """
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"dataset must be a kerascnn.pipelines.Dataset (from kerascnn.pipelines.load); "
+            f"received {type(dataset).__name__}"
+        )
+    check_int("batch_size", batch_size)
+    check_int("seed", seed, minimum=0)
+    check_choice("placement", placement, PLACEMENTS)
+    normalize_in = placement if normalize_in is None else normalize_in
+    check_choice("normalize_in", normalize_in, PLACEMENTS)
+    if shuffle_buffer is not None:
+        check_int("shuffle_buffer", shuffle_buffer)
+    if any(d is None for d in dataset.image_shape):
+        raise ValueError(
+            f"images of {dataset.info.name!r} vary in size; load it with image_size=(height, width)"
+        )
+
+    plan = parse_augment(
+        augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes
+    )
+    if labels is None:
+        labels = "onehot" if plan.mix is not None else "sparse"
+    check_choice("labels", labels, LABEL_FORMATS)
+    if plan.mix is not None and labels != "onehot":
+        raise ValueError(
+            f"{type(plan.mix).__name__} mixes labels, so it needs labels='onehot' (with a categorical loss); "
+            f"received labels={labels!r}"
+        )
+    if placement == "model" and plan.layers and normalize_in == "pipeline":
+        raise ValueError(
+            "placement='model' with normalize_in='pipeline' would augment normalized pixels; "
+            "use normalize_in='model' (the default for placement='model')"
+        )
+    norm = resolve_normalization(normalize, dataset, mean, std)
+
+    ds = dataset.as_tf()
+    if cache and not dataset.in_memory:
+        ds = ds.cache("" if cache is True else str(cache))
+    if shuffle:
+        buffer = shuffle_buffer or _default_shuffle_buffer(dataset)
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    parallel = 1 if deterministic else tf.data.AUTOTUNE
+    in_pipeline = list(plan.layers) if placement == "pipeline" else []
+    num_classes = dataset.num_classes
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32)
+        for layer in in_pipeline:
+            x = layer(x, training=True)
+        if normalize_in == "pipeline":
+            x = norm(x)
+        if labels == "onehot":
+            y = tf.one_hot(y, num_classes, dtype=tf.float32)
+        return x, y
+
+    ds = ds.map(prepare, num_parallel_calls=parallel if in_pipeline else tf.data.AUTOTUNE)
+    if plan.mix is not None:
+        mixer = plan.mix
+        ds = ds.map(lambda x, y: mixer(x, y, training=True), num_parallel_calls=parallel)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    ds = ds.with_options(options)
+
+    model_layers = list(plan.layers) if placement == "model" else []
+    if normalize_in == "model":
+        layer = norm.layer()
+        if layer is not None:
+            model_layers.append(layer)
+    return Pipeline(
+        ds, dataset.info, norm, list(plan.layers), model_layers, placement, normalize_in, plan.mix
+    )

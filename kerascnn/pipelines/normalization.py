@@ -1,0 +1,133 @@
+"""Per-channel statistics and normalization, in the pipeline or as a layer in the model.
+
+Statistics are in pixel units (images in [0, 255]). The same arithmetic runs in both places:
+``(x - mean) / std`` in ``tf.data`` and ``kerascnn.layers.Standardize(mean, std)``
+in the model, so a model that carries the layer takes raw pixels and its exports do too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerascnn.zoo.common import check_choice
+
+# Widely used per-channel statistics of the training splits, in pixel units.
+# CIFAR: the official binary training sets; MNIST/Fashion-MNIST: the official training sets;
+# SVHN: the cropped-digits training set; imagenette: ImageNet's (the images are ImageNet's).
+PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "cifar10": ((125.307, 122.950, 113.865), (62.993, 62.089, 66.705)),
+    "cifar100": ((129.304, 124.070, 112.434), (68.170, 65.392, 70.418)),
+    "mnist": ((33.318,), (78.567,)),
+    "fashion_mnist": ((72.930,), (90.015,)),
+    "svhn_cropped": ((111.614, 113.167, 120.564), (50.490, 51.255, 50.235)),
+    "imagenette": ((123.675, 116.280, 103.530), (58.395, 57.120, 57.375)),
+}
+
+NORMALIZE_MODES = ("standardize", "scale", "none")
+
+
+def compute_stats(ds: tf.data.Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of the images of ``(image, label)``.
+
+    Sums in float64, image by image, so images of different sizes are fine.
+    """
+
+    def per_image(x, _y):
+        x = tf.cast(x, tf.float64)
+        x = tf.reshape(x, (-1, tf.shape(x)[-1]))
+        return tf.reduce_sum(x, 0), tf.reduce_sum(x * x, 0), tf.cast(tf.shape(x)[0], tf.float64)
+
+    total = total_sq = count = None
+    for s, sq, n in ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE).batch(1024):
+        s, sq, n = s.numpy().sum(0), sq.numpy().sum(0), n.numpy().sum()
+        total = s if total is None else total + s
+        total_sq = sq if total_sq is None else total_sq + sq
+        count = n if count is None else count + n
+    if count is None:
+        raise ValueError("cannot compute mean/std of an empty dataset")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def compute_stats_numpy(x: np.ndarray, indices=None, chunk: int = 4096):
+    """Like :func:`compute_stats` for an in-memory image array (rows ``indices``, or all)."""
+    rows = np.arange(len(x)) if indices is None else np.asarray(indices)
+    if len(rows) == 0:
+        raise ValueError("cannot compute mean/std of an empty dataset")
+    c = x.shape[-1]
+    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    for i in range(0, len(rows), chunk):
+        part = x[rows[i : i + chunk]].reshape(-1, c).astype(np.float64)
+        total += part.sum(0)
+        total_sq += np.einsum("ij,ij->j", part, part)
+        count += len(part)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalization:
+    """A resolved normalization: ``mode`` is ``"standardize"``, ``"scale"`` or ``"none"``."""
+
+    mode: str
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __call__(self, x):
+        """Normalize a float tensor of images (any leading batch dimensions)."""
+        if self.mode == "scale":
+            return x * (1.0 / 255.0)
+        if self.mode == "standardize":
+            mean = tf.constant(self.mean, tf.float32)
+            std = tf.maximum(tf.constant(self.std, tf.float32), keras.backend.epsilon())
+            return (x - mean) / std
+        return x
+
+    def layer(self, name: str = "normalization") -> keras.layers.Layer | None:
+        """The same normalization as a Keras layer (``None`` for ``"none"``); it serializes."""
+        if self.mode == "scale":
+            return keras.layers.Rescaling(1.0 / 255.0, name=name)
+        if self.mode == "standardize":
+            from kerascnn.layers.standardize import Standardize
+
+            return Standardize(self.mean, self.std, name=name)
+        return None
+
+
+def resolve_normalization(normalize, dataset=None, mean=None, std=None) -> Normalization:
+    """Turn ``build``'s ``normalize=`` (plus optional ``mean``/``std``) into a :class:`Normalization`.
+
+    ``normalize`` is ``"standardize"`` (per-channel mean/std: given, else the dataset's recorded
+    or published values, else computed from it), ``"scale"`` (to [0, 1]), ``"none"``/``None``,
+    or an existing :class:`Normalization` (e.g. a training pipeline's, reused for validation).
+    """
+    if isinstance(normalize, Normalization):
+        return normalize
+    if normalize is None:
+        normalize = "none"
+    check_choice("normalize", normalize, NORMALIZE_MODES)
+    if normalize != "standardize":
+        if mean is not None or std is not None:
+            raise ValueError(
+                f"mean/std are only used with normalize='standardize'; received normalize={normalize!r}"
+            )
+        return Normalization(normalize)
+    if (mean is None) != (std is None):
+        raise ValueError(f"pass both mean and std, or neither; received mean={mean!r}, std={std!r}")
+    if mean is None:
+        mean, std = dataset.mean, dataset.std
+    mean = tuple(float(m) for m in np.atleast_1d(mean))
+    std = tuple(float(s) for s in np.atleast_1d(std))
+    channels = dataset.image_shape[-1] if dataset is not None else len(mean)
+    if len(mean) != channels or len(std) != channels or min(std) <= 0:
+        raise ValueError(
+            f"mean and std must have one value per channel ({channels}) and std must be > 0; "
+            f"received mean={mean!r}, std={std!r}"
+        )
+    return Normalization("standardize", mean, std)

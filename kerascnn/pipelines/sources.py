@@ -1,0 +1,480 @@
+"""Sources: tensorflow-datasets names, ``.npz`` files, image folders and the bundled sample.
+
+ds = kerascnn.pipelines.load("cifar10-sample")                     # bundled, offline
+ds = kerascnn.pipelines.load("cifar10", split="test", data_dir="~/tensorflow_datasets")
+ds = kerascnn.pipelines.load("../shared/data/cifar10/train.npz", split="validation",
+                             validation_fraction=0.1, seed=0)
+ds = kerascnn.pipelines.load("photos/", image_size=(64, 64), on_bad_file="skip")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from kerascnn.pipelines.dataset import Dataset, DatasetInfo
+from kerascnn.pipelines.normalization import PUBLISHED_STATS
+from kerascnn.pipelines.splits import train_val_split
+from kerascnn.zoo.common import check_choice
+
+DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
+SAMPLE_NAME = "cifar10-sample"
+SAMPLE_FILE = DATA_DIR / "cifar10_sample.npz"
+SAMPLE_META = DATA_DIR / "cifar10_sample.json"
+
+#: tensorflow-datasets image-classification datasets kerascnn knows (any other tfds name with
+#: ``image`` / ``label`` features works too).
+TFDS_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped", "imagenette")
+BAD_FILE_POLICIES = ("error", "skip")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The requested data is not on this machine and may not be downloaded."""
+
+
+class BadImageFileError(ValueError):
+    """An image folder holds files that cannot be decoded as images."""
+
+    def __init__(self, message: str, paths: list[str]):
+        super().__init__(message)
+        self.paths = paths
+
+
+# --------------------------------------------------------------------------- public entry
+def load(
+    source: str | os.PathLike,
+    split: str = "train",
+    *,
+    validation_fraction: float | None = None,
+    seed: int = 0,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    image_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    on_bad_file: str = "error",
+) -> Dataset:
+    """Load a labelled image dataset with its metadata.
+
+    Args:
+        source: one of
+            - ``"cifar10-sample"``: 2,000 train + 500 validation real CIFAR-10 training images
+              bundled with kerascnn (works offline; see ``pipelines/data/README.md``);
+            - a tensorflow-datasets name (``"cifar10"``, ``"cifar100"``, ``"mnist"``,
+              ``"fashion_mnist"``, ``"svhn_cropped"``, ``"imagenette"``, ...);
+            - a ``.npz`` file with ``x`` (N, H, W[, C]) uint8 pixels and ``y`` (N,) class ids, or
+              per-split ``x_<split>`` / ``y_<split>`` arrays; class names come from a
+              ``class_names`` array in the file or a ``classes.json`` next to it;
+            - a folder with one sub-folder of images (JPEG, PNG, GIF, BMP) per class; the
+              sub-folder names, sorted, are the class names. Files whose names start with
+              ``.`` and files directly in the folder are ignored.
+        split: the source's split: tfds split strings (``"train"``, ``"test"``,
+            ``"train[:10%]"``, ...); ``"train"`` or ``"validation"`` for the sample; ``"train"``
+            (the whole file or folder, or ``x_train``) for npz files and folders.
+            With ``validation_fraction``, ``"train"`` / ``"validation"`` name the two parts
+            carved from the source's training data.
+        validation_fraction: carve a stratified validation part of this share from the
+            training data with ``seed`` (see :func:`kerascnn.pipelines.train_val_split`).
+        seed: the seed of that split.
+        data_dir: tensorflow-datasets data directory (default: tfds's, ``~/tensorflow_datasets``).
+        download: let tensorflow-datasets download and prepare missing data. Off by default,
+            so a missing dataset fails at once with instructions instead of trying the network.
+        image_size: ``(height, width)`` to resize images to (bilinear, antialiased, rounded back
+            to uint8; images already that size are untouched). Required for sources whose images
+            vary in size; for folders, the default is the size of the first image.
+        channels: for image folders, 1 (grey) or 3 (RGB, default).
+        on_bad_file: image folders only: ``"error"`` (default) raises
+            :class:`BadImageFileError` listing every file that cannot be decoded as an image
+            (corrupt images, stray text files, ...); ``"skip"`` leaves them out, warns with the
+            count and paths, and records them in ``info.skipped_files``. Never silent.
+
+    Returns:
+        A :class:`~kerascnn.pipelines.Dataset`.
+
+    Raises:
+        DataNotFoundError: a tfds dataset that is not prepared in ``data_dir`` (with
+            ``download=False``, or when the download fails); the message says how to prepare
+            it and which local sources exist.
+    """
+    check_choice("on_bad_file", on_bad_file, BAD_FILE_POLICIES)
+    if image_size is not None:
+        ok = isinstance(image_size, (tuple, list)) and len(image_size) == 2
+        ok = ok and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size
+        )
+        if not ok:
+            raise ValueError(
+                f"image_size must be (height, width) with positive integers; received image_size={image_size!r}"
+            )
+        image_size = tuple(image_size)
+    if validation_fraction is not None:
+        check_choice("split", split, ("train", "validation"))
+        native = "train"
+    else:
+        native = split
+
+    src = os.fspath(source)
+    path = pathlib.Path(src).expanduser()
+    if src == SAMPLE_NAME:
+        ds = _load_sample(native)
+    elif path.suffix == ".npz" or path.is_file():
+        ds = _load_npz(path, native)
+    elif path.is_dir():
+        ds = _load_folder(path, native, image_size, channels or 3, on_bad_file)
+    elif os.sep in src or "/" in src:
+        raise DataNotFoundError(
+            f"source={src!r} looks like a path but does not exist. {_local_sources_hint(data_dir)}"
+        )
+    else:
+        ds = _load_tfds(src, native, data_dir, download, image_size)
+
+    if image_size is not None and not path.is_dir():
+        ds = _resized(ds, image_size)
+    if validation_fraction is not None:
+        train, val = train_val_split(ds, validation_fraction, seed)
+        return train if split == "train" else val
+    return ds
+
+
+def available_sources(data_dir: str | os.PathLike | None = None) -> list[str]:
+    """Sources that load on this machine without a network: the bundled sample and any
+    tensorflow-datasets datasets prepared in ``data_dir``."""
+    found = [SAMPLE_NAME] if SAMPLE_FILE.exists() else []
+    root = pathlib.Path(
+        data_dir or os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+    ).expanduser()
+    if root.is_dir():
+        for info in sorted(root.glob("*/*/dataset_info.json")) + sorted(
+            root.glob("*/*/*/dataset_info.json")
+        ):
+            name = info.relative_to(root).parts[0]
+            if name not in found:
+                found.append(name)
+    return found
+
+
+# --------------------------------------------------------------------------- helpers
+def _local_sources_hint(data_dir) -> str:
+    return (
+        f"Sources available offline on this machine: {', '.join(repr(s) for s in available_sources(data_dir))}; "
+        "also any .npz file with x/y arrays (e.g. ../shared/data/cifar10/train.npz) and any folder "
+        "with one sub-folder of images per class."
+    )
+
+
+def _resize_image(image, size, dtype=tf.uint8):
+    """Resize one image to ``size`` unless it already has it; keep ``dtype``."""
+    size = tuple(int(v) for v in size)
+
+    def resize():
+        r = tf.image.resize(image, size, method="bilinear", antialias=True)
+        if dtype.is_integer:
+            r = tf.clip_by_value(tf.round(r), dtype.min, dtype.max)
+        return tf.cast(r, dtype)
+
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    out = tf.cond(same, lambda: tf.cast(image, dtype), resize)
+    return tf.ensure_shape(out, [*size, image.shape[-1]])
+
+
+def _resized(ds: Dataset, image_size) -> Dataset:
+    make = ds._make
+    dtype = None
+
+    def make_resized(indices):
+        nonlocal dtype
+        base = make(indices)
+        dtype = base.element_spec[0].dtype
+        return base.map(
+            lambda x, y: (_resize_image(x, image_size, dtype), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    info = ds.info
+    shape = (*image_size, info.image_shape[-1])
+    out = Dataset(
+        DatasetInfo(
+            info.name, info.split, info.class_names, shape, info.mean, info.std, info.stats_source
+        ),
+        make_resized,
+        ds._labels,
+        ds._size,
+        ds._indices,
+    )
+    return out
+
+
+def _array_dataset(
+    name, split, x, y, class_names, mean=None, std=None, stats_source=None
+) -> Dataset:
+    def make(indices):
+        xs, ys = (x, y) if indices is None else (x[indices], y[indices])
+        return tf.data.Dataset.from_tensor_slices((xs, ys.astype(np.int32)))
+
+    info = DatasetInfo(name, split, tuple(class_names), tuple(x.shape[1:]), mean, std, stats_source)
+    return Dataset(info, make, y.astype(np.int64), len(y), arrays=x)
+
+
+def _check_arrays(x, y, where: str):
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"{where}: x must be a numeric array of images shaped (N, H, W) or (N, H, W, C); "
+            f"received shape {x.shape}, dtype {x.dtype}"
+        )
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if (
+        y.ndim != 1
+        or not np.issubdtype(y.dtype, np.integer)
+        or len(y) != len(x)
+        or (len(y) and y.min() < 0)
+    ):
+        raise ValueError(
+            f"{where}: y must be non-negative integer class ids shaped (N,) with N = len(x) = {len(x)}; "
+            f"received shape {y.shape}, dtype {y.dtype} (one-hot labels: pass y.argmax(-1))"
+        )
+    return x, y
+
+
+# --------------------------------------------------------------------------- bundled sample
+def sample_metadata() -> dict:
+    """How the bundled ``cifar10-sample`` was drawn (seed, procedure, checksums, statistics)."""
+    return json.loads(SAMPLE_META.read_text())
+
+
+def _load_sample(split: str) -> Dataset:
+    check_choice("split", split, ("train", "validation"))
+    meta = sample_metadata()
+    key = "train" if split == "train" else "val"
+    with np.load(SAMPLE_FILE) as d:
+        x, y = d[f"x_{key}"], d[f"y_{key}"]
+    return _array_dataset(
+        SAMPLE_NAME,
+        split,
+        x,
+        y,
+        meta["class_names"],
+        tuple(meta["train_mean"]),
+        tuple(meta["train_std"]),
+        "recorded",
+    )
+
+
+# --------------------------------------------------------------------------- npz files
+def _load_npz(path: pathlib.Path, split: str) -> Dataset:
+    if not path.exists():
+        raise DataNotFoundError(
+            f"source={os.fspath(path)!r}: no such file. {_local_sources_hint(None)}"
+        )
+    with np.load(path, allow_pickle=False) as d:
+        keys = set(d.files)
+        aliases = {"validation": ("val", "valid", "validation"), "train": ("train",)}.get(
+            split, (split,)
+        )
+        pair = next(((f"x_{a}", f"y_{a}") for a in aliases if {f"x_{a}", f"y_{a}"} <= keys), None)
+        if pair is None and split == "train" and {"x", "y"} <= keys:
+            pair = ("x", "y")
+        if pair is None:
+            raise ValueError(
+                f"{path}: no arrays for split={split!r}. The file holds {sorted(keys)}; kerascnn reads "
+                "x / y (split 'train') or x_<split> / y_<split>. To carve a validation part, pass "
+                "split='validation', validation_fraction=0.1."
+            )
+        x, y = _check_arrays(d[pair[0]], d[pair[1]], f"{path} [{pair[0]}, {pair[1]}]")
+        names = [str(n) for n in d["class_names"]] if "class_names" in keys else None
+    if names is None and (path.parent / "classes.json").exists():
+        names = [str(n) for n in json.loads((path.parent / "classes.json").read_text())]
+    num_classes = int(y.max()) + 1 if len(y) else 0
+    if names is None:
+        names = [str(i) for i in range(num_classes)]
+    elif len(names) < num_classes:
+        raise ValueError(f"{path}: {len(names)} class names but labels go up to {num_classes - 1}")
+    return _array_dataset(os.fspath(path), split, x, y, names)
+
+
+# --------------------------------------------------------------------------- image folders
+def _decode(data, channels):
+    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+def _scan_folder(paths: list[str], channels: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Decode every file once (in parallel): indices of the bad files, sizes of the good ones."""
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), np.array(paths)))
+
+    def probe(i, p):
+        return i, tf.shape(_decode(tf.io.read_file(p), channels))[:2]
+
+    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=False)
+    ok, sizes = {}, {}
+    for i, hw in ds.batch(4096):
+        for j, s in zip(i.numpy().tolist(), hw.numpy().tolist(), strict=True):
+            ok[j] = True
+            sizes[j] = tuple(s)
+    bad = [j for j in range(len(paths)) if j not in ok]
+    return bad, [sizes[j] for j in sorted(sizes)]
+
+
+def _load_folder(
+    root: pathlib.Path, split: str, image_size, channels: int, on_bad_file: str
+) -> Dataset:
+    check_choice("split", split, ("train",))
+    check_choice("channels", channels, (1, 3))
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(
+            f"{root}: no class sub-folders; expected one sub-folder of images per class"
+        )
+    paths, labels = [], []
+    for label, d in enumerate(class_dirs):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(d).parts):
+                paths.append(os.fspath(f))
+                labels.append(label)
+    if not paths:
+        raise ValueError(f"{root}: the class sub-folders hold no files")
+    bad, sizes = _scan_folder(paths, channels)
+    skipped: tuple[str, ...] = ()
+    if bad:
+        bad_paths = [paths[j] for j in bad]
+        listing = "\n  ".join(bad_paths)
+        if on_bad_file == "error":
+            raise BadImageFileError(
+                f"{root}: {len(bad)} of {len(paths)} files cannot be decoded as images "
+                f"(JPEG, PNG, GIF or BMP):\n  {listing}\nRemove them, or pass on_bad_file='skip' "
+                "to leave them out (they are then listed in info.skipped_files).",
+                bad_paths,
+            )
+        warnings.warn(
+            f"{root}: skipped {len(bad)} of {len(paths)} files that cannot be decoded as images:\n  {listing}",
+            stacklevel=3,
+        )
+        keep = sorted(set(range(len(paths))) - set(bad))
+        paths = [paths[j] for j in keep]
+        labels = [labels[j] for j in keep]
+        skipped = tuple(bad_paths)
+    if not paths:
+        raise ValueError(f"{root}: no decodable images")
+    if image_size is None:
+        image_size = sizes[0]
+    paths_arr = np.array(paths)
+    labels_arr = np.array(labels, dtype=np.int64)
+
+    def make(indices):
+        ps, ys = (
+            (paths_arr, labels_arr)
+            if indices is None
+            else (paths_arr[indices], labels_arr[indices])
+        )
+
+        def read(p, y):
+            image = _decode(tf.io.read_file(p), channels)
+            return _resize_image(image, image_size), tf.cast(y, tf.int32)
+
+        return tf.data.Dataset.from_tensor_slices((ps, ys)).map(
+            read, num_parallel_calls=tf.data.AUTOTUNE
+        )
+
+    info = DatasetInfo(
+        os.fspath(root),
+        split,
+        tuple(d.name for d in class_dirs),
+        (*image_size, channels),
+        skipped_files=skipped,
+    )
+    return Dataset(info, make, labels_arr, len(paths))
+
+
+# --------------------------------------------------------------------------- tensorflow-datasets
+def _tfds_error(name, data_dir, detail: str) -> DataNotFoundError:
+    where = (
+        f"data_dir={os.fspath(data_dir)!r}"
+        if data_dir
+        else "the default data_dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
+    )
+    return DataNotFoundError(
+        f"tensorflow-datasets dataset {name!r} is not prepared in {where} ({detail}). "
+        "To prepare it, on a machine with internet access run "
+        f"`tfds build {name} --data_dir DIR` (or `tfds.builder({name!r}, data_dir=DIR).download_and_prepare()`) "
+        "and copy DIR here, then pass data_dir=DIR; or call load(..., download=True) where the "
+        f"network is reachable. {_local_sources_hint(data_dir)}"
+    )
+
+
+def _load_tfds(name: str, split: str, data_dir, download: bool, image_size) -> Dataset:
+    import tensorflow_datasets as tfds
+
+    data_dir = os.fspath(pathlib.Path(data_dir).expanduser()) if data_dir is not None else None
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # unknown name (DatasetNotFoundError) or a broken config
+        raise ValueError(
+            f"source={name!r} is neither 'cifar10-sample', an existing .npz file or folder, nor a "
+            f"tensorflow-datasets name ({type(e).__name__}: {str(e).splitlines()[0]}). Known image "
+            f"datasets: {', '.join(TFDS_NAMES)}. {_local_sources_hint(data_dir)}"
+        ) from None
+    features = builder.info.features
+    if "image" not in features or "label" not in features:
+        raise ValueError(
+            f"tensorflow-datasets dataset {name!r} has no 'image' and 'label' features"
+        )
+    shape = tuple(features["image"].shape)
+    if (shape[0] is None or shape[1] is None) and image_size is None:
+        raise ValueError(
+            f"{name!r} images vary in size; pass image_size=(height, width), e.g. image_size=(160, 160)"
+        )
+
+    def tfds_load(**kw):
+        try:
+            return tfds.load(
+                name,
+                split=split,
+                data_dir=data_dir,
+                download=download,
+                as_supervised=True,
+                shuffle_files=False,
+                **kw,
+            )
+        except AssertionError as e:  # tfds: "could not find data in ..."
+            raise _tfds_error(name, data_dir, str(e).split(".")[0]) from None
+        except (ValueError, KeyError) as e:
+            if "split" in str(e).lower():
+                raise ValueError(
+                    f"tensorflow-datasets dataset {name!r} has no split {split!r}: {e}"
+                ) from None
+            raise
+        except Exception as e:
+            if download:  # network failure while downloading
+                raise _tfds_error(
+                    name, data_dir, f"download failed: {type(e).__name__}: {e}"
+                ) from None
+            raise
+
+    base = tfds_load()  # fails here, before anything else, when the data is absent
+
+    def make(indices):
+        ds = tfds_load().map(lambda x, y: (x, tf.cast(y, tf.int32)))
+        if indices is None:
+            return ds
+        n = int(indices.max()) + 1 if len(indices) else 0
+        mask = np.zeros(n, dtype=bool)
+        mask[indices] = True
+        mask = tf.constant(mask)
+        return ds.take(n).enumerate().filter(lambda i, xy: tf.gather(mask, i)).map(lambda i, xy: xy)
+
+    def labels():
+        ds = tfds_load(decoders={"image": tfds.decode.SkipDecoding()}).map(lambda x, y: y)
+        return np.concatenate([b.numpy() for b in ds.batch(8192)] or [np.zeros(0, np.int64)])
+
+    names = tuple(features["label"].names)
+    mean, std = PUBLISHED_STATS.get(name, (None, None))
+    info = DatasetInfo(name, split, names, shape, mean, std, "published" if mean else None)
+    card = int(base.cardinality())
+    return Dataset(info, make, labels, card if card >= 0 else None)

@@ -1,0 +1,483 @@
+"""Distributed training with ``tf.distribute``: several devices of one machine
+(``MirroredStrategy``) and several machines (``MultiWorkerMirroredStrategy``).
+
+    strategy = kerascnn.training.resolve_strategy("auto")     # or "none", "mirrored", "multiworker"
+    recipe = kerascnn.training.scale_recipe(get_recipe("resnet-cifar"), strategy.num_replicas_in_sync)
+    result = kerascnn.training.fit_distributed(
+        lambda: kerascnn.zoo.resnet(depth=56, norm="sync_batch"), train, val, recipe,
+        strategy=strategy, out_dir="runs/r56",
+    )
+
+What runs where:
+
+- ``"none"`` and ``"mirrored"``: the model, optimizer and metrics are created under
+  ``strategy.scope()`` and trained by :func:`kerascnn.training.fit` (``model.fit`` with
+  its callbacks, ``BackupAndRestore`` included): Keras 3.15 trains correctly under
+  ``MirroredStrategy``.
+- ``"multiworker"``: ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` in Keras 3.15
+  (keras-team/keras#20585, tensorflow/tensorflow#72388), so :func:`fit_distributed` runs its
+  own loop over ``strategy.run``: per-replica forward and backward pass, gradients summed
+  across all replicas of all workers by the Keras optimizer's all-reduce, the loss divided
+  by the global number of examples of the step, and a ``tf.train.CheckpointManager`` backup
+  written at the end of each epoch, restored when the same command is run again (the
+  equivalent of ``BackupAndRestore``, which is what Keras 2's ``BackupAndRestore`` used
+  under the hood).
+
+Scaling rule (:func:`scale_recipe`): the recipe's ``batch_size`` is the batch of one
+replica; the global batch is ``batch_size * num_replicas``; the learning rate is multiplied
+by ``num_replicas`` (``"linear"``, Goyal et al. 2017, "Accurate, Large Minibatch SGD"), by
+``sqrt(num_replicas)`` (``"sqrt"``, often better for Adam) or left alone (``"none"``, the
+recipe's ``batch_size`` and ``lr`` are then the global ones).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+
+import keras
+
+from kerascnn.training.loop import FitResult, TrainingDiverged, _atomic_save, fit
+from kerascnn.training.recipes import Recipe, get_recipe
+
+STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+LR_SCALING = ("linear", "sqrt", "none")
+SHARD_POLICIES = ("data", "file", "auto", "off")
+
+
+def _check(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, allowed))}; received {name}={value!r}"
+        )
+
+
+def tf_config() -> dict | None:
+    """The parsed ``TF_CONFIG`` environment variable, or ``None`` when it is not set."""
+    raw = os.environ.get("TF_CONFIG", "").strip()
+    if not raw:
+        return None
+    try:
+        config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"TF_CONFIG is not valid JSON ({error}); received TF_CONFIG={raw!r}"
+        ) from None
+    if not isinstance(config, dict) or "cluster" not in config:
+        raise ValueError(f"TF_CONFIG must be a JSON object with a 'cluster'; received {raw!r}")
+    return config
+
+
+def num_workers(config: dict | None = None) -> int:
+    """Training tasks (``chief`` + ``worker``) in ``TF_CONFIG`` (1 without one)."""
+    config = tf_config() if config is None else config
+    if not config:
+        return 1
+    cluster = config.get("cluster", {})
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+
+
+def resolve_strategy(strategy="auto", *, devices=None):
+    """A ``tf.distribute.Strategy`` from a name (a strategy object is returned as is).
+
+    Args:
+        strategy: ``"auto"``: ``"multiworker"`` when ``TF_CONFIG`` names more than one
+            training task, else ``"mirrored"`` with two or more GPUs, else ``"none"``;
+            ``"none"``: TensorFlow's default strategy (one device);
+            ``"mirrored"``: ``MirroredStrategy`` over ``devices`` (default: all GPUs, or the
+            CPU; logical CPU devices count when configured before TensorFlow starts);
+            ``"multiworker"``: ``MultiWorkerMirroredStrategy`` over the cluster in
+            ``TF_CONFIG`` (create it before any other TensorFlow op runs).
+        devices: for ``"mirrored"``, e.g. ``["/gpu:0", "/gpu:1"]`` or ``["/cpu:0", "/cpu:1"]``.
+
+    Only for the TensorFlow backend; for JAX see :func:`jax_distribution`.
+    """
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    _check("strategy", strategy, STRATEGIES)
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            f"strategy={strategy!r} needs the TensorFlow backend (tf.distribute); with "
+            f"KERAS_BACKEND={keras.backend.backend()} use kerascnn.training.jax_distribution()"
+        )
+    if strategy == "auto":
+        if num_workers() > 1:
+            strategy = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            strategy = "mirrored"
+        else:
+            strategy = "none"
+    if strategy == "none":
+        return tf.distribute.get_strategy()
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if devices is not None:
+        raise ValueError("devices= is only for strategy='mirrored'; multiworker uses TF_CONFIG")
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def worker_role(strategy) -> tuple[str | None, int, bool]:
+    """``(task_type, task_id, is_chief)`` of this process; ``(None, 0, True)`` on one machine.
+    The chief is the ``chief`` task, or ``worker`` 0 when the cluster has no chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = int(getattr(resolver, "task_id", 0) or 0)
+    if task_type is None:
+        return None, 0, True
+    has_chief = bool(resolver.cluster_spec().as_dict().get("chief"))
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+    return task_type, task_id, chief
+
+
+def scale_recipe(recipe: Recipe, num_replicas: int, rule: str = "linear") -> Recipe:
+    """The recipe for ``num_replicas`` replicas: ``batch_size`` becomes the global batch
+    ``batch_size * num_replicas`` (each replica keeps the recipe's batch) and ``lr`` is
+    scaled by ``num_replicas`` (``"linear"``), ``sqrt(num_replicas)`` (``"sqrt"``), or
+    neither changes (``"none"``: the recipe already holds the global batch and its lr)."""
+    _check("lr_scaling", rule, LR_SCALING)
+    if not isinstance(num_replicas, int) or num_replicas < 1:
+        raise ValueError(f"num_replicas must be an integer >= 1; received {num_replicas!r}")
+    if rule == "none" or num_replicas == 1:
+        return recipe
+    factor = num_replicas if rule == "linear" else math.sqrt(num_replicas)
+    return dataclasses.replace(
+        recipe, batch_size=recipe.batch_size * num_replicas, lr=recipe.lr * factor
+    ).validate()
+
+
+def shard_dataset(dataset, policy: str = "data"):
+    """``dataset`` with its ``tf.data`` auto-shard policy set for multi-worker input.
+
+    ``"data"`` (default): every worker runs the whole pipeline and keeps its share of the
+    batches. Right for kerascnn's sources, which are in memory or in a few files; it needs
+    the same shuffle seed on every worker (kerascnn's pipelines have one).
+    ``"file"``: each worker reads its own files (needs at least as many files as workers).
+    ``"auto"``: TensorFlow's choice (files when possible, else data, with a warning).
+    ``"off"``: no sharding (each worker sees every example: only for evaluation copies).
+    """
+    import tensorflow as tf
+
+    _check("shard_policy", policy, SHARD_POLICIES)
+    enum = tf.data.experimental.AutoShardPolicy
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = {
+        "data": enum.DATA, "file": enum.FILE, "auto": enum.AUTO, "off": enum.OFF,
+    }[policy]  # fmt: skip
+    return dataset.with_options(options)
+
+
+def jax_distribution(devices=None):
+    """For the JAX backend: a ``keras.distribution.DataParallel`` over ``devices`` (default:
+    all JAX devices), or ``None`` with one device. Use it as ``with dist.scope(): ...`` around
+    building and fitting the model (or ``keras.distribution.set_distribution(dist)``).
+
+    Data parallelism under JAX is one SPMD program over a batch sharded across the devices,
+    so batch normalization already sees the global batch (no ``synchronized=`` needed). For
+    several processes call ``keras.distribution.initialize()`` first (see docs/distributed.md).
+    """
+    if keras.backend.backend() != "jax":
+        raise ValueError(
+            f"jax_distribution needs KERAS_BACKEND=jax; received {keras.backend.backend()!r}"
+        )
+    devices = devices or keras.distribution.list_devices()
+    if len(devices) < 2:
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def resolve_for_backend(strategy="auto", *, devices=None):
+    """:func:`resolve_strategy` on TensorFlow; on JAX ``"auto"`` and ``"mirrored"`` give
+    :func:`jax_distribution` (``None`` with one device), ``"none"`` gives ``None`` and
+    ``"multiworker"`` is refused (see docs/distributed.md for multi-process JAX)."""
+    if keras.backend.backend() == "tensorflow":
+        return resolve_strategy(strategy, devices=devices)
+    if not isinstance(strategy, str):
+        return strategy  # a keras.distribution.Distribution
+    _check("strategy", strategy, STRATEGIES)
+    if strategy == "none":
+        return None
+    if strategy == "multiworker" or keras.backend.backend() != "jax":
+        raise ValueError(
+            f"strategy={strategy!r} is not supported with KERAS_BACKEND={keras.backend.backend()}; "
+            "multi-worker training needs the TensorFlow backend (see docs/distributed.md)"
+        )
+    return jax_distribution(devices)
+
+
+def num_replicas(strategy) -> int:
+    """Replicas of a strategy or a JAX ``DataParallel`` (1 for ``None``)."""
+    if strategy is None:
+        return 1
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return int(strategy.num_replicas_in_sync)
+    return int(strategy.device_mesh.devices.size)
+
+
+def scope_of(strategy):
+    """``strategy.scope()``, or a context that does nothing for ``None``."""
+    import contextlib
+
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
+def _loss_per_example(loss: keras.losses.Loss) -> keras.losses.Loss:
+    config = {**loss.get_config(), "reduction": None}
+    return type(loss).from_config(config)
+
+
+def _check_created_in_scope(model: keras.Model, strategy) -> None:
+    for variable in model.variables:
+        if not strategy.extended.variable_created_in_scope(getattr(variable, "value", variable)):
+            raise ValueError(
+                f"the model's variable {variable.path!r} was not created under the strategy's "
+                "scope; pass a function that builds the model (fit_distributed(lambda: ...)) "
+                "or build it inside `with strategy.scope():`"
+            )
+
+
+def fit_distributed(
+    model,
+    train,
+    validation=None,
+    recipe: Recipe | None = None,
+    *,
+    strategy="auto",
+    out_dir: str | os.PathLike | None = None,
+    one_hot: bool = False,
+    jit_compile="auto",
+    callbacks=(),
+    shard_policy: str = "data",
+    trainer: str = "auto",
+    verbose="auto",
+) -> FitResult:
+    """Train under a ``tf.distribute`` strategy; the same result as :func:`fit`.
+
+    Args:
+        model: a function with no arguments that builds the model (called under the
+            strategy's scope), or a model already built under ``strategy.scope()``. Use
+            ``norm="sync_batch"`` in the zoo so batch statistics are those of the global batch.
+        train, validation: batched ``tf.data.Dataset``s (or kerascnn ``Pipeline``s) whose
+            batch is the global batch (see :func:`scale_recipe`).
+        recipe: the :class:`Recipe` (already scaled for the replicas).
+        strategy: a name for :func:`resolve_strategy` or a strategy object.
+        out_dir: run folder as in :func:`fit`; under ``"multiworker"`` only the chief writes
+            it, and its ``backup`` folder (a ``tf.train.CheckpointManager`` written at every
+            epoch end) must be readable by every worker: rerunning the same commands on all
+            workers after a failure resumes from the last completed epoch.
+        jit_compile, callbacks: passed to :func:`fit` for ``"none"`` and ``"mirrored"``;
+            the multi-worker loop runs without XLA and without Keras callbacks.
+        shard_policy: the ``tf.data`` auto-shard policy for multi-worker input
+            (:func:`shard_dataset`).
+        trainer: ``"fit"`` (``model.fit``), ``"loop"`` (the loop over ``strategy.run``) or
+            ``"auto"``: the loop under ``MultiWorkerMirroredStrategy``, ``model.fit`` otherwise.
+    """
+    strategy = resolve_strategy(strategy)
+    recipe = recipe or get_recipe("resnet-cifar")
+    with strategy.scope():
+        if not isinstance(model, keras.Model):
+            model = model()
+        _check_created_in_scope(model, strategy)
+        _check("trainer", trainer, ("auto", "fit", "loop"))
+        if trainer == "auto":
+            trainer = "loop" if is_multiworker(strategy) else "fit"
+        if trainer == "fit":
+            return fit(
+                model, train, validation, recipe, out_dir=out_dir, one_hot=one_hot,
+                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
+            )  # fmt: skip
+    if callbacks:
+        raise ValueError("Keras callbacks are not supported by the multi-worker loop (trainer='loop')")
+    return _StrategyLoop(model, strategy, recipe, one_hot, shard_policy).run(
+        train, validation, out_dir, verbose
+    )
+
+
+class _StrategyLoop:
+    """Training loop over ``strategy.run`` (works around keras-team/keras#20585)."""
+
+    def __init__(self, model, strategy, recipe: Recipe, one_hot: bool, shard_policy: str):
+        _check("shard_policy", shard_policy, SHARD_POLICIES)
+        if keras.mixed_precision.global_policy().name == "mixed_float16" or any(
+            getattr(layer.dtype_policy, "name", "") == "mixed_float16" for layer in model.layers
+        ):
+            raise ValueError(
+                "mixed_float16 needs loss scaling, which the multi-worker loop does not do; "
+                "use mixed_bfloat16"
+            )
+        self.model, self.strategy, self.recipe = model, strategy, recipe
+        self.one_hot, self.shard_policy = one_hot, shard_policy
+        self.task_type, self.task_id, self.chief = worker_role(strategy)
+
+    def _step_functions(self, steps_per_epoch: int):
+        import tensorflow as tf
+
+        strategy, model = self.strategy, self.model
+        with strategy.scope():
+            optimizer = self.recipe.make_optimizer(steps_per_epoch)
+            optimizer.build(model.trainable_variables)
+            loss_fn = _loss_per_example(self.recipe.make_loss(self.one_hot))
+        self.optimizer = optimizer
+        SUM = tf.distribute.ReduceOp.SUM
+
+        def totals(per_example, labels, logits):
+            if self.one_hot:
+                labels = tf.argmax(labels, axis=-1)
+            predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
+            correct = tf.cast(tf.equal(predicted, tf.cast(labels, tf.int64)), tf.float32)
+            count = tf.cast(tf.shape(per_example)[0], tf.float32)
+            return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
+
+        def train_replica(x, y):
+            context = tf.distribute.get_replica_context()
+            count = tf.cast(tf.shape(x)[0], tf.float32)
+            global_count = context.all_reduce(SUM, count)  # partial batches divide right
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(x, training=True), tf.float32)
+                per_example = loss_fn(y, logits)
+                loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
+                if model.losses:  # regularization: counted once over all replicas
+                    loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+            variables = model.trainable_variables
+            gradients = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(gradients, variables, strict=True))  # all-reduces the gradients
+            return totals(per_example, y, logits)
+
+        def eval_replica(x, y):
+            logits = tf.cast(model(x, training=False), tf.float32)
+            return totals(loss_fn(y, logits), y, logits)
+
+        def reduced(replica_fn):
+            @tf.function
+            def step(batch):
+                outputs = strategy.run(replica_fn, args=batch)
+                return [strategy.reduce(SUM, value, axis=None) for value in outputs]
+
+            return step
+
+        return reduced(train_replica), reduced(eval_replica)
+
+    def _epoch(self, step, dataset) -> tuple[float, float]:
+        loss_sum = correct = count = 0.0
+        for batch in dataset:
+            a, b, c = (float(v) for v in step(batch))
+            loss_sum, correct, count = loss_sum + a, correct + b, count + c
+        if not count:
+            raise ValueError("the training data gave no batch to this worker")
+        return loss_sum / count, correct / count
+
+    def run(self, train, validation, out_dir, verbose) -> FitResult:
+        import tensorflow as tf
+
+        strategy = self.strategy
+        train_ds = getattr(train, "dataset", train)
+        val_ds = getattr(validation, "dataset", validation)
+        steps = int(train_ds.cardinality())
+        if steps <= 0:
+            raise ValueError(
+                "train must be a finite, batched tf.data.Dataset with a known number of batches"
+            )
+        train_step, eval_step = self._step_functions(steps)
+        dist_train = strategy.experimental_distribute_dataset(
+            shard_dataset(train_ds, self.shard_policy)
+        )
+        dist_val = None
+        if val_ds is not None:
+            dist_val = strategy.experimental_distribute_dataset(
+                shard_dataset(val_ds, self.shard_policy)
+            )
+
+        out = pathlib.Path(out_dir) if out_dir is not None else None
+        manager = backup = None
+        epoch_var = None
+        start = 0
+        if out is not None:
+            backup = out / "backup"
+            # every worker saves (TensorFlow's pattern); only the chief's copy is kept
+            write_dir = backup if self.chief else out / f".backup-{self.task_type}-{self.task_id}"
+            if self.chief:
+                out.mkdir(parents=True, exist_ok=True)
+            with strategy.scope():
+                epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            checkpoint = tf.train.Checkpoint(
+                model=self.model, optimizer=self.optimizer, epoch=epoch_var
+            )
+            manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
+            latest = tf.train.latest_checkpoint(str(backup))
+            if latest:
+                checkpoint.restore(latest).assert_existing_objects_matched()
+                start = int(epoch_var.numpy())
+                self._say(verbose, f"resumed from {latest}: {start} epoch(s) done")
+
+        history: dict[str, list[float]] = {}
+        log_path = out / "log.csv" if out is not None and self.chief else None
+        epochs_done = start
+        for epoch in range(start, self.recipe.epochs):
+            loss, accuracy = self._epoch(train_step, dist_train)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the loss became {loss} at epoch {epoch + 1}; lower the learning rate"
+                )
+            logs = {"accuracy": accuracy, "loss": loss}
+            if dist_val is not None:
+                val_loss, val_accuracy = self._epoch(eval_step, dist_val)
+                logs.update(val_accuracy=val_accuracy, val_loss=val_loss)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            epochs_done = epoch + 1
+            if manager is not None:
+                epoch_var.assign(epochs_done)
+                manager.save(checkpoint_number=epochs_done)
+            if log_path is not None:
+                _append_log(log_path, epoch, logs)
+            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            self._say(verbose, f"epoch {epoch + 1}/{self.recipe.epochs} - {shown}")
+
+        val_accuracy = history.get("val_accuracy", [None])[-1]
+        result = FitResult(
+            history=history,
+            epochs_run=epochs_done,
+            best_epoch=None,
+            stopped_early=False,
+            val_accuracy=val_accuracy,
+            out_dir=str(out) if out is not None else None,
+        )
+        if out is not None:
+            if self.chief:
+                _atomic_save(self.model, out / "model.keras")
+                text = json.dumps(dataclasses.asdict(result), indent=1) + "\n"
+                (out / "result.json").write_text(text)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                shutil.rmtree(manager.directory, ignore_errors=True)
+        return result
+
+    def _say(self, verbose, message: str) -> None:
+        if verbose:
+            prefix = f"[{self.task_type}:{self.task_id}] " if self.task_type else ""
+            print(prefix + message, file=sys.stdout, flush=True)
+
+
+def _append_log(path: pathlib.Path, epoch: int, logs: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["epoch", *logs])
+        writer.writerow([epoch, *(f"{v:.6g}" for v in logs.values())])

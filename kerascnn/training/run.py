@@ -1,0 +1,121 @@
+"""One training run from names: model, data source and recipe. The CLI's ``train``
+command is a thin layer over :func:`train_from_names`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+
+from kerascnn import pipelines, zoo
+from kerascnn.training.loop import FitResult, fit
+from kerascnn.training.recipes import get_recipe
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    model: keras.Model
+    result: FitResult
+    class_names: list[str]
+
+
+def load_train_val(source: str, validation_fraction: float = 0.1, seed: int = 0, data_dir=None):
+    """Training and validation parts of ``source``: the sample's own split, else a stratified
+    ``validation_fraction`` carved from the training split with ``seed``."""
+    if source == pipelines.SAMPLE_NAME:
+        return pipelines.load(source, "train"), pipelines.load(source, "validation")
+    kwargs = dict(validation_fraction=validation_fraction, seed=seed, data_dir=data_dir)
+    return pipelines.load(source, "train", **kwargs), pipelines.load(source, "validation", **kwargs)
+
+
+def train_from_names(
+    model_name: str,
+    dataset: str = pipelines.SAMPLE_NAME,
+    *,
+    recipe: str = "quick",
+    out_dir: str | os.PathLike | None = None,
+    placement: str = "model",
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    data_dir=None,
+    jit_compile="auto",
+    mixed_precision: str | None = None,
+    model_overrides: dict | None = None,
+    callbacks=(),
+    verbose="auto",
+    strategy="auto",
+    lr_scaling: str = "linear",
+    **recipe_overrides,
+) -> TrainedRun:
+    """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model
+    with raw-pixel inputs (normalization and in-model augmentation in front).
+
+    ``strategy`` (``"auto"``, ``"none"``, ``"mirrored"``, ``"multiworker"`` or a
+    ``tf.distribute.Strategy``; see :mod:`kerascnn.training.distribute`) places the run on
+    several devices or machines: the recipe's ``batch_size`` is then per replica, the global
+    batch ``batch_size * replicas``, and the learning rate is scaled by ``lr_scaling``
+    (``"linear"``, ``"sqrt"`` or ``"none"``; :func:`~kerascnn.training.distribute.scale_recipe`).
+    """
+    from kerascnn.training import distribute
+
+    zoo.model_info(model_name)  # unknown names fail before any data is read
+    rec = get_recipe(recipe, **recipe_overrides)
+    # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
+    strat = distribute.resolve_for_backend(strategy)
+    multiworker = strat is not None and distribute.is_multiworker(strat)
+    rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), lr_scaling)
+    if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
+        raise ValueError(
+            "mixed_precision must be None, 'mixed_float16' or 'mixed_bfloat16'; "
+            f"received mixed_precision={mixed_precision!r}"
+        )
+    keras.utils.set_random_seed(seed)
+    train, val = load_train_val(dataset, validation_fraction, seed, data_dir)
+    one_hot = rec.needs_one_hot()
+    labels = "onehot" if one_hot else "sparse"
+    pipe = pipelines.build(
+        train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
+        placement=placement, normalize_in="model", labels=labels, drop_remainder=multiworker,
+    )  # fmt: skip
+    val_pipe = pipelines.build(
+        val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
+        normalize_in="model", labels=labels,
+    )  # fmt: skip
+    previous_policy = keras.mixed_precision.global_policy()
+
+    def build_model() -> keras.Model:
+        if mixed_precision:
+            keras.mixed_precision.set_global_policy(mixed_precision)
+        try:
+            core = zoo.create(
+                model_name,
+                input_shape=train.image_shape,
+                num_classes=train.num_classes,
+                **(model_overrides or {}),
+            )
+            net = pipe.wrap(core, name=model_name)
+            if mixed_precision:  # the loss sees float32 logits
+                outputs = keras.layers.Activation(
+                    "linear", dtype="float32", name="logits_float32"
+                )(net.output)
+                net = keras.Model(net.input, outputs, name=model_name)
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+        return net
+
+    if multiworker:
+        with strat.scope():  # the model is created under the scope, the optimizer in the loop
+            net = build_model()
+        result = distribute.fit_distributed(
+            net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, one_hot=one_hot,
+            verbose=verbose,
+        )  # fmt: skip
+    else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
+        with distribute.scope_of(strat):  # model, optimizer and metrics created under it
+            net = build_model()
+            result = fit(
+                net, pipe, val_pipe, rec, out_dir=out_dir, one_hot=one_hot,
+                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
+            )  # fmt: skip
+    return TrainedRun(net, result, list(train.info.class_names))

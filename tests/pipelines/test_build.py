@@ -1,0 +1,134 @@
+"""build(): determinism, normalization in pipeline vs model, labels, MixUp / CutMix, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn import pipelines
+
+
+@pytest.fixture
+def small(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
+    y = np.arange(96) % 4
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    return pipelines.load(tmp_path / "d.npz")
+
+
+def _epochs(pipe, n=2):
+    return [[(x.numpy(), y.numpy()) for x, y in pipe.dataset] for _ in range(n)]
+
+
+def test_deterministic_same_seed_same_batches_in_same_order(small):
+    kw = dict(batch_size=32, augment="flip,mixup:0.4", seed=5)
+    a, b = _epochs(pipelines.build(small, **kw)), _epochs(pipelines.build(small, **kw))
+    for ea, eb in zip(a, b, strict=True):
+        for (xa, ya), (xb, yb) in zip(ea, eb, strict=True):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0][0], a[1][0][0])  # reshuffled / re-augmented each epoch
+    c = _epochs(pipelines.build(small, **{**kw, "seed": 6}), 1)
+    assert not np.array_equal(a[0][0][0], c[0][0][0])
+
+
+def test_no_shuffle_keeps_order_and_every_example_once(small):
+    pipe = pipelines.build(small, batch_size=40, shuffle=False, normalize="none")
+    xs = np.concatenate([x.numpy() for x, _ in pipe.dataset])
+    np.testing.assert_array_equal(xs, small.numpy()[0].astype(np.float32))
+    shuffled = pipelines.build(small, batch_size=40, normalize="none")
+    ys = np.concatenate([y.numpy() for _, y in shuffled.dataset])
+    assert (
+        sorted(ys.tolist()) == sorted(small.labels.tolist())
+        and ys.tolist() != small.labels.tolist()
+    )
+
+
+def test_normalization_pipeline_equals_model_layer_and_serializes(small, tmp_path):
+    raw = small.numpy()[0][:16].astype(np.float32)
+    in_pipe = pipelines.build(small, batch_size=16, shuffle=False, normalize_in="pipeline")
+    in_model = pipelines.build(small, batch_size=16, shuffle=False, normalize_in="model")
+    x_pipe = next(iter(in_pipe.dataset))[0].numpy()
+    x_raw = next(iter(in_model.dataset))[0].numpy()
+    np.testing.assert_array_equal(x_raw, raw)
+    mean, std = np.array(small.mean), np.array(small.std)
+    np.testing.assert_allclose(x_pipe, (raw - mean) / std, rtol=1e-5, atol=1e-5)
+    model = in_model.wrap(keras.Sequential([keras.layers.Identity()]))
+    np.testing.assert_allclose(model(raw).numpy(), x_pipe, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(loaded(raw).numpy(), x_pipe, rtol=1e-5, atol=1e-5)
+    scaled = next(
+        iter(pipelines.build(small, batch_size=16, shuffle=False, normalize="scale").dataset)
+    )[0]
+    np.testing.assert_allclose(scaled.numpy(), raw / 255.0, rtol=1e-6)
+    # reuse of a training pipeline's normalization
+    again = pipelines.build(small, normalize=in_pipe.normalization, mean=None)
+    assert again.normalization == in_pipe.normalization
+
+
+def test_labels_onehot_and_mixup_cutmix_label_weights(small):
+    oh = next(iter(pipelines.build(small, batch_size=8, shuffle=False, labels="onehot").dataset))[1]
+    np.testing.assert_array_equal(oh.numpy(), np.eye(4)[small.labels[:8]])
+    # 64 images whose pixels all equal their own class id (64 classes): after mixing, an
+    # image's mean pixel must equal its label-weighted mean class id, i.e. the label weights
+    # equal the image weights (MixUp) and the pasted area fraction (CutMix).
+    n = 64
+    x = np.repeat(np.arange(n, dtype=np.uint8), 4 * 4 * 3).reshape(n, 4, 4, 3)
+    y = np.arange(n, dtype=np.int32)
+    info = pipelines.DatasetInfo("ids", "train", tuple(str(i) for i in range(n)), (4, 4, 3))
+    ds = pipelines.Dataset(info, lambda idx: tf.data.Dataset.from_tensor_slices((x, y)), y)
+    for kind in ("mixup", "cutmix"):
+        pipe = pipelines.build(
+            ds, batch_size=n, shuffle=False, augment=f"{kind}:1.0", normalize="none", seed=2
+        )
+        assert type(pipe.mix).__name__ == {"mixup": "MixUp", "cutmix": "CutMix"}[kind]
+        assert pipe.mix.alpha == 1.0
+        xb, yb = (t.numpy() for t in next(iter(pipe.dataset)))
+        np.testing.assert_allclose(yb.sum(1), 1.0, atol=1e-6)
+        assert (yb.max(1) < 1).sum() > n // 2  # most images were mixed with another
+        np.testing.assert_allclose(xb.reshape(n, -1).mean(1), yb @ np.arange(n), atol=1e-3)
+        if kind == "cutmix":  # pasted, not blended: every pixel is one of the two ids
+            partner = np.argsort(yb, 1)[:, -2]
+            for i in range(n):
+                assert set(np.unique(xb[i])) <= {float(i), float(partner[i])}
+
+
+def test_build_errors_name_the_argument(small):
+    with pytest.raises(
+        ValueError, match="placement must be one of 'pipeline', 'model'; received placement='gpu'"
+    ):
+        pipelines.build(small, placement="gpu")
+    with pytest.raises(ValueError, match="MixUp mixes labels, so it needs labels='onehot'"):
+        pipelines.build(small, augment="mixup", labels="sparse")
+    with pytest.raises(ValueError, match="would augment normalized pixels"):
+        pipelines.build(small, augment="flip", placement="model", normalize_in="pipeline")
+    with pytest.raises(ValueError, match="unknown augment item 'blur:3'"):
+        pipelines.build(small, augment="flip,blur:3")
+    with pytest.raises(
+        ValueError, match="batch_size must be an integer >= 1; received batch_size=0"
+    ):
+        pipelines.build(small, batch_size=0)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        pipelines.build(small, normalize="imagenet")
+
+
+def test_folder_source_is_cached_and_prefetched(tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((6, 6, 3), 10 * i, np.uint8)).save(tmp_path / c / f"{i}.png")
+    ds = pipelines.load(tmp_path)
+    pipe = pipelines.build(ds, batch_size=4, normalize="none")
+    first = sorted(
+        np.concatenate([x.numpy() for x, _ in pipe.dataset]).reshape(6, -1)[:, 0].tolist()
+    )
+    for p in tmp_path.glob("*/*.png"):
+        p.unlink()  # the cache now serves the second epoch
+    second = sorted(
+        np.concatenate([x.numpy() for x, _ in pipe.dataset]).reshape(6, -1)[:, 0].tolist()
+    )
+    assert first == second == [0, 0, 10, 10, 20, 20]

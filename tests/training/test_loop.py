@@ -1,0 +1,93 @@
+"""The fit loop: early stopping with restored best weights, the NaN guard, XLA choice."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerascnn.training import loop as fit_module
+from kerascnn.training.loop import TrainingDiverged, fit
+from kerascnn.training.recipes import get_recipe
+
+
+def _data(n, seed, random_labels=False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    if random_labels:
+        y = rng.integers(0, 2, size=n)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+class RecordWeights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.per_epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.per_epoch.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.weights])
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
+    )
+    recipe = get_recipe("vgg-sweep", epochs=40, lr=0.05, early_stopping=3)
+    recorder = RecordWeights()
+    # Validation labels are noise: validation accuracy stops improving within a few epochs.
+    result = fit(
+        model,
+        _data(256, 0),
+        _data(64, 1, random_labels=True),
+        recipe,
+        out_dir=tmp_path,
+        callbacks=[recorder],
+        verbose=0,
+    )
+    assert result.stopped_early
+    assert result.epochs_run < 40
+    assert result.epochs_run == result.best_epoch + 3
+    val = result.history["val_accuracy"]
+    assert result.val_accuracy == max(val) == val[result.best_epoch - 1]
+    for restored, best in zip(
+        model.weights, recorder.per_epoch[result.best_epoch - 1], strict=True
+    ):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored), best)
+    assert {"model.keras", "best.keras", "log.csv", "result.json"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    assert not (tmp_path / "backup").exists()  # BackupAndRestore cleans up after a completed run
+    rows = (tmp_path / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + result.epochs_run
+
+
+def test_nan_loss_raises_with_the_epoch():
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
+    )
+    recipe = get_recipe("vgg-sweep", optimizer="sgd", momentum=0.0, epochs=3, lr=1e30)
+    with pytest.raises(TrainingDiverged, match=r"at epoch 1, batch \d+"):
+        fit(model, _data(256, 0), None, recipe, verbose=0)
+
+
+def test_jit_compile_auto_is_off_on_cpu_and_can_be_forced():
+    assert fit_module.resolve_jit_compile("auto") is False  # this machine has no GPU
+    assert fit_module.resolve_jit_compile(True) is True
+    with pytest.raises(
+        ValueError, match="jit_compile must be True, False or 'auto'; received jit_compile='yes'"
+    ):
+        fit_module.resolve_jit_compile("yes")
+
+
+def test_forced_xla_stays_on_for_a_model_with_kerascnn_augmentation():
+    from kerascnn.layers import RandomFlip, RandomPadCrop
+
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), RandomPadCrop(2), RandomFlip(), keras.layers.Conv2D(4, 3),
+         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    )  # fmt: skip
+    x = np.random.default_rng(0).uniform(size=(32, 8, 8, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(32) % 2)).batch(16)
+    fit(model, ds, None, get_recipe("vgg-sweep", epochs=1), jit_compile=True, verbose=0)
+    assert model.jit_compile is True

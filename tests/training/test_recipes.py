@@ -1,0 +1,80 @@
+"""Recipes: overrides, schedules and the coupled vs decoupled weight decay of the optimizers."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn.training.recipes import RECIPES, CoupledSGD, OneCycle, get_recipe
+
+pytestmark = pytest.mark.jax
+
+
+def test_resnet_cifar_is_he_et_al():
+    r = get_recipe("resnet-cifar")
+    assert (r.optimizer, r.lr, r.momentum, r.weight_decay, r.batch_size) == (
+        "sgd",
+        0.1,
+        0.9,
+        1e-4,
+        128,
+    )
+    assert r.augment == "padcrop,flip"
+    schedule = r.learning_rate(steps_per_epoch=390)
+    total = 164 * 390
+    lrs = [float(schedule(s)) for s in (0, total // 2 - 1, total // 2 + 1, int(0.75 * total) + 1)]
+    np.testing.assert_allclose(lrs, [0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+
+
+def test_overrides_and_errors():
+    r = get_recipe("resnet-cifar", epochs=3, lr=0.05, augment=None)
+    assert (r.epochs, r.lr, r.augment) == (3, 0.05, "padcrop,flip")  # None keeps the recipe's value
+    with pytest.raises(
+        ValueError, match="Unknown recipe='resnet-cifr'. Did you mean: resnet-cifar"
+    ):
+        get_recipe("resnet-cifr")
+    with pytest.raises(ValueError, match=r"Unknown recipe field\(s\) \['lr_max'\]"):
+        get_recipe("quick", lr_max=1)
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1; received epochs=0"):
+        get_recipe("quick", epochs=0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        get_recipe("quick", schedule="exp")
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_compiles_a_model(name):
+    r = get_recipe(name)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    model.compile(**r.compile_args(steps_per_epoch=10, one_hot=r.needs_one_hot()))
+    x = np.ones((8, 4), "float32")
+    y = keras.utils.to_categorical(np.arange(8) % 3, 3) if r.needs_one_hot() else np.arange(8) % 3
+    logs = model.train_on_batch(x, y, return_dict=True)
+    assert np.isfinite(logs["loss"])
+
+
+def test_one_cycle_shape():
+    s = OneCycle(peak=1.0, total_steps=100, warmup=0.25, div=10.0)
+    values = [float(s(t)) for t in (0, 25, 50, 100)]
+    np.testing.assert_allclose(values, [0.1, 1.0, 2 / 3, 0.0], rtol=1e-5, atol=1e-6)
+
+
+def _one_step(optimizer, w0, grad):
+    var = keras.Variable(w0)
+    optimizer.apply_gradients([(keras.ops.convert_to_tensor(grad), var)])
+    return keras.ops.convert_to_numpy(var)
+
+
+def test_coupled_sgd_adds_decay_to_the_gradient_before_momentum():
+    w0 = np.array([1.0, -2.0], "float32")
+    g = np.array([0.5, 0.25], "float32")
+    lr, wd = 0.1, 0.01
+    w1 = _one_step(CoupledSGD(l2_decay=wd, learning_rate=lr, momentum=0.9), w0, g)
+    np.testing.assert_allclose(w1, w0 - lr * (g + wd * w0), rtol=1e-6)
+    # Two steps with momentum: the decay term enters the velocity (PyTorch semantics).
+    opt = CoupledSGD(l2_decay=wd, learning_rate=lr, momentum=0.9)
+    var = keras.Variable(w0)
+    for _ in range(2):
+        opt.apply_gradients([(keras.ops.convert_to_tensor(g), var)])
+    v1 = -lr * (g + wd * w0)
+    w1 = w0 + v1
+    v2 = 0.9 * v1 - lr * (g + wd * w1)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w1 + v2, rtol=1e-5)
