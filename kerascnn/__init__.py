@@ -23,7 +23,7 @@ if sys.getrecursionlimit() < RECURSION_LIMIT:
 
 # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
 # `keras.models.load_model` finds them after a plain `import kerascnn`.
-from kerascnn import export, layers, pipelines, training, zoo  # noqa: E402,F401
+from kerascnn import export, fold, layers, pipelines, training, zoo  # noqa: E402,F401
 
 
 def __getattr__(name: str):

@@ -57,7 +57,10 @@ def main():
     a = p.parse_args()
     if not CIFAR.exists():
         sys.exit(f"CIFAR-10 not found at {CIFAR} (set KERASCNN_SHARED)")
-    x = np.load(CIFAR)["x"][: a.columns].astype("float32")
+    data = np.load(CIFAR)
+    # The file is class-major: take the first image of each class, so the grid shows many.
+    picks = [int(np.flatnonzero(data["y"] == c % 10)[c // 10]) for c in range(a.columns)]
+    x = data["x"][picks].astype("float32")
     s, label_w, pad = 32 * a.scale, 130, 2
     table = rows()
     grid = Image.new("RGB", (label_w + a.columns * (s + pad), len(table) * (s + pad)), "white")

@@ -51,6 +51,7 @@ import os
 import pathlib
 import platform
 import sys
+import textwrap
 import time
 from collections.abc import Iterable, Mapping
 
@@ -162,9 +163,7 @@ def synthetic_dataset(
         xs, ys = (x, y) if indices is None else (x[indices], y[indices])
         return tf.data.Dataset.from_tensor_slices((xs, ys.astype(np.int32)))
 
-    info = DatasetInfo(
-        name, "train", tuple(f"class{i}" for i in range(num_classes)), x.shape[1:]
-    )
+    info = DatasetInfo(name, "train", tuple(f"class{i}" for i in range(num_classes)), x.shape[1:])
     return Dataset(info, make, y, len(y), arrays=x)
 
 
@@ -393,7 +392,10 @@ def save_figure(fig, path, caption: str | None = None) -> pathlib.Path:
     """Save ``fig`` as PNG (with ``caption`` in small print at the bottom) and close it."""
     plt = pyplot()
     if caption:
-        fig.text(0.01, 0.005, caption, fontsize=6, color="0.35", ha="left", va="bottom", wrap=True)
+        # Below everything drawn so far (tick labels, axis labels), in figure coordinates.
+        bottom = fig.get_tightbbox(fig.canvas.get_renderer()).y0 / fig.get_figheight()
+        text = textwrap.fill(caption, 160)
+        fig.text(0.0, bottom - 0.02, text, fontsize=6, color="0.35", ha="left", va="top")
     path = pathlib.Path(path)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -415,9 +417,19 @@ def hardware() -> str:
             tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")
         ]
-    cpu = platform.processor() or platform.machine()
+    cpu = _cpu_model()
     device = f"GPU: {', '.join(gpus)}" if gpus else f"CPU only ({affinity} of {cpus} cores usable)"
     return f"{device}, {cpu}; Keras {keras.__version__} ({keras.backend.backend()} backend)"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 def command_line() -> str:
@@ -430,8 +442,11 @@ def command_line() -> str:
 
 def caption(name: str, options: Mapping, data: ExperimentData, extra: str = "") -> str:
     """A figure caption: the data and scale, epochs, hardware."""
+    command = command_line()
+    if not command.startswith(f"kerascnn experiment {name}"):
+        command = f"kerascnn experiment {name}" + (" --quick" if options.get("quick") else "")
     parts = [
-        f"kerascnn experiment {name}" + (" --quick" if options.get("quick") else ""),
+        command,
         data.describe(),
         f"{options.get('epochs')} epochs, batch {options.get('batch_size')}, seed {options.get('seed')}",
     ]
@@ -457,6 +472,8 @@ def write_run_info(
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "wall_seconds": round(time.time() - started, 1),
+        # The machine may be shared: the 1-minute load average when the run finished.
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         **extra,
     }

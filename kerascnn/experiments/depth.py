@@ -39,10 +39,10 @@ VGG_QUICK = {
     "convs": "1,2,3",
     "filters": 16,
     "repetitions": 2,
-    "epochs": 2,
+    "epochs": 3,
     "batch_size": 64,
-    "subset": 2000,
-    "val_subset": 500,
+    "subset": 3000,
+    "val_subset": 1000,
 }
 VGG_COLUMNS = [
     "num_blocks",
@@ -144,7 +144,7 @@ def run_vgg_depth(**options) -> dict:
         for nc in convs:
             reps = []
             for rep in range(o["repetitions"]):
-                keras.utils.clear_session()
+                keras.utils.clear_session(free_memory=False)
                 keras.utils.set_random_seed(o["seed"] + rep)
                 model = vgg_model(nb, nc, o["filters"], shape, classes)
                 result = common.train(model, train_pipe, val_pipe, recipe)
@@ -249,12 +249,12 @@ DEG_FULL = {
 }
 DEG_QUICK = {
     "depths": "20,56",
-    "epochs": 4,
+    "epochs": 5,
     "batch_size": 64,
     "lr": 0.05,
     "augment": "",
     "subset": 2000,
-    "val_subset": 500,
+    "val_subset": 1000,
 }
 DEG_COLUMNS = [
     "model",
@@ -316,7 +316,7 @@ def run_degradation(**options) -> dict:
     rows, curves = [], {}
     for residual in (False, True):
         for depth in depths:
-            keras.utils.clear_session()
+            keras.utils.clear_session(free_memory=False)
             keras.utils.set_random_seed(o["seed"])
             model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
             result = common.train(model, train_pipe, val_pipe, recipe)
@@ -359,6 +359,7 @@ def run_degradation(**options) -> dict:
             )
         ax.set_title(("ResNet" if residual else "plain") + " (dashed: training, bold: validation)")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error")
@@ -403,7 +404,9 @@ def delete_block(model: keras.Model, block: str) -> keras.Model:
 
     members = [layer for layer in model.layers if layer.name.startswith(block + "_")]
     if not members:
-        raise ValueError(f"block={block!r} is not in {model.name}; its blocks: {block_names(model)}")
+        raise ValueError(
+            f"block={block!r} is not in {model.name}; its blocks: {block_names(model)}"
+        )
     add = next((lay for lay in members if lay.name == f"{block}_add"), None)
     last = members[-1]
     state = {}
@@ -449,12 +452,12 @@ ENS_FULL = {
 }
 ENS_QUICK = {
     "depth": 20,
-    "epochs": 4,
+    "epochs": 5,
     "batch_size": 64,
     "lr": 0.05,
     "augment": "",
-    "subset": 2000,
-    "val_subset": 500,
+    "subset": 3000,
+    "val_subset": 1000,
 }
 ENS_COLUMNS = ["model", "residual", "deleted_block", "block_index", "downsampling", "val_accuracy"]
 
@@ -480,7 +483,7 @@ def run_ensembles(**options) -> dict:
     x_val, y_val = data.arrays("val")
     rows, results = [], {}
     for residual in (True, False):
-        keras.utils.clear_session()
+        keras.utils.clear_session(free_memory=False)
         keras.utils.set_random_seed(o["seed"])
         model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
         result = common.train(model, train_pipe, val_pipe, recipe)
@@ -520,7 +523,7 @@ def run_ensembles(**options) -> dict:
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     chance = 1 / data.num_classes
-    for (label, (residual, base, accs)), color in zip(results.items(), ("C0", "C3"), strict=True):
+    for (label, (_residual, base, accs)), color in zip(results.items(), ("C0", "C3"), strict=True):
         idx = [a[0] for a in accs]
         ax.plot(idx, [a[3] for a in accs], "o-", color=color, label=f"{label}, one block deleted")
         ax.axhline(base, color=color, ls="--", lw=1, label=f"{label}, intact ({base:.3f})")
@@ -529,11 +532,11 @@ def run_ensembles(**options) -> dict:
     for index, _, downsampling, _ in first:
         if downsampling:
             ax.axvspan(index - 0.4, index + 0.4, color="0.9", zorder=0)
-    ax.set_xticks([a[0] for a in first], [a[1].replace("_block", ".") for a in first], rotation=90)
+    ax.set_xticks([a[0] for a in first], [a[1][5:].replace("_block", ".") for a in first])
     ax.set_xlabel("deleted block (stage.block; shaded: down-sampling blocks)")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.grid(alpha=0.3)
     ax.set_title("Deleting single blocks at test time (Veit et al. 2016)")
     note = f"SGD lr {o['lr']}, augment {o['augment'] or 'none'!r}"

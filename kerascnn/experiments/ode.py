@@ -37,7 +37,7 @@ QUICK = {
     "epochs": 3,
     "batch_size": 64,
     "subset": 3000,
-    "val_subset": 500,
+    "val_subset": 1000,
 }
 COLUMNS = [
     "model",
@@ -62,7 +62,7 @@ def matched_hidden(filters: int, steps: int, method: str, input_shape, num_class
     from kerascnn.zoo import odenet
 
     def params(**kw):
-        keras.utils.clear_session()
+        keras.utils.clear_session(free_memory=False)
         return odenet(
             filters=filters, steps=steps, method=method, input_shape=input_shape,
             num_classes=num_classes, **kw,
@@ -106,7 +106,7 @@ def run(**options) -> dict:
     train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
     rows, curves = [], {}
     for label, kwargs, hidden, evaluations in variants:
-        keras.utils.clear_session()
+        keras.utils.clear_session(free_memory=False)
         keras.utils.set_random_seed(o["seed"])
         model = odenet(
             filters=filters, steps=steps, input_shape=shape, num_classes=classes, **kwargs
@@ -151,6 +151,7 @@ def run(**options) -> dict:
     axes[1].set_ylabel("validation accuracy")
     for ax in axes:
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(

@@ -42,8 +42,13 @@ def setup(name: str, options: dict, full: dict, quick: dict):
     started = time.time()
     o = common.resolve(options, full, quick)
     out = common.output_dir(o["out"], name)
-    data = common.load_data(o["data"], subset=o["subset"], val_subset=o["val_subset"],
-                            validation_fraction=o["validation_fraction"], seed=o["seed"])  # fmt: skip
+    data = common.load_data(
+        o["data"],
+        subset=o["subset"],
+        val_subset=o["val_subset"],
+        validation_fraction=o["validation_fraction"],
+        seed=o["seed"],
+    )
     common.log(name, data.describe())
     return o, data, Arrays.of(data), out, started
 
@@ -61,6 +66,7 @@ def small_vgg(
     num_blocks: int = 3,
     convs_per_block: int = 2,
     hidden: int = 128,
+    pool: str = "gap",
     drop: str = "none",
     rate: float = 0.3,
     conv: str = "plain",
@@ -70,7 +76,8 @@ def small_vgg(
     name: str = "small_vgg",
 ) -> keras.Model:
     """The experiments' VGG-like net: blocks of 3x3 convs (ReLU) + 2x2 max pool, filters
-    doubling per block, global average pooling, a hidden dense layer, a linear classifier.
+    doubling per block, global average pooling (``pool="gap"``) or flattening
+    (``pool="flatten"``), a hidden dense layer, a linear classifier.
 
     ``drop``: ``"dropout"`` (``Dropout(rate)`` after every pool and after the hidden layer),
     ``"spatial"`` (``SpatialDropout(rate)`` after every pool, ``Dropout`` after the hidden
@@ -85,18 +92,21 @@ def small_vgg(
 
     def conv_layer(f, lname):
         if drop == "dropconnect":
-            return kl.DropConnectConv2D(f, 3, rate, padding="same", activation="relu",
-                                        seed=next(seeds), name=lname)  # fmt: skip
+            return kl.DropConnectConv2D(
+                f, 3, rate, padding="same", activation="relu", seed=next(seeds), name=lname
+            )
         if conv == "hadamard":
             return kl.HadamardConv2D(f, 3, padding="same", activation="relu", l1=l1, name=lname)
         reg = _regularizer(conv, l1, l2)
-        return keras.layers.Conv2D(f, 3, padding="same", activation="relu",
-                                   kernel_regularizer=reg, name=lname)  # fmt: skip
+        return keras.layers.Conv2D(
+            f, 3, padding="same", activation="relu", kernel_regularizer=reg, name=lname
+        )
 
     def dense_layer(units, lname, activation=None):
         if drop == "dropconnect":
-            return kl.DropConnectDense(units, rate, activation=activation, seed=next(seeds),
-                                       name=lname)  # fmt: skip
+            return kl.DropConnectDense(
+                units, rate, activation=activation, seed=next(seeds), name=lname
+            )
         if conv == "hadamard":
             return kl.HadamardDense(units, l1=l1, activation=activation, name=lname)
         reg = _regularizer(conv, l1, l2)
@@ -115,7 +125,10 @@ def small_vgg(
             x = kl.Dropout(rate, seed=next(seeds), name=f"block{b}_dropout")(x)
         elif drop == "spatial":
             x = kl.SpatialDropout(rate, seed=next(seeds), name=f"block{b}_spatial_dropout")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    if pool == "gap":
+        x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
     x = dense_layer(hidden, "fc1", activation="relu")(x)
     if drop in ("dropout", "spatial"):
         x = kl.Dropout(rate, seed=next(seeds), name="fc1_dropout")(x)
@@ -181,26 +194,57 @@ class EpochRecorder(keras.callbacks.Callback):
         self.rows.append(row)
 
 
-def pipes(data: common.ExperimentData, batch_size: int, seed: int, augment=None,
-          placement: str = "model", x_train=None, y_train=None):  # fmt: skip
+def pipes(
+    data: common.ExperimentData,
+    batch_size: int,
+    seed: int,
+    augment=None,
+    placement: str = "model",
+    x_train=None,
+    y_train=None,
+):
     """Training and validation :class:`~kerascnn.pipelines.Pipeline` s with normalization in
     the model (wrap the network with ``train_pipe.wrap(net)``: it then takes raw pixels).
     ``x_train``, ``y_train`` replace the training images / labels (memorization)."""
     train = data.train
     if x_train is not None:
-        train = _array_dataset(data.source, "train", x_train, np.asarray(y_train),
-                               data.train.class_names)  # fmt: skip
-    pipe = pipelines.build(train, batch_size=batch_size, seed=seed, augment=augment or None,
-                           placement=placement, normalize_in="model")  # fmt: skip
-    val = pipelines.build(data.val, batch_size=max(batch_size, 256), shuffle=False,
-                          normalize=pipe.normalization, normalize_in="model",
-                          labels="onehot" if pipe.mix is not None else "sparse")  # fmt: skip
+        train = _array_dataset(
+            data.source, "train", x_train, np.asarray(y_train), data.train.class_names
+        )
+    pipe = pipelines.build(
+        train,
+        batch_size=batch_size,
+        seed=seed,
+        augment=augment or None,
+        placement=placement,
+        normalize_in="model",
+    )
+    val = pipelines.build(
+        data.val,
+        batch_size=max(batch_size, 256),
+        shuffle=False,
+        normalize=pipe.normalization,
+        normalize_in="model",
+        labels="onehot" if pipe.mix is not None else "sparse",
+    )
     return pipe, val
 
 
-def train(model, pipe, val, *, epochs: int, lr: float, optimizer: str = "adam",
-          weight_decay: float = 0.0, schedule: str = "constant", momentum: float = 0.9,
-          one_hot: bool = False, callbacks=(), norm: bool = False) -> list[dict]:  # fmt: skip
+def train(
+    model,
+    pipe,
+    val,
+    *,
+    epochs: int,
+    lr: float,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    schedule: str = "constant",
+    momentum: float = 0.9,
+    one_hot: bool = False,
+    callbacks=(),
+    norm: bool = False,
+) -> list[dict]:
     """Compile ``model`` with a :class:`~kerascnn.training.Recipe` (cross-entropy on logits,
     accuracy) and train it; returns one row per epoch (see :class:`EpochRecorder`).
 
@@ -211,18 +255,29 @@ def train(model, pipe, val, *, epochs: int, lr: float, optimizer: str = "adam",
     from kerascnn.training import get_recipe
 
     recipe = get_recipe(
-        "vgg-sweep", optimizer=optimizer, lr=lr, epochs=epochs, momentum=momentum,
-        weight_decay=weight_decay, decay="decoupled" if weight_decay else "coupled",
-        schedule=schedule, batch_size=1,
-    )  # fmt: skip
+        "vgg-sweep",
+        optimizer=optimizer,
+        lr=lr,
+        epochs=epochs,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        decay="decoupled" if weight_decay else "coupled",
+        schedule=schedule,
+        batch_size=1,
+    )
     steps = int(pipe.dataset.cardinality())
     args = recipe.compile_args(steps, one_hot=one_hot)
     if weight_decay:
         args["optimizer"].exclude_from_weight_decay(var_names=["bias"])
     model.compile(**args, jit_compile=False)
     recorder = EpochRecorder(norm=norm)
-    model.fit(pipe.dataset, validation_data=val.dataset, epochs=epochs, verbose=0,
-              callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks, recorder])  # fmt: skip
+    model.fit(
+        pipe.dataset,
+        validation_data=val.dataset,
+        epochs=epochs,
+        verbose=0,
+        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks, recorder],
+    )
     return recorder.rows
 
 

@@ -25,10 +25,54 @@ from kerascnn.training import DropoutSchedule
 def _finish(name, o, data, out, started, paths, fig, extra=""):
     """Save the figure (captioned with command, data, scale and hardware) and ``run.json``;
     return the paths as strings."""
-    paths["figure"] = common.save_figure(fig, out / f"{name.replace('-', '_')}.png",
-                                         common.caption(name, o, data, extra))  # fmt: skip
+    paths["figure"] = common.save_figure(
+        fig, out / f"{name.replace('-', '_')}.png", common.caption(name, o, data, extra)
+    )
     paths["run"] = common.write_run_info(out, name, o, data, started)
     return {k: str(v) for k, v in paths.items()}
+
+
+NET_FULL = dict(filters=32, convs_per_block=2)
+NET_QUICK = dict(filters=16, convs_per_block=1)
+
+
+def _net(o):
+    """The VGG-like net's width and depth options."""
+    return {"filters": o["filters"], "convs_per_block": o["convs_per_block"]}
+
+
+def _net_args(parser):
+    parser.add_argument(
+        "--filters",
+        type=int,
+        help="filters of the first block of the VGG-like net (default 32; --quick: 16, early-stopping: 32)",
+    )
+    parser.add_argument(
+        "--convs-per-block",
+        type=int,
+        help="3x3 convs per block of the VGG-like net (default 2; --quick: 1, early-stopping: 2)",
+    )
+
+
+def _select(all_names, value, what: str = "settings") -> list:
+    """The names in ``value`` (a comma-separated string or a list; ``None``: all), in
+    ``all_names`` order; ``ValueError`` naming an unknown one."""
+    if value is None:
+        return list(all_names)
+    chosen = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+    unknown = [v for v in chosen if v not in all_names]
+    if unknown or not chosen:
+        raise ValueError(
+            f"{what} must be a comma-separated list of {', '.join(map(repr, all_names))}; "
+            f"received {what}={value!r}"
+        )
+    return [n for n in all_names if n in chosen]
+
+
+def _settings_arg(parser, names):
+    parser.add_argument(
+        "--settings", help=f"comma-separated subset of: {', '.join(names)} (default: all)"
+    )
 
 
 def _last(rows, key, default=float("nan")):
@@ -48,8 +92,9 @@ def _mean_epoch_seconds(rows):
 
 def _curves(ax, runs, key, title, ylabel):
     for label, rows in runs.items():
-        ax.plot([r["epoch"] for r in rows], [r.get(key, np.nan) for r in rows], marker=".",
-                label=label)  # fmt: skip
+        ax.plot(
+            [r["epoch"] for r in rows], [r.get(key, np.nan) for r in rows], marker=".", label=label
+        )
     ax.set_title(title)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -57,7 +102,7 @@ def _curves(ax, runs, key, title, ylabel):
 
 
 # =========================================================================== augmentation
-AUG_QUICK = dict(subset=2000, val_subset=1000, epochs=6, batch_size=64)
+AUG_QUICK = dict(subset=1000, val_subset=500, epochs=5, batch_size=64)
 AUG_FULL = dict(subset=None, val_subset=None, epochs=30, batch_size=128, depth=20)
 AUG_SETTINGS = (
     ("none", ""),
@@ -68,6 +113,7 @@ AUG_SETTINGS = (
     ("+randaugment", "flip,padcrop,randaugment:2:9"),
 )
 PLACEMENT_SETTING = "flip+padcrop"
+PIPELINE_SETTING = f"{PLACEMENT_SETTING} (pipeline)"
 
 
 def run_augmentation(**options) -> dict:
@@ -83,9 +129,9 @@ def run_augmentation(**options) -> dict:
     o, data, arr, out, started = rc.setup("augmentation", options, AUG_FULL, AUG_QUICK)
     depth = o["depth"]
     runs = [(label, spec, "model") for label, spec in AUG_SETTINGS]
-    runs.append(
-        (f"{PLACEMENT_SETTING} (pipeline)", dict(AUG_SETTINGS)[PLACEMENT_SETTING], "pipeline")
-    )
+    runs.append((PIPELINE_SETTING, dict(AUG_SETTINGS)[PLACEMENT_SETTING], "pipeline"))
+    chosen = _select([r[0] for r in runs], o.get("settings"))
+    runs = [r for r in runs if r[0] in chosen]
     epochs_rows, summary, curves = [], [], {}
     for label, spec, placement in runs:
         keras.utils.set_random_seed(o["seed"])
@@ -93,13 +139,21 @@ def run_augmentation(**options) -> dict:
         one_hot = pipe.mix is not None
         core = zoo.resnet(depth=depth, input_shape=data.image_shape, num_classes=data.num_classes)
         model = pipe.wrap(core, name=f"resnet{depth}")
-        recipe = get_recipe("quick", epochs=o["epochs"], batch_size=o["batch_size"],
-                            early_stopping=0, augment="")  # fmt: skip
-        model.compile(**recipe.compile_args(int(pipe.dataset.cardinality()), one_hot=one_hot),
-                      jit_compile=False)  # fmt: skip
+        recipe = get_recipe(
+            "quick", epochs=o["epochs"], batch_size=o["batch_size"], early_stopping=0, augment=""
+        )
+        model.compile(
+            **recipe.compile_args(int(pipe.dataset.cardinality()), one_hot=one_hot),
+            jit_compile=False,
+        )
         recorder = rc.EpochRecorder()
-        model.fit(pipe.dataset, validation_data=val.dataset, epochs=o["epochs"], verbose=0,
-                  callbacks=[keras.callbacks.TerminateOnNaN(), recorder])  # fmt: skip
+        model.fit(
+            pipe.dataset,
+            validation_data=val.dataset,
+            epochs=o["epochs"],
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), recorder],
+        )
         rows = recorder.rows
         train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
         val_acc = _last(rows, "val_accuracy")
@@ -107,12 +161,18 @@ def run_augmentation(**options) -> dict:
         epochs_rows += [
             {"setting": label, "augment": spec, "placement": placement, **r} for r in rows
         ]
-        summary.append({
-            "setting": label, "augment": spec or "none", "placement": placement,
-            "val_accuracy": val_acc, "best_val_accuracy": _best(rows, "val_accuracy"),
-            "train_accuracy": train_acc, "gap": train_acc - val_acc,
-            "seconds_per_epoch": _mean_epoch_seconds(rows),
-        })  # fmt: skip
+        summary.append(
+            {
+                "setting": label,
+                "augment": spec or "none",
+                "placement": placement,
+                "val_accuracy": val_acc,
+                "best_val_accuracy": _best(rows, "val_accuracy"),
+                "train_accuracy": train_acc,
+                "gap": train_acc - val_acc,
+                "seconds_per_epoch": _mean_epoch_seconds(rows),
+            }
+        )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -126,8 +186,16 @@ def run_augmentation(**options) -> dict:
     axes[1].bar(pos - 0.2, [s["val_accuracy"] for s in summary], 0.4, label="val accuracy")
     axes[1].bar(pos + 0.2, [s["gap"] for s in summary], 0.4, label="train - val gap")
     for p, s in zip(pos, summary, strict=True):
-        axes[1].text(p, 0.01, f"{s['seconds_per_epoch']:.1f}s/ep", rotation=90, fontsize=7,
-                     ha="center", va="bottom", color="white")  # fmt: skip
+        axes[1].text(
+            p,
+            0.01,
+            f"{s['seconds_per_epoch']:.1f}s/ep",
+            rotation=90,
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            color="white",
+        )
     axes[1].set_xticks(pos, labels, rotation=30, ha="right", fontsize=8)
     axes[1].set_title("final validation accuracy and generalization gap")
     axes[1].legend(fontsize=8)
@@ -138,11 +206,12 @@ def run_augmentation(**options) -> dict:
 def _augmentation_args(parser):
     common.add_common_arguments(parser, AUG_FULL, AUG_QUICK)
     parser.add_argument("--depth", type=int, help="ResNet depth, 6n+2 (default 20)")
+    _settings_arg(parser, [label for label, _ in AUG_SETTINGS] + [PIPELINE_SETTING])
 
 
 # =========================================================================== dropout
-DROP_QUICK = dict(subset=2000, val_subset=1000, epochs=12, batch_size=64)
-DROP_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3)
+DROP_QUICK = dict(**NET_QUICK, subset=2000, val_subset=1000, epochs=12, batch_size=64)
+DROP_FULL = dict(**NET_FULL, subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3)
 DROP_SETTINGS = ("none", "dropout", "spatial", "dropconnect", "cutout", "early", "late")
 
 
@@ -158,25 +227,30 @@ def run_dropout(**options) -> dict:
         "late": DropoutSchedule("late", cutoff_epoch=max(1, epochs // 2)),
     }
     epochs_rows, summary, curves = [], [], {}
-    for setting in DROP_SETTINGS:
+    for setting in _select(DROP_SETTINGS, o.get("settings")):
         keras.utils.set_random_seed(o["seed"])
         pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
         drop = "dropout" if setting in schedules else setting
-        core = rc.small_vgg(data.image_shape, data.num_classes, drop=drop, rate=rate,
-                            seed=o["seed"])  # fmt: skip
+        core = rc.small_vgg(
+            data.image_shape, data.num_classes, **_net(o), drop=drop, rate=rate, seed=o["seed"]
+        )
         model = pipe.wrap(core, name=f"vgg_{setting}")
         callbacks = [schedules[setting]] if setting in schedules else []
         rows = rc.train(model, pipe, val, epochs=epochs, lr=1e-3, callbacks=callbacks)
         train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
         curves[setting] = rows
         epochs_rows += [{"setting": setting, **r} for r in rows]
-        summary.append({
-            "setting": setting, "rate": 0.0 if setting == "none" else rate,
-            "val_accuracy": _last(rows, "val_accuracy"),
-            "best_val_accuracy": _best(rows, "val_accuracy"),
-            "final_train_loss": _last(rows, "loss"), "train_accuracy": train_acc,
-            "gap": train_acc - _last(rows, "val_accuracy"),
-        })  # fmt: skip
+        summary.append(
+            {
+                "setting": setting,
+                "rate": 0.0 if setting == "none" else rate,
+                "val_accuracy": _last(rows, "val_accuracy"),
+                "best_val_accuracy": _best(rows, "val_accuracy"),
+                "final_train_loss": _last(rows, "loss"),
+                "train_accuracy": train_acc,
+                "gap": train_acc - _last(rows, "val_accuracy"),
+            }
+        )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -191,13 +265,25 @@ def run_dropout(**options) -> dict:
 
 def _dropout_args(parser):
     common.add_common_arguments(parser, DROP_FULL, DROP_QUICK)
+    _net_args(parser)
     parser.add_argument("--rate", type=float, help="drop rate of every variant (0.3)")
+    _settings_arg(parser, DROP_SETTINGS)
 
 
 # =========================================================================== weight decay
-WD_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
-WD_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, adam_decay=0.5,
-               sgd_decay=5e-3, adam_lr=1e-3, sgd_lr=0.05)  # fmt: skip
+WD_SETTINGS = ("adam", "adam + L2", "adamw", "sgd", "sgd + L2", "sgd decoupled")
+WD_QUICK = dict(**NET_QUICK, subset=2000, val_subset=1000, epochs=10, batch_size=64)
+WD_FULL = dict(
+    **NET_FULL,
+    subset=None,
+    val_subset=None,
+    epochs=60,
+    batch_size=128,
+    adam_decay=0.5,
+    sgd_decay=5e-3,
+    adam_lr=1e-3,
+    sgd_lr=0.05,
+)
 
 
 def run_weight_decay(**options) -> dict:
@@ -222,24 +308,40 @@ def run_weight_decay(**options) -> dict:
         ("sgd + L2", "sgd", sgd_lr, sgd_decay / 2, 0.0),
         ("sgd decoupled", "sgd", sgd_lr, 0.0, sgd_decay),
     )
+    chosen = _select([row[0] for row in settings], o.get("settings"))
     epochs_rows, summary, curves = [], [], {}
-    for label, optimizer, lr, l2, decay in settings:
+    for label, optimizer, lr, l2, decay in [row for row in settings if row[0] in chosen]:
         keras.utils.set_random_seed(o["seed"])
         pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-        core = rc.small_vgg(data.image_shape, data.num_classes, l2=l2, seed=o["seed"])
+        core = rc.small_vgg(data.image_shape, data.num_classes, **_net(o), l2=l2, seed=o["seed"])
         model = pipe.wrap(core, name="vgg")
         start = {"epoch": 0, "weight_norm": rc.kernel_norm(model)}
-        rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr, optimizer=optimizer,
-                        weight_decay=decay, norm=True)  # fmt: skip
+        rows = rc.train(
+            model,
+            pipe,
+            val,
+            epochs=o["epochs"],
+            lr=lr,
+            optimizer=optimizer,
+            weight_decay=decay,
+            norm=True,
+        )
         rows = [start, *rows]
         curves[label] = rows
         epochs_rows += [{"setting": label, **r} for r in rows]
-        summary.append({
-            "setting": label, "optimizer": optimizer, "lr": lr, "l2_penalty": l2,
-            "decoupled_decay": decay, "val_accuracy": _last(rows, "val_accuracy"),
-            "best_val_accuracy": _best(rows, "val_accuracy"),
-            "initial_weight_norm": start["weight_norm"], "final_weight_norm": _last(rows, "weight_norm"),
-        })  # fmt: skip
+        summary.append(
+            {
+                "setting": label,
+                "optimizer": optimizer,
+                "lr": lr,
+                "l2_penalty": l2,
+                "decoupled_decay": decay,
+                "val_accuracy": _last(rows, "val_accuracy"),
+                "best_val_accuracy": _best(rows, "val_accuracy"),
+                "initial_weight_norm": start["weight_norm"],
+                "final_weight_norm": _last(rows, "weight_norm"),
+            }
+        )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -271,18 +373,32 @@ def run_weight_decay(**options) -> dict:
 
 def _weight_decay_args(parser):
     common.add_common_arguments(parser, WD_FULL, WD_QUICK)
-    parser.add_argument("--adam-decay", type=float,
-                        help="decay strength d for Adam + L2 (d/2 * |w|^2) and AdamW (0.5)")  # fmt: skip
-    parser.add_argument("--sgd-decay", type=float,
-                        help="decay strength d for SGD + L2 and SGD decoupled (5e-3)")  # fmt: skip
+    _net_args(parser)
+    _settings_arg(parser, WD_SETTINGS)
+    parser.add_argument(
+        "--adam-decay",
+        type=float,
+        help="decay strength d for Adam + L2 (d/2 * |w|^2) and AdamW (0.5)",
+    )
+    parser.add_argument(
+        "--sgd-decay", type=float, help="decay strength d for SGD + L2 and SGD decoupled (5e-3)"
+    )
     parser.add_argument("--adam-lr", type=float)
     parser.add_argument("--sgd-lr", type=float, help="SGD lr, momentum 0.9 (0.05)")
 
 
 # =========================================================================== L1
-L1_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
-L1_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, l1=1e-3, lr=0.05,
-               threshold=1e-3)  # fmt: skip
+L1_QUICK = dict(**NET_QUICK, subset=2000, val_subset=1000, epochs=20, batch_size=64, l1=0.02)
+L1_FULL = dict(
+    **NET_FULL,
+    subset=None,
+    val_subset=None,
+    epochs=60,
+    batch_size=128,
+    l1=1e-3,
+    lr=0.05,
+    threshold=1e-3,
+)
 
 
 def run_l1(**options) -> dict:
@@ -294,31 +410,48 @@ def run_l1(**options) -> dict:
     o, data, arr, out, started = rc.setup("l1", options, L1_FULL, L1_QUICK)
     l1, lr, threshold = (o["l1"], o["lr"], o["threshold"])
     epochs_rows, summary, weights = [], [], {}
-    edges = np.linspace(-10, 0.5, 64)
+    edges = np.linspace(-10, 1, 67)
     for setting in rc.CONV_KINDS:
         keras.utils.set_random_seed(o["seed"])
         pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-        core = rc.small_vgg(data.image_shape, data.num_classes, conv=setting,
-                            l1=0.0 if setting == "plain" else l1, seed=o["seed"])  # fmt: skip
+        core = rc.small_vgg(
+            data.image_shape,
+            data.num_classes,
+            **_net(o),
+            conv=setting,
+            l1=0.0 if setting == "plain" else l1,
+            seed=o["seed"],
+        )
         model = pipe.wrap(core, name=f"vgg_{setting}")
         rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr, optimizer="sgd")
         w = np.concatenate([k.ravel() for k in rc.kernels(model)])
         weights[setting] = w
         epochs_rows += [{"setting": setting, **r} for r in rows]
-        summary.append({
-            "setting": setting, "l1": 0.0 if setting == "plain" else l1,
-            "val_accuracy": _last(rows, "val_accuracy"),
-            "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
-            "weights": w.size, "threshold": threshold,
-            "fraction_below_threshold": float(np.mean(np.abs(w) < threshold)),
-            "fraction_below_1e-6": float(np.mean(np.abs(w) < 1e-6)),
-            "mean_abs_weight": float(np.mean(np.abs(w))),
-        })  # fmt: skip
+        summary.append(
+            {
+                "setting": setting,
+                "l1": 0.0 if setting == "plain" else l1,
+                "val_accuracy": _last(rows, "val_accuracy"),
+                "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+                "weights": w.size,
+                "threshold": threshold,
+                "fraction_below_threshold": float(np.mean(np.abs(w) < threshold)),
+                "fraction_below_1e-6": float(np.mean(np.abs(w) < 1e-6)),
+                "mean_abs_weight": float(np.mean(np.abs(w))),
+            }
+        )
     hist_rows = []
     for setting, w in weights.items():
-        counts, _ = np.histogram(np.log10(np.maximum(np.abs(w), 1e-10)), edges)
-        hist_rows += [{"setting": setting, "log10_abs_low": float(lo), "log10_abs_high": float(hi),
-                       "count": int(c)} for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)]  # fmt: skip
+        counts, _ = np.histogram(_log_abs(w, edges), edges)
+        hist_rows += [
+            {
+                "setting": setting,
+                "log10_abs_low": float(lo),
+                "log10_abs_high": float(hi),
+                "count": int(c),
+            }
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+        ]
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -328,11 +461,16 @@ def run_l1(**options) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for s in summary:
         w = weights[s["setting"]]
-        axes[0].hist(np.log10(np.maximum(np.abs(w), 1e-10)), edges, histtype="step", lw=1.5,
-                     label=f"{s['setting']}: {100 * s['fraction_below_threshold']:.1f}% < {threshold:g}")  # fmt: skip
+        axes[0].hist(
+            _log_abs(w, edges),
+            edges,
+            histtype="step",
+            lw=1.5,
+            label=f"{s['setting']}: {100 * s['fraction_below_threshold']:.1f}% < {threshold:g}",
+        )
     axes[0].axvline(np.log10(threshold), color="k", ls=":", lw=1)
     axes[0].set_yscale("log")
-    axes[0].set_xlabel("log10 |w| (all conv and dense kernels; |w| < 1e-10 in the first bin)")
+    axes[0].set_xlabel("log10 |w| (all kernels; end bins hold |w| < 1e-10 and > 10)")
     axes[0].set_ylabel("weights")
     axes[0].set_title("final weights")
     axes[0].legend(fontsize=8)
@@ -342,17 +480,24 @@ def run_l1(**options) -> dict:
     return _finish("l1", o, data, out, started, paths, fig, f"SGD lr {lr}, l1 {l1}")
 
 
+def _log_abs(w, edges):
+    """log10|w| clipped into the histogram's range (the end bins collect the rest)."""
+    return np.clip(np.log10(np.maximum(np.abs(w), 1e-300)), edges[0], edges[-1])
+
+
 def _l1_args(parser):
     common.add_common_arguments(parser, L1_FULL, L1_QUICK)
-    parser.add_argument("--l1", type=float, help="L1 strength (1e-3)")
+    _net_args(parser)
+    parser.add_argument("--l1", type=float, help="L1 strength (default 1e-3; --quick: 0.02)")
     parser.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9")
     parser.add_argument("--threshold", type=float, help="|w| counted as zero below it")
 
 
 # =========================================================================== normalization
-NORM_QUICK = dict(subset=1000, val_subset=1000, epochs=4, batch_size=64)
-NORM_FULL = dict(subset=None, val_subset=None, epochs=30, batch_size=128, small_batch=2, groups=8,
-                 filters=32)  # fmt: skip
+NORM_QUICK = dict(**NET_QUICK, subset=1000, val_subset=1000, epochs=4, batch_size=64)
+NORM_FULL = dict(
+    **NET_FULL, subset=None, val_subset=None, epochs=30, batch_size=128, small_batch=2, groups=8
+)
 NORMS = ("none", "batch", "layer", "instance", "group")
 
 
@@ -374,27 +519,37 @@ def run_normalization(**options) -> dict:
     group normalization after every conv, trained with Adam 1e-3 at ``--batch-size`` and at
     ``--small-batch``. Writes ``epochs.csv``, ``summary.csv`` and ``normalization.png``."""
     o, data, arr, out, started = rc.setup("normalization", options, NORM_FULL, NORM_QUICK)
-    small_batch, groups, filters = (o["small_batch"], o["groups"], o["filters"])
+    norms = _select(NORMS, o.get("norms"), "norms")
+    small_batch, groups = (o["small_batch"], o["groups"])
     epochs_rows, summary, curves = [], [], {}
     for batch in (o["batch_size"], small_batch):
-        for kind in NORMS:
+        for kind in norms:
             keras.utils.set_random_seed(o["seed"])
             pipe, val = rc.pipes(data, batch, o["seed"])
-            core = zoo.vgg(num_blocks=3, convs_per_block=2, filters=filters, head="gap",
-                           input_shape=data.image_shape, num_classes=data.num_classes,
-                           norm=_norm_layer(kind, groups))  # fmt: skip
+            core = zoo.vgg(
+                num_blocks=3,
+                **_net(o),
+                head="gap",
+                input_shape=data.image_shape,
+                num_classes=data.num_classes,
+                norm=_norm_layer(kind, groups),
+            )
             model = pipe.wrap(core, name=f"vgg_{kind}")
             start = time.perf_counter()
             rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
             curves[(batch, kind)] = rows
             epochs_rows += [{"norm": kind, "batch_size": batch, **r} for r in rows]
-            summary.append({
-                "norm": kind, "batch_size": batch, "val_accuracy": _last(rows, "val_accuracy"),
-                "best_val_accuracy": _best(rows, "val_accuracy"),
-                "final_train_loss": _last(rows, "loss"),
-                "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
-                "seconds": round(time.perf_counter() - start, 2),
-            })  # fmt: skip
+            summary.append(
+                {
+                    "norm": kind,
+                    "batch_size": batch,
+                    "val_accuracy": _last(rows, "val_accuracy"),
+                    "best_val_accuracy": _best(rows, "val_accuracy"),
+                    "final_train_loss": _last(rows, "loss"),
+                    "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+            )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -402,9 +557,14 @@ def run_normalization(**options) -> dict:
     plt = common.pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     for col, batch in enumerate((o["batch_size"], small_batch)):
-        runs = {k: curves[(batch, k)] for k in NORMS}
-        _curves(axes[0, col], runs, "val_accuracy", f"batch size {batch}: validation accuracy",
-                "accuracy")  # fmt: skip
+        runs = {k: curves[(batch, k)] for k in norms}
+        _curves(
+            axes[0, col],
+            runs,
+            "val_accuracy",
+            f"batch size {batch}: validation accuracy",
+            "accuracy",
+        )
         _curves(axes[1, col], runs, "loss", f"batch size {batch}: training loss", "cross-entropy")
     axes[0, 1].legend(fontsize=8)
     return _finish("normalization", o, data, out, started, paths, fig, f"small batch {small_batch}")
@@ -412,14 +572,19 @@ def run_normalization(**options) -> dict:
 
 def _normalization_args(parser):
     common.add_common_arguments(parser, NORM_FULL, NORM_QUICK)
+    parser.add_argument(
+        "--norms", help=f"comma-separated subset of {', '.join(NORMS)} (default: all)"
+    )
+    _net_args(parser)
     parser.add_argument("--small-batch", type=int, help="the small batch size (2)")
     parser.add_argument("--groups", type=int, help="groups of group normalization (8)")
-    parser.add_argument("--filters", type=int, help="filters of the first block (32)")
 
 
 # =========================================================================== MC dropout
-MC_QUICK = dict(subset=2000, val_subset=1000, epochs=10, batch_size=64)
-MC_FULL = dict(subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3, samples=100)
+MC_QUICK = dict(**NET_QUICK, subset=2000, val_subset=1000, epochs=10, batch_size=64)
+MC_FULL = dict(
+    **NET_FULL, subset=None, val_subset=None, epochs=60, batch_size=128, rate=0.3, samples=100
+)
 SAMPLE_COUNTS = (2, 5, 10, 20, 50, 100)
 
 
@@ -434,8 +599,15 @@ def expected_calibration_error(probs, labels, bins: int = 15):
         if sel.any():
             acc, c = float(correct[sel].mean()), float(conf[sel].mean())
             ece += sel.mean() * abs(acc - c)
-            rows.append({"bin_low": lo, "bin_high": hi, "count": int(sel.sum()), "accuracy": acc,
-                         "confidence": c})  # fmt: skip
+            rows.append(
+                {
+                    "bin_low": lo,
+                    "bin_high": hi,
+                    "count": int(sel.sum()),
+                    "accuracy": acc,
+                    "confidence": c,
+                }
+            )
     return float(ece), rows
 
 
@@ -468,8 +640,9 @@ def run_mc_dropout(**options) -> dict:
     rate, samples = (o["rate"], o["samples"])
     keras.utils.set_random_seed(o["seed"])
     pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-    core = rc.small_vgg(data.image_shape, data.num_classes, drop="dropout", rate=rate,
-                        seed=o["seed"])  # fmt: skip
+    core = rc.small_vgg(
+        data.image_shape, data.num_classes, **_net(o), drop="dropout", rate=rate, seed=o["seed"]
+    )
     model = pipe.wrap(core, name="vgg_dropout")
     rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
 
@@ -481,17 +654,30 @@ def run_mc_dropout(**options) -> dict:
         return softmax(model.predict(np.asarray(x, np.float32), batch_size=256, verbose=0))
 
     x_val = arr.x_val.astype(np.float32)
-    mc = kl.mc_predict(model, x_val, samples=samples, batch_size=64, from_logits=True,
-                       return_samples=True)  # fmt: skip
+    mc = kl.mc_predict(
+        model, x_val, samples=samples, batch_size=64, from_logits=True, return_samples=True
+    )
     p_det = det(x_val)
     ece_det, rel_det = expected_calibration_error(p_det, arr.y_val)
-    acc_rows = [{"samples": 0, "method": "deterministic (dropout off)",
-                 "accuracy": float(np.mean(p_det.argmax(-1) == arr.y_val)), "ece": ece_det}]  # fmt: skip
+    acc_rows = [
+        {
+            "samples": 0,
+            "method": "deterministic (dropout off)",
+            "accuracy": float(np.mean(p_det.argmax(-1) == arr.y_val)),
+            "ece": ece_det,
+        }
+    ]
     for n in [c for c in SAMPLE_COUNTS if c < samples] + [samples]:
         p = mc.samples[:n].mean(0)
         ece, rel = expected_calibration_error(p, arr.y_val)
-        acc_rows.append({"samples": n, "method": "mc dropout",
-                         "accuracy": float(np.mean(p.argmax(-1) == arr.y_val)), "ece": ece})  # fmt: skip
+        acc_rows.append(
+            {
+                "samples": n,
+                "method": "mc dropout",
+                "accuracy": float(np.mean(p.argmax(-1) == arr.y_val)),
+                "ece": ece,
+            }
+        )
     cal_rows = [{"method": "deterministic", **r} for r in rel_det]
     cal_rows += [{"method": f"mc dropout N={samples}", **r} for r in rel]
 
@@ -500,14 +686,25 @@ def run_mc_dropout(**options) -> dict:
     inputs.update(corruptions(arr.x_val, o["seed"]))
     entropies, ent_rows = {}, []
     for kind, x in inputs.items():
-        pred = mc if kind == "validation" else kl.mc_predict(
-            model, np.asarray(x, np.float32), samples=samples, batch_size=64, from_logits=True)  # fmt: skip
+        pred = (
+            mc
+            if kind == "validation"
+            else kl.mc_predict(
+                model, np.asarray(x, np.float32), samples=samples, batch_size=64, from_logits=True
+            )
+        )
         entropies[kind] = pred.entropy
-        ent_rows.append({"input": kind, "images": len(x), "samples": samples,
-                         "mean_entropy": float(pred.entropy.mean()),
-                         "median_entropy": float(np.median(pred.entropy)),
-                         "mean_mutual_information": float(pred.mutual_information.mean()),
-                         "deterministic_mean_entropy": float(_entropy(det(x)).mean())})  # fmt: skip
+        ent_rows.append(
+            {
+                "input": kind,
+                "images": len(x),
+                "samples": samples,
+                "mean_entropy": float(pred.entropy.mean()),
+                "median_entropy": float(np.median(pred.entropy)),
+                "mean_mutual_information": float(pred.mutual_information.mean()),
+                "deterministic_mean_entropy": float(_entropy(det(x)).mean()),
+            }
+        )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", rows),
         "accuracy": common.write_csv(out / "accuracy.csv", acc_rows),
@@ -517,8 +714,9 @@ def run_mc_dropout(**options) -> dict:
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     mc_rows = [r for r in acc_rows if r["samples"]]
-    axes[0].plot([r["samples"] for r in mc_rows], [r["accuracy"] for r in mc_rows], "o-",
-                 label="MC dropout")  # fmt: skip
+    axes[0].plot(
+        [r["samples"] for r in mc_rows], [r["accuracy"] for r in mc_rows], "o-", label="MC dropout"
+    )
     axes[0].axhline(acc_rows[0]["accuracy"], color="k", ls="--", label="deterministic")
     axes[0].set_xscale("log")
     axes[0].set_xlabel("Monte-Carlo samples N")
@@ -526,10 +724,16 @@ def run_mc_dropout(**options) -> dict:
     axes[0].set_title("accuracy vs N")
     axes[0].legend(fontsize=8)
     axes[0].grid(alpha=0.3)
-    for label, rel_rows, ece in (("deterministic", rel_det, ece_det),
-                                 (f"MC N={samples}", rel, acc_rows[-1]["ece"])):  # fmt: skip
-        axes[1].plot([r["confidence"] for r in rel_rows], [r["accuracy"] for r in rel_rows], "o-",
-                     label=f"{label} (ECE {ece:.3f})")  # fmt: skip
+    for label, rel_rows, ece in (
+        ("deterministic", rel_det, ece_det),
+        (f"MC N={samples}", rel, acc_rows[-1]["ece"]),
+    ):
+        axes[1].plot(
+            [r["confidence"] for r in rel_rows],
+            [r["accuracy"] for r in rel_rows],
+            "o-",
+            label=f"{label} (ECE {ece:.3f})",
+        )
     axes[1].plot([0, 1], [0, 1], "k:", lw=1)
     axes[1].set_xlabel("confidence (mean per bin)")
     axes[1].set_ylabel("accuracy")
@@ -537,8 +741,14 @@ def run_mc_dropout(**options) -> dict:
     axes[1].legend(fontsize=8)
     top = np.log(data.num_classes)
     for kind, ent in entropies.items():
-        axes[2].hist(ent, np.linspace(0, top, 31), histtype="step", lw=1.5, density=True,
-                     label=f"{kind} (mean {ent.mean():.2f})")  # fmt: skip
+        axes[2].hist(
+            ent,
+            np.linspace(0, top, 31),
+            histtype="step",
+            lw=1.5,
+            density=True,
+            label=f"{kind} (mean {ent.mean():.2f})",
+        )
     axes[2].set_xlabel(f"predictive entropy, nats (max log {data.num_classes} = {top:.2f})")
     axes[2].set_title(f"MC-dropout entropy, N={samples}")
     axes[2].legend(fontsize=8)
@@ -547,13 +757,14 @@ def run_mc_dropout(**options) -> dict:
 
 def _mc_dropout_args(parser):
     common.add_common_arguments(parser, MC_FULL, MC_QUICK)
+    _net_args(parser)
     parser.add_argument("--rate", type=float, help="dropout rate (0.3)")
     parser.add_argument("--samples", type=int, help="largest N (100)")
 
 
 # =========================================================================== early stopping
-ES_QUICK = dict(subset=2000, val_subset=1000, epochs=30, batch_size=64)
-ES_FULL = dict(subset=None, val_subset=None, epochs=100, batch_size=128, patience=4)
+ES_QUICK = dict(**NET_FULL, subset=1000, val_subset=1000, epochs=30, batch_size=64)
+ES_FULL = dict(**NET_FULL, subset=None, val_subset=None, epochs=100, batch_size=128, patience=4)
 
 
 def run_early_stopping(**options) -> dict:
@@ -565,21 +776,29 @@ def run_early_stopping(**options) -> dict:
     patience = o["patience"]
     keras.utils.set_random_seed(o["seed"])
     pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-    model = pipe.wrap(rc.small_vgg(data.image_shape, data.num_classes, seed=o["seed"]))
-    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                            restore_best_weights=True)  # fmt: skip
+    model = pipe.wrap(rc.small_vgg(data.image_shape, data.num_classes, **_net(o), seed=o["seed"]))
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True
+    )
     rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3, callbacks=[stopper])
     val_losses = [r["val_loss"] for r in rows]
     best_epoch = int(np.argmin(val_losses)) + 1
     stop_epoch = stopper.stopped_epoch + 1 if stopper.stopped_epoch else None
     restored = model.evaluate(val.dataset, verbose=0, return_dict=True)
-    summary = [{
-        "patience": patience, "max_epochs": o["epochs"], "epochs_run": len(rows),
-        "stopped_early": stop_epoch is not None, "stop_epoch": stop_epoch or "",
-        "best_epoch": best_epoch, "best_val_loss": min(val_losses),
-        "last_epoch_val_loss": val_losses[-1], "restored_val_loss": float(restored["loss"]),
-        "restored_val_accuracy": float(restored["accuracy"]),
-    }]  # fmt: skip
+    summary = [
+        {
+            "patience": patience,
+            "max_epochs": o["epochs"],
+            "epochs_run": len(rows),
+            "stopped_early": stop_epoch is not None,
+            "stop_epoch": stop_epoch or "",
+            "best_epoch": best_epoch,
+            "best_val_loss": min(val_losses),
+            "last_epoch_val_loss": val_losses[-1],
+            "restored_val_loss": float(restored["loss"]),
+            "restored_val_accuracy": float(restored["accuracy"]),
+        }
+    ]
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -591,8 +810,13 @@ def run_early_stopping(**options) -> dict:
     ax.plot(ep, [r["loss"] for r in rows], ".-", color="0.6", label="training loss")
     ax.axvline(best_epoch, color="g", ls="--", label=f"best epoch {best_epoch} (restored)")
     if stop_epoch is not None:
-        ax.axvspan(best_epoch, stop_epoch, color="orange", alpha=0.15,
-                   label=f"patience window ({patience} epochs)")  # fmt: skip
+        ax.axvspan(
+            best_epoch,
+            stop_epoch,
+            color="orange",
+            alpha=0.15,
+            label=f"patience window ({patience} epochs)",
+        )
         ax.axvline(stop_epoch, color="r", ls="--", label=f"stopped after epoch {stop_epoch}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy")
@@ -613,12 +837,15 @@ def run_early_stopping(**options) -> dict:
 
 def _early_stopping_args(parser):
     common.add_common_arguments(parser, ES_FULL, ES_QUICK)
+    _net_args(parser)
     parser.add_argument("--patience", type=int, help="epochs without improvement (4)")
 
 
 # =========================================================================== memorization
-MEM_QUICK = dict(subset=1000, val_subset=1000, epochs=40, batch_size=64)
-MEM_FULL = dict(subset=10000, val_subset=None, epochs=150, batch_size=128, lr=1e-3, hidden=512)
+MEM_QUICK = dict(**NET_QUICK, subset=1000, val_subset=1000, epochs=40, batch_size=64)
+MEM_FULL = dict(
+    **NET_FULL, subset=10000, val_subset=None, epochs=150, batch_size=128, lr=1e-3, hidden=512
+)
 MEM_CONDITIONS = ("true labels", "random labels", "random pixels")
 
 
@@ -643,18 +870,29 @@ def run_memorization(**options) -> dict:
     for condition, (xc, yc) in variants.items():
         keras.utils.set_random_seed(o["seed"])
         pipe, val = rc.pipes(data, o["batch_size"], o["seed"], x_train=xc, y_train=yc)
-        core = rc.small_vgg(data.image_shape, data.num_classes, hidden=hidden, seed=o["seed"])
+        core = rc.small_vgg(
+            data.image_shape,
+            data.num_classes,
+            **_net(o),
+            hidden=hidden,
+            pool="flatten",
+            seed=o["seed"],
+        )
         model = pipe.wrap(core, name="vgg")
         start = time.perf_counter()
         rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr)
         curves[condition] = rows
         epochs_rows += [{"condition": condition, **r} for r in rows]
-        summary.append({
-            "condition": condition, "train_images": len(yc),
-            "train_accuracy": rc.accuracy(model, xc, yc),
-            "val_accuracy": _last(rows, "val_accuracy"), "chance": 1.0 / data.num_classes,
-            "seconds": round(time.perf_counter() - start, 2),
-        })  # fmt: skip
+        summary.append(
+            {
+                "condition": condition,
+                "train_images": len(yc),
+                "train_accuracy": rc.accuracy(model, xc, yc),
+                "val_accuracy": _last(rows, "val_accuracy"),
+                "chance": 1.0 / data.num_classes,
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
     paths = {
         "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
         "summary": common.write_csv(out / "summary.csv", summary),
@@ -668,8 +906,13 @@ def run_memorization(**options) -> dict:
         ep = [r["epoch"] for r in rows]
         (line,) = axes[1].plot(ep, [r["accuracy"] for r in rows], "-", label=f"{condition}: train")
         colors[condition] = line.get_color()
-        axes[1].plot(ep, [r["val_accuracy"] for r in rows], "--", color=colors[condition],
-                     label=f"{condition}: validation")  # fmt: skip
+        axes[1].plot(
+            ep,
+            [r["val_accuracy"] for r in rows],
+            "--",
+            color=colors[condition],
+            label=f"{condition}: validation",
+        )
     axes[1].axhline(1.0 / data.num_classes, color="k", ls=":", lw=1, label="chance")
     axes[1].set_title("accuracy (solid: training, dashed: validation)")
     axes[1].set_xlabel("epoch")
@@ -680,41 +923,59 @@ def run_memorization(**options) -> dict:
 
 def _memorization_args(parser):
     common.add_common_arguments(parser, MEM_FULL, MEM_QUICK)
+    _net_args(parser)
     parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
     parser.add_argument("--hidden", type=int, help="units of the hidden layer (512)")
 
 
 # =========================================================================== registry
 register_experiment(
-    "augmentation", "ResNet-20 with no augmentation, flip + pad-crop, + Cutout, + MixUp, "
-    "+ CutMix, + RandAugment; and pipeline vs in-model placement", run_augmentation,
+    "augmentation",
+    "ResNet-20 with no augmentation, flip + pad-crop, + Cutout, + MixUp, "
+    "+ CutMix, + RandAugment; and pipeline vs in-model placement",
+    run_augmentation,
     _augmentation_args,
-)  # fmt: skip
+)
 register_experiment(
-    "dropout", "no dropout vs dropout, spatial dropout, DropConnect, Cutout, early and late "
-    "dropout on a VGG-like net", run_dropout, _dropout_args,
-)  # fmt: skip
+    "dropout",
+    "no dropout vs dropout, spatial dropout, DropConnect, Cutout, early and late "
+    "dropout on a VGG-like net",
+    run_dropout,
+    _dropout_args,
+)
 register_experiment(
-    "weight-decay", "Adam + L2 vs AdamW and SGD + L2 vs decoupled decay: accuracy and weight "
-    "norms", run_weight_decay, _weight_decay_args,
-)  # fmt: skip
+    "weight-decay",
+    "Adam + L2 vs AdamW and SGD + L2 vs decoupled decay: accuracy and weight norms",
+    run_weight_decay,
+    _weight_decay_args,
+)
 register_experiment(
-    "l1", "no penalty vs L1 penalty vs Hadamard reparameterization: weight histograms",
-    run_l1, _l1_args,
-)  # fmt: skip
+    "l1",
+    "no penalty vs L1 penalty vs Hadamard reparameterization: weight histograms",
+    run_l1,
+    _l1_args,
+)
 register_experiment(
-    "normalization", "none / batch / layer / instance / group normalization at a normal and "
-    "a tiny batch size", run_normalization, _normalization_args,
-)  # fmt: skip
+    "normalization",
+    "none / batch / layer / instance / group normalization at a normal and a tiny batch size",
+    run_normalization,
+    _normalization_args,
+)
 register_experiment(
-    "mc-dropout", "Monte-Carlo dropout: accuracy vs samples, calibration, entropy on "
-    "corrupted and noise images", run_mc_dropout, _mc_dropout_args,
-)  # fmt: skip
+    "mc-dropout",
+    "Monte-Carlo dropout: accuracy vs samples, calibration, entropy on corrupted and noise images",
+    run_mc_dropout,
+    _mc_dropout_args,
+)
 register_experiment(
-    "early-stopping", "validation loss per epoch with the patience window, stop and restored "
-    "epochs", run_early_stopping, _early_stopping_args,
-)  # fmt: skip
+    "early-stopping",
+    "validation loss per epoch with the patience window, stop and restored epochs",
+    run_early_stopping,
+    _early_stopping_args,
+)
 register_experiment(
-    "memorization", "Zhang et al. 2016: true labels vs random labels vs random pixels",
-    run_memorization, _memorization_args,
-)  # fmt: skip
+    "memorization",
+    "Zhang et al. 2016: true labels vs random labels vs random pixels",
+    run_memorization,
+    _memorization_args,
+)

@@ -4,6 +4,11 @@
 
 from kerascnn.layers.shortcut import ZeroPadShortcut, zero_pad_shortcut  # noqa: F401
 from kerascnn.layers.standardize import Standardize  # noqa: F401
+from kerascnn.layers.fused_batchnorm import (  # noqa: F401
+    FusedBatchNormalization,
+    fused_batch_norm,
+    fused_batch_norm_factory,
+)
 
 # --- regularization and normalization (issue 3) ---
 from kerascnn.layers.dropconnect import DropConnectConv2D, DropConnectDense, drop_connect  # noqa: F401

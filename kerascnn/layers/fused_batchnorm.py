@@ -137,9 +137,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x, gamma, beta, epsilon=self.epsilon, training=True
             )
             m = self.momentum
-            self.moving_mean.assign(
-                ops.cast(self.moving_mean, "float32") * m + mean * (1.0 - m)
-            )
+            self.moving_mean.assign(ops.cast(self.moving_mean, "float32") * m + mean * (1.0 - m))
             self.moving_variance.assign(
                 ops.cast(self.moving_variance, "float32") * m + variance * (1.0 - m)
             )

@@ -66,6 +66,13 @@ def evaluations_per_step(method: str) -> int:
     return {"euler": 1, "midpoint": 2, "rk4": 4}[_check_method(method)]
 
 
+def norm_groups_for(norm_groups: int, channels: int) -> int:
+    """Groups of a group normalization over ``channels``: ``gcd(norm_groups, channels // 2)``,
+    so every group holds at least two channels (Chen et al.: 32 groups for 64 channels). With
+    one channel per group, global average pooling after the norm would see a constant."""
+    return math.gcd(norm_groups, max(1, channels // 2))
+
+
 def _check_steps(steps) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; received steps={steps!r}")
@@ -101,8 +108,8 @@ class ODEFunction(keras.layers.Layer):
     Args:
         filters: width of the hidden feature map (default: the input's channels).
         kernel_size: odd int, the convolutions' size.
-        norm_groups: groups of the group normalization (reduced to a divisor of the
-            channels: ``gcd(norm_groups, channels)``); ``None`` for no normalization.
+        norm_groups: groups of the group normalization (reduced so that each group holds
+            at least two channels: :func:`norm_groups_for`); ``None`` for no normalization.
         time_conditioned: append the ``t`` channel before each convolution.
         zero_init: start with ``f = 0`` (the last norm's scale, or the last kernel when
             there is no norm, initialized to zero), so a fresh block is the identity.
@@ -134,10 +141,21 @@ class ODEFunction(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         for name, value in (("filters", filters), ("norm_groups", norm_groups)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be None or an integer >= 1; received {name}={value!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd integer >= 1; received kernel_size={kernel_size!r}")
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(
+                    f"{name} must be None or an integer >= 1; received {name}={value!r}"
+                )
+        if (
+            isinstance(kernel_size, bool)
+            or not isinstance(kernel_size, int)
+            or kernel_size < 1
+            or kernel_size % 2 == 0
+        ):
+            raise ValueError(
+                f"kernel_size must be an odd integer >= 1; received kernel_size={kernel_size!r}"
+            )
         for name, value in (("time_conditioned", time_conditioned), ("zero_init", zero_init)):
             if not isinstance(value, bool):
                 raise ValueError(f"{name} must be True or False; received {name}={value!r}")
@@ -152,7 +170,7 @@ class ODEFunction(keras.layers.Layer):
         if self.norm_groups is None:
             return None
         return keras.layers.GroupNormalization(
-            groups=math.gcd(self.norm_groups, channels),
+            groups=norm_groups_for(self.norm_groups, channels),
             epsilon=1e-5,
             gamma_initializer="zeros" if zero else "ones",
             name=name,
@@ -289,8 +307,7 @@ class ODEBlock(keras.layers.Layer):
             )
         elif not isinstance(func, keras.layers.Layer):
             raise ValueError(
-                "func must be None or a Keras layer called as func(h, t=t); "
-                f"received func={func!r}"
+                f"func must be None or a Keras layer called as func(h, t=t); received func={func!r}"
             )
         self.func = func
         self.filters = filters

@@ -1,12 +1,16 @@
 """Distributed training with ``tf.distribute``: several devices of one machine
 (``MirroredStrategy``) and several machines (``MultiWorkerMirroredStrategy``).
 
-    strategy = kerascnn.training.resolve_strategy("auto")     # or "none", "mirrored", "multiworker"
-    recipe = kerascnn.training.scale_recipe(get_recipe("resnet-cifar"), strategy.num_replicas_in_sync)
-    result = kerascnn.training.fit_distributed(
+    from kerascnn.training import distribute, get_recipe
+
+    strategy = distribute.resolve_strategy("auto")  # or "none", "mirrored", "multiworker"
+    recipe = distribute.scale_recipe(get_recipe("resnet-cifar"), strategy.num_replicas_in_sync)
+    result = distribute.fit_distributed(
         lambda: kerascnn.zoo.resnet(depth=56, norm="sync_batch"), train, val, recipe,
         strategy=strategy, out_dir="runs/r56",
     )
+
+See docs/distributed.md for the commands (several GPUs, several machines with TF_CONFIG, JAX).
 
 What runs where:
 
@@ -303,7 +307,9 @@ def fit_distributed(
                 jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
             )  # fmt: skip
     if callbacks:
-        raise ValueError("Keras callbacks are not supported by the multi-worker loop (trainer='loop')")
+        raise ValueError(
+            "Keras callbacks are not supported by the multi-worker loop (trainer='loop')"
+        )
     return _StrategyLoop(model, strategy, recipe, one_hot, shard_policy).run(
         train, validation, out_dir, verbose
     )
@@ -335,33 +341,36 @@ class _StrategyLoop:
             loss_fn = _loss_per_example(self.recipe.make_loss(self.one_hot))
         self.optimizer = optimizer
         SUM = tf.distribute.ReduceOp.SUM
+        dtype = keras.config.floatx()  # float32 logits and loss under a mixed policy too
 
         def totals(per_example, labels, logits):
             if self.one_hot:
                 labels = tf.argmax(labels, axis=-1)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
-            correct = tf.cast(tf.equal(predicted, tf.cast(labels, tf.int64)), tf.float32)
-            count = tf.cast(tf.shape(per_example)[0], tf.float32)
+            correct = tf.cast(tf.equal(predicted, tf.cast(labels, tf.int64)), dtype)
+            count = tf.cast(tf.shape(per_example)[0], dtype)
             return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
 
         def train_replica(x, y):
             context = tf.distribute.get_replica_context()
-            count = tf.cast(tf.shape(x)[0], tf.float32)
+            count = tf.cast(tf.shape(x)[0], dtype)
             global_count = context.all_reduce(SUM, count)  # partial batches divide right
             with tf.GradientTape() as tape:
-                logits = tf.cast(model(x, training=True), tf.float32)
-                per_example = loss_fn(y, logits)
+                logits = tf.cast(model(x, training=True), dtype)
+                per_example = tf.cast(loss_fn(y, logits), dtype)
                 loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
                 if model.losses:  # regularization: counted once over all replicas
-                    loss += tf.add_n(model.losses) / strategy.num_replicas_in_sync
+                    penalty = tf.add_n([tf.cast(v, dtype) for v in model.losses])
+                    loss += penalty / strategy.num_replicas_in_sync
             variables = model.trainable_variables
             gradients = tape.gradient(loss, variables)
-            optimizer.apply_gradients(zip(gradients, variables, strict=True))  # all-reduces the gradients
+            # the Keras optimizer all-reduces (sums) the gradients over all replicas
+            optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return totals(per_example, y, logits)
 
         def eval_replica(x, y):
-            logits = tf.cast(model(x, training=False), tf.float32)
-            return totals(loss_fn(y, logits), y, logits)
+            logits = tf.cast(model(x, training=False), dtype)
+            return totals(tf.cast(loss_fn(y, logits), dtype), y, logits)
 
         def reduced(replica_fn):
             @tf.function

@@ -94,8 +94,11 @@ def default_callbacks(
                     str(out_dir / "best.keras"), monitor=monitor, save_best_only=True
                 )
             )
+        # A backup means an interrupted run that this call resumes: keep its log. Without
+        # one the run starts from scratch and so does its log.
+        resuming = (out_dir / "backup").exists()
         callbacks.append(keras.callbacks.BackupAndRestore(str(out_dir / "backup")))
-        callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True))
+        callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=resuming))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))
     return callbacks + list(extra)

@@ -9,7 +9,7 @@ from kerascnn.zoo.classic import alexnet, lenet  # noqa: F401
 from kerascnn.zoo.flops import count_flops  # noqa: F401
 from kerascnn.zoo.inception import googlenet  # noqa: F401
 from kerascnn.zoo.mobilenet import mobilenet  # noqa: F401
+from kerascnn.zoo.odenet import odenet  # noqa: F401
 from kerascnn.zoo.registry import ModelInfo, create, list_models, model_info, register  # noqa: F401
 from kerascnn.zoo.resnet import resnet  # noqa: F401
 from kerascnn.zoo.vgg import vgg, vgg_blocks  # noqa: F401
-from kerascnn.zoo.odenet import odenet  # noqa: F401

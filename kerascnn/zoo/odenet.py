@@ -46,7 +46,7 @@ def odenet(
             ``"resnet"`` (``steps`` blocks ``h + f_k(h)``, each with its own weights).
         hidden: hidden width inside ``f`` (default ``filters``); widen it to match the
             parameters of a ResNet with the same number of blocks.
-        norm_groups: group-norm groups (reduced to a divisor of the channels).
+        norm_groups: group-norm groups (reduced so that each group has at least two channels).
         zero_init: start every function at ``f = 0`` (identity blocks).
         input_shape, num_classes: default ``(32, 32, 3)`` and 10.
         l2, kernel_regularizer: penalty on every kernel.
@@ -108,9 +108,9 @@ def odenet(
 
 
 def _groups(norm_groups: int, channels: int) -> int:
-    import math
+    from kerascnn.layers.ode import norm_groups_for
 
-    return math.gcd(norm_groups, channels)
+    return norm_groups_for(norm_groups, channels)
 
 
 @register("odenet", family="odenet", input_shape=(32, 32, 3), num_classes=10, paper=CHEN2018)

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import tf_only
 
 import kerascnn
 from kerascnn.layers.fused_batchnorm import (
@@ -12,7 +13,6 @@ from kerascnn.layers.fused_batchnorm import (
     fused_batch_norm,
     fused_batch_norm_factory,
 )
-from conftest import tf_only
 
 SHAPE = (8, 5, 5, 6)
 ATOL = 1e-5

@@ -68,12 +68,18 @@ def adjust_saturation(images, factor, value_range=DEFAULT_RANGE):
     return from_unit(_blend(_grey(x), x, factor), value_range)
 
 
-def adjust_sharpness(images, factor, value_range=DEFAULT_RANGE):
-    """Blend with a smoothed image (``ImageEnhance.Sharpness``): Pillow's SMOOTH kernel
-    ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` inside, border pixels unchanged. Factor 0
-    smooths, 1 is the original, 2 sharpens."""
-    x = to_unit(images, value_range)
-    # smooth - x = (box3x3 - 9 x) / 13, so blend = x + (1 - factor) * (box3x3 - 9 x) / 13
+def sharpness_detail(x):
+    """``smooth(x) - x`` for 0..255 images, with Pillow's SMOOTH kernel
+    ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` inside and 0 on the border pixels (which
+    Pillow leaves unchanged): ``(box3x3(x) - 9 x) / 13`` from shifted slices of the interior,
+    zero-padded back (XLA fuses it into one loop)."""
+    shape = x.shape
+    if isinstance(shape[1], int) and isinstance(shape[2], int) and min(shape[1:3]) >= 3:
+        rows = x[:, :-2] + x[:, 1:-1] + x[:, 2:]
+        box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
+        detail = (box - 9.0 * x[:, 1:-1, 1:-1]) * (1.0 / 13.0)
+        return ops.pad(detail, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    # dynamic or tiny sizes: the same sums on a padded image, masked to the interior
     p = ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="symmetric")
     rows = p[:, :-2] + p[:, 1:-1] + p[:, 2:]
     box = rows[:, :, :-2] + rows[:, :, 1:-1] + rows[:, :, 2:]
@@ -81,8 +87,16 @@ def adjust_sharpness(images, factor, value_range=DEFAULT_RANGE):
     r = ops.reshape(ops.arange(shape[1]), (1, -1, 1, 1))
     c = ops.reshape(ops.arange(shape[2]), (1, 1, -1, 1))
     inside = (r > 0) & (r < shape[1] - 1) & (c > 0) & (c < shape[2] - 1)
-    detail = ops.where(inside, box - 9.0 * x, 0.0) * (1.0 / 13.0)
-    out = ops.clip(x + (1.0 - _param(factor)) * detail, 0.0, 255.0)
+    return ops.where(inside, box - 9.0 * x, 0.0) * (1.0 / 13.0)
+
+
+def adjust_sharpness(images, factor, value_range=DEFAULT_RANGE):
+    """Blend with a smoothed image (``ImageEnhance.Sharpness``): Pillow's SMOOTH kernel
+    ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13`` inside, border pixels unchanged. Factor 0
+    smooths, 1 is the original, 2 sharpens."""
+    x = to_unit(images, value_range)
+    # smooth - x = (box3x3 - 9 x) / 13, so blend = x + (1 - factor) * (box3x3 - 9 x) / 13
+    out = ops.clip(x + (1.0 - _param(factor)) * sharpness_detail(x), 0.0, 255.0)
     return from_unit(out, value_range)
 
 
@@ -126,7 +140,8 @@ def band_histograms(levels):
     """Histograms of integer 0..255 ``levels`` ``(batch, h, w, channels)``, one per image and
     channel: ``(hist (batch, channels, 256) int32, ids)`` where ``ids`` are the flat
     ``(band * 256 + level)`` indices (reusable for a look-up-table gather). One scatter-add
-    (``segment_sum``) for the whole batch."""
+    (``segment_sum``) for the whole batch (``bincount`` is faster in a plain TensorFlow graph
+    but does not compile under XLA inside a conditional)."""
     shape = ops.shape(levels)
     b, c = shape[0], shape[3]
     band = ops.reshape(ops.arange(b * c, dtype="int32"), (-1, 1, 1, c))
@@ -151,7 +166,10 @@ def equalize_lut(hist, num_pixels):
     count_top = ops.sum(ops.where(levels == top, hist, 0.0), axis=-1, keepdims=True)
     step = ops.floor((ops.cast(num_pixels, "float32") - count_top) / 255.0)
     safe = ops.maximum(step, 1.0)
-    before = ops.cumsum(hist, axis=-1) - hist  # exclusive cumulative histogram
+    # exclusive cumulative histogram as one matmul with a strictly upper-triangular 0/1
+    # matrix (exact: integer sums below 2**24), much cheaper under XLA than ``cumsum``
+    below = ops.cast(ops.expand_dims(levels, 1) < ops.expand_dims(levels, 0), "float32")
+    before = ops.matmul(hist, below)
     lut = ops.clip(ops.floor((ops.floor(safe / 2.0) + before) / safe), 0.0, 255.0)
     return ops.where((n_used > 1.0) & (step > 0.0), lut, levels)
 

@@ -15,15 +15,15 @@ changes only how the fill region and interpolated edges are treated: a small, do
 approximation of the sequential policy that buys a single resampling (less blur, too).
 
 Cost (what makes it fast): the magnitude is fixed, so every operation's parameters depend
-only on the image's ``(operation, sign)`` pair, one of 28 codes. They are precomputed per
-magnitude into constant tables: the static look-up tables of Solarize, Posterize and
-Brightness (256 entries each), the enhance factors, the linear part and translation of the
-geometric ops. A round then costs one small table gather for the parameters, one
-``segment_sum`` for the histograms of all images and channels, a few ``(batch, channels,
-256)`` operations that build each image-channel's single look-up table (static table,
-Contrast, AutoContrast or Equalize), ONE gather that applies it, and one fused blend
-``y + s (grey - x) + k detail`` for Color and Sharpness (``s``, ``k`` are zero for the other
-images). Under XLA the elementwise work fuses into a few loops.
+only on the image's ``(operation, sign)`` pair, one of 28 codes, precomputed per magnitude
+into constant tables (the static look-up tables of Solarize, Posterize and Brightness, the
+enhance factors, the linear part and translation of the geometric ops). A round then costs
+one small table gather for the parameters, ONE gather that applies each image-channel's
+single look-up table, and, for the few images that chose them, the histograms and tables of
+AutoContrast / Equalize / Contrast and the Color / Sharpness blend: under XLA (and eagerly)
+:func:`on_chosen` gathers just those images (static capacity, ``ops.cond`` fallback to the
+whole batch), in a plain TensorFlow graph the whole batch is processed (cheaper there).
+The geometric ops of all rounds are one bilinear warp at the end (four row gathers).
 """
 
 from __future__ import annotations
@@ -121,7 +121,8 @@ def op_tables(magnitude: float):
                 threshold = f32(256.0 * max(0.0, 1.0 - level))
                 lut[code] = np.where(levels < threshold, levels, f32(255.0) - levels)
             elif name == "posterize":
-                step = f32(2.0 ** (MAX_POSTERIZE_DROP * 0 + min(7, int(MAX_POSTERIZE_DROP * level))))
+                bits = max(1, 8 - int(MAX_POSTERIZE_DROP * level))
+                step = f32(2.0 ** (8 - bits))
                 lut[code] = np.floor(levels / step) * step
             elif name == "brightness":
                 lut[code] = np.round(np.clip(levels * factor, f32(0.0), f32(255.0)))
@@ -198,20 +199,100 @@ def randaugment(
     return from_unit(x, value_range)
 
 
+def _branches_are_cheap() -> bool:
+    """Whether :func:`on_chosen`'s ``ops.cond`` pays off here: under XLA (JAX, or a
+    TensorFlow ``jit_compile`` function) and eagerly, yes; in a plain TensorFlow graph, such
+    as a ``tf.data`` map without XLA, its functional ``If`` ops and gathers cost more than
+    they save (measured), so the whole batch is processed there. A performance choice only:
+    both paths compute the same values."""
+    if keras.backend.backend() != "tensorflow":
+        return True
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return True
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):  # private TF helper moved: take the safe path
+        return False
+
+
+def subset_capacity(batch, fraction: float):
+    """Static number of images processed by :func:`on_chosen` for an operation that each
+    image chooses with probability ``fraction``: the binomial mean plus 4 standard
+    deviations (exceeded about once in 10**4 batches, which then take the full path), or
+    None (process the whole batch) when that saves little, the batch size is not static or
+    the branch would not pay off (:func:`_branches_are_cheap`)."""
+    if not isinstance(batch, int) or not _branches_are_cheap():
+        return None
+    mean = batch * fraction
+    capacity = int(math.ceil(mean + 4.0 * math.sqrt(mean * (1.0 - fraction)))) + 2
+    return capacity if 2 * capacity <= batch else None
+
+
+def on_chosen(fn, chosen, capacity, base, *args):
+    """``base`` with the rows of the images whose ``chosen`` flag is set replaced by the
+    matching rows of ``fn(*args)`` (``fn`` works image by image).
+
+    With a static ``capacity`` it gathers at most ``capacity`` chosen images, runs ``fn`` on
+    them only and scatters the results into ``base``, so an operation that ~1/14 of the
+    images choose costs ~1/14 of the batch, with static shapes for XLA (a scatter, not a
+    gather back: XLA would fuse ``fn`` into a gather and recompute it for every row). When
+    more than ``capacity`` images (or none) chose it, ``ops.cond`` takes the full path."""
+    rows = (-1,) + (1,) * (len(base.shape) - 1)
+    if capacity is None:
+        return ops.where(ops.reshape(chosen, rows), fn(*args), base)
+    flag = ops.cast(chosen, "int32")
+    slot = ops.cumsum(flag) * flag  # 1..count for the chosen images, 0 for the others
+    count = ops.sum(flag)
+
+    def subset():
+        hits = ops.expand_dims(slot, 0) == ops.reshape(ops.arange(1, capacity + 1), (-1, 1))
+        members = ops.sum(ops.where(hits, ops.arange(flag.shape[0], dtype="int32"), 0), axis=1)
+        # unused slots repeat the first chosen image: identical rows, harmless duplicates
+        members = ops.where(ops.any(hits, axis=1), members, members[0])
+        out = fn(*(ops.take(a, members, axis=0) for a in args))
+        return ops.scatter_update(base, ops.expand_dims(members, -1), out)
+
+    def full():
+        return ops.where(ops.reshape(chosen, rows), fn(*args), base)
+
+    return ops.cond((count <= capacity) & (count > 0), subset, full)
+
+
 def _colour_round(x, p, static_lut):
     """One round's colour operations on 0..255 images ``x`` with per-image parameters ``p``
     ``(batch, params)`` and static look-up tables ``(batch, 256)``.
 
     The per-channel point operations (AutoContrast, Equalize, Solarize, Posterize,
-    Contrast, Brightness) become one look-up table per image and channel, from one histogram
-    pass, applied with one gather; values are first rounded to 8-bit grey levels, as Pillow
-    does between operations. Color and Sharpness are one blend ``clip(y + s (grey - v) + k
-    detail)`` whose per-image weights are zero unless the image chose them (each image
-    makes exactly one choice per round, so the two blends and the table never combine)."""
+    Contrast, Brightness) become one look-up table per image and channel, applied with one
+    gather; values are first rounded to 8-bit grey levels, as Pillow does between
+    operations. The tables of the statistics-based ops (AutoContrast, Equalize, Contrast)
+    come from histograms of only the images that chose them (:func:`on_chosen`). Color and
+    Sharpness, the two non-point ops, are one blend ``clip(v + s (grey - v) + k detail)``,
+    also computed only for the images that chose them (each image makes exactly one choice
+    per round, so the blends and the table never combine)."""
     v = ops.cast(ops.clip(ops.round(x), 0.0, 255.0), "int32")
     shape = ops.shape(v)
+    batch = shape[0]
+    is_stat = (p[:, _IS_AUTO_CONTRAST] + p[:, _IS_EQUALIZE] + p[:, _IS_CONTRAST]) > 0
+    static_lut = ops.broadcast_to(ops.expand_dims(static_lut, 1), (batch, shape[3], 256))
+    capacity = subset_capacity(batch, 3 / len(OPS))
+    lut = on_chosen(_statistics_luts, is_stat, capacity, static_lut, v, p)
+    band = ops.reshape(ops.arange(batch * shape[3], dtype="int32"), (-1, 1, 1, shape[3]))
+    y = color.apply_lut(lut, ops.reshape(band * 256 + v, (-1,)), shape)
+    is_blend = (ops.abs(p[:, _COLOR]) + ops.abs(p[:, _SHARPNESS])) > 0
+    return on_chosen(_blends, is_blend, subset_capacity(batch, 2 / len(OPS)), y, v, p)
+
+
+def _statistics_luts(v, p):
+    """Look-up tables ``(batch, channels, 256)`` of AutoContrast, Equalize or Contrast (the
+    image's choice; unspecified for other images) from integer levels ``v``."""
+    shape = ops.shape(v)
     n = shape[1] * shape[2]
-    hist, ids = color.band_histograms(v)  # (b, c, 256)
+    hist, _ = color.band_histograms(v)  # (b, c, 256)
     hist = ops.cast(hist, "float32")
     levels = ops.cast(ops.arange(256), "float32")
 
@@ -234,25 +315,24 @@ def _colour_round(x, p, static_lut):
     contrast = ops.round(
         ops.clip(levels + (1.0 - factor) * (ops.expand_dims(grey, -1) - levels), 0.0, 255.0)
     )
-    lut = ops.expand_dims(static_lut, 1)  # (b, 1, 256): same table for every channel
-    lut = ops.where(per_image(_IS_CONTRAST) > 0, contrast, lut)
-    lut = ops.where(per_image(_IS_AUTO_CONTRAST) > 0, auto, lut)
-    lut = ops.where(per_image(_IS_EQUALIZE) > 0, color.equalize_lut(hist, n), lut)
-    y = color.apply_lut(lut, ids, shape)
-    # Color and Sharpness from the rounded input (the table is the identity for them)
+    lut = ops.where(per_image(_IS_AUTO_CONTRAST) > 0, auto, contrast)
+    return ops.where(per_image(_IS_EQUALIZE) > 0, color.equalize_lut(hist, n), lut)
+
+
+def _blends(v, p):
+    """Color (blend with the grey image) and Sharpness (blend with the smoothed image) of
+    integer levels ``v`` with weights ``1 - factor`` from ``p``; one of them is 0."""
     vf = ops.cast(v, "float32")
     if vf.shape[-1] == 3:
-        grey_image = vf[..., 0:1] * 0.299 + vf[..., 1:2] * 0.587 + vf[..., 2:3] * 0.114
+        grey = vf[..., 0:1] * 0.299 + vf[..., 1:2] * 0.587 + vf[..., 2:3] * 0.114
     else:
-        grey_image = ops.mean(vf, axis=-1, keepdims=True)
-    detail = color.sharpness_detail(vf)
+        grey = ops.mean(vf, axis=-1, keepdims=True)
 
     def weight(column):
         return ops.reshape(p[:, column], (-1, 1, 1, 1))
 
-    return ops.clip(
-        y + weight(_COLOR) * (grey_image - vf) + weight(_SHARPNESS) * detail, 0.0, 255.0
-    )
+    out = vf + weight(_COLOR) * (grey - vf) + weight(_SHARPNESS) * color.sharpness_detail(vf)
+    return ops.clip(out, 0.0, 255.0)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
