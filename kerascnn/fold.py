@@ -106,7 +106,9 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
     Args:
         model: a functional or Sequential Keras model (``keras.layers.BatchNormalization``
             and subclasses such as kerascnn's ``FusedBatchNormalization`` are folded;
-            batch norms that follow anything else are kept).
+            batch norms that follow anything else are kept). Nested functional or
+            Sequential models, such as a zoo model behind preprocessing layers, are folded
+            too.
         verbose: print how many pairs were folded.
 
     Returns:
@@ -135,7 +137,14 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
     conv_to_bn = {c: model.get_layer(b) for c, b in pairs}
     bn_names = {b for _, b in pairs}
 
+    def is_graph(layer):
+        return isinstance(layer, Functional) or (
+            isinstance(layer, keras.Sequential) and layer.built
+        )
+
     def clone(layer):
+        if is_graph(layer):  # a nested model (e.g. a zoo model behind preprocessing layers)
+            return fold_batchnorm(layer)
         if layer.name in bn_names:
             return keras.layers.Identity(name=layer.name)
         if layer.name in conv_to_bn:
@@ -155,7 +164,7 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
         graph = keras.Model(model.inputs, model.outputs, name=model.name)
     folded = keras.models.clone_model(graph, clone_function=clone, call_function=call)
     for layer in model.layers:
-        if layer.name in bn_names or not layer.weights:
+        if layer.name in bn_names or not layer.weights or is_graph(layer):
             continue
         new = folded.get_layer(layer.name)
         if layer.name in conv_to_bn:
@@ -165,5 +174,7 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
         elif layer.weights:
             new.set_weights(layer.get_weights())
     if verbose:
-        print(f"fold_batchnorm: folded {len(pairs)} batch norms into their convolutions")
+        print(
+            f"fold_batchnorm: folded {len(pairs)} batch norms into their convolutions (nested models included)"
+        )
     return folded

@@ -96,9 +96,9 @@ def train_from_names(
             )
             net = pipe.wrap(core, name=model_name)
             if mixed_precision:  # the loss sees float32 logits
-                outputs = keras.layers.Activation(
-                    "linear", dtype="float32", name="logits_float32"
-                )(net.output)
+                outputs = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(
+                    net.output
+                )
                 net = keras.Model(net.input, outputs, name=model_name)
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
