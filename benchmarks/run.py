@@ -63,7 +63,6 @@ import tensorflow as tf  # noqa: E402
 import kerascnn  # noqa: E402
 from benchmarks import nets  # noqa: E402
 from kerascnn.fold import fold_batchnorm  # noqa: E402
-from kerascnn.layers.fused_batchnorm import fused_batch_norm_factory  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -179,9 +178,15 @@ def torch_trainer(net, x, y, steps, channels_last):
     return run
 
 
-def kerascnn_resnet(depth, fused=False, **kw):
+def keras_batch_norm(name):
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def kerascnn_resnet(depth, fused=True, **kw):
+    """kerascnn's ResNet; ``fused=True`` is its default (``norm="batch"``, the fused kernel),
+    ``fused=False`` swaps in Keras's own BatchNormalization (same weights)."""
     keras.utils.set_random_seed(0)
-    norm = fused_batch_norm_factory() if fused else "batch"
+    norm = "batch" if fused else keras_batch_norm
     return kerascnn.zoo.resnet(depth=depth, norm=norm, **kw)
 
 
@@ -221,7 +226,7 @@ def bench_train_cifar(cfg):
         base = kerascnn_resnet(depth)
         runners = {
             "kerascnn": keras_trainer(base, x, y, steps),
-            "kerascnn_fused_bn": keras_trainer(kerascnn_resnet(depth, fused=True), x, y, steps),
+            "kerascnn_keras_bn": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps),
             "plain_keras": keras_trainer(nets.plain_keras_cifar_resnet(depth), x, y, steps),
         }
         if have_torch:
@@ -264,7 +269,7 @@ def bench_train_imagenet(cfg):
     base = kerascnn_resnet(50)
     runners = {
         "kerascnn": keras_trainer(base, x, y, steps),
-        "kerascnn_fused_bn": keras_trainer(kerascnn_resnet(50, fused=True), x, y, steps),
+        "kerascnn_keras_bn": keras_trainer(kerascnn_resnet(50, fused=False), x, y, steps),
         "keras_applications": keras_trainer(
             keras.applications.ResNet50(weights=None, classifier_activation=None), x, y, steps
         ),
@@ -309,7 +314,7 @@ def _latency_runner(call, x1, n):
 def bench_inference(cfg):
     depth = 56
     batch = 128
-    model = kerascnn_resnet(depth)
+    model = kerascnn_resnet(depth, fused=False)
     # non-trivial statistics, so folding is tested on real numbers
     x_warm, _ = cifar_data(256, seed=3)
     for _ in range(3):
@@ -488,8 +493,8 @@ def bench_xla(cfg):
     steps = cfg.steps_cifar * (2 if depth == 20 else 1)
     x, y = cifar_data(batch)
     runners = {
-        "keras_bn": keras_trainer(kerascnn_resnet(depth), x, y, steps),
-        "keras_bn_xla": keras_trainer(kerascnn_resnet(depth), x, y, steps, jit_compile=True),
+        "keras_bn": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps),
+        "keras_bn_xla": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps, jit_compile=True),
         "fused_bn": keras_trainer(kerascnn_resnet(depth, fused=True), x, y, steps),
         "fused_bn_xla": keras_trainer(
             kerascnn_resnet(depth, fused=True), x, y, steps, jit_compile=True
@@ -547,12 +552,12 @@ def bench_levers(cfg):
         f"fused_bn_spe{steps}": keras_trainer(
             kerascnn_resnet(depth, fused=True), x, y, steps, steps_per_execution=steps
         ),
-        "keras_bn": keras_trainer(kerascnn_resnet(depth), x, y, steps),
+        "keras_bn": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps),
     }
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        runners["keras_bn_mixed_bfloat16"] = keras_trainer(kerascnn_resnet(depth), x, y, steps)
+        runners["keras_bn_mixed_bfloat16"] = keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps)
         runners["fused_bn_mixed_bfloat16"] = keras_trainer(
             kerascnn_resnet(depth, fused=True), x, y, steps
         )
