@@ -10,8 +10,8 @@ whose forward and backward passes run TensorFlow's fused batch-norm kernel
 both directions.
 
 Where the fused kernel does not apply the layer is exactly ``keras.layers.BatchNormalization``:
-other backends (JAX, PyTorch), inputs that are not 4-D, a normalized axis other than the last,
-``synchronized=True``, ``renorm=True`` and masks.
+other backends (JAX, PyTorch), inputs that are not 4-D, float64 inputs, a normalized axis other
+than the last, ``synchronized=True``, ``renorm=True`` and masks.
 """
 
 from __future__ import annotations
@@ -118,6 +118,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             return False
         if mask is not None or self.renorm or self.synchronized:
             return False
+        if keras.backend.standardize_dtype(inputs.dtype) == "float64":
+            return False  # the fused kernel has no float64; Keras's ops keep the precision
         rank = len(inputs.shape)
         return rank == 4 and self.axis in (-1, 3)
 

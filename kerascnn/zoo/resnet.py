@@ -318,8 +318,20 @@ HE2016 = "He et al. 2016, Deep Residual Learning (arXiv:1512.03385)"
 HE2016B = "He et al. 2016, Identity Mappings in Deep Residual Networks (arXiv:1603.05027)"
 XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (arXiv:1611.05431)"
 
+
+def _deep(depth: int) -> dict:
+    """Extra settings of the 1000+-layer variants. With BatchNormalization in inference mode
+    (identity at initialization) every block roughly doubles the activations' variance, so
+    beyond about 120 blocks an untrained network overflows float32 and predicts NaN. These
+    variants therefore start with zero-initialized residual branches (Goyal et al. 2017),
+    which trains as well; ``zero_init_residual=False`` restores the papers' initialization."""
+    return {"zero_init_residual": True} if depth >= 1000 else {}
+
+
 for _d in (20, 32, 44, 56, 110, 1202):
-    globals()[f"resnet{_d}"] = _variant(f"resnet{_d}", "resnet", HE2016, "cifar", depth=_d)
+    globals()[f"resnet{_d}"] = _variant(
+        f"resnet{_d}", "resnet", HE2016, "cifar", depth=_d, **_deep(_d)
+    )
 for _d in (18, 34, 50, 101, 152):
     globals()[f"resnet{_d}"] = _variant(f"resnet{_d}", "resnet", HE2016, "imagenet", depth=_d)
 for _d in (20, 32, 44, 56, 110):
@@ -340,6 +352,7 @@ for _d in (164, 1001):
         version=2,
         block="bottleneck",
         shortcut="B",
+        **_deep(_d),
     )
 for _d in (18, 34, 50, 101, 152):
     globals()[f"preact_resnet{_d}"] = _variant(

@@ -75,6 +75,26 @@ def test_other_ranks_and_axes_fall_back_to_keras(shape, axis):
 
 
 @pytest.mark.jax
+def test_float64_keeps_full_precision():
+    kwargs = dict(momentum=0.9, epsilon=1e-5)
+    ref = keras.layers.BatchNormalization(dtype="float64", **kwargs)
+    ours = FusedBatchNormalization(dtype="float64", **kwargs)
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(4, 5, 5, 6))
+    for _ in range(2):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(ours(x, training=True)),
+            keras.ops.convert_to_numpy(ref(x, training=True)),
+            rtol=0,
+            atol=1e-12,
+        )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(ours.moving_variance),
+        keras.ops.convert_to_numpy(ref.moving_variance),
+        atol=1e-12,
+    )
+
+
+@pytest.mark.jax
 def test_config_and_weights_are_those_of_keras_batch_normalization():
     ref, ours = _pair()
     cfg = ours.get_config()

@@ -13,6 +13,9 @@ SLOW = {
     "preact_resnet1001", "resnext29_8x64d", "resnext29_16x64d", "resnext101_32x8d",
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
 }  # fmt: skip
+# 1000+ layers: minutes each to build, save and reload on 2 CPU cores. Not in CI's time budget
+# (deselected there with -m "not huge"); run them with `pytest -m huge tests/zoo`.
+HUGE = {"resnet1202", "preact_resnet1001"}
 # A representative per family, also run on the JAX backend by CI.
 JAX_SET = {"lenet5", "alexnet", "vgg11_bn", "resnet20", "preact_resnet20", "plain20", "resnet18",
            "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2", "googlenet", "preact_resnet164"}  # fmt: skip
@@ -31,6 +34,8 @@ def _params():
         marks = []
         if name in SLOW:
             marks.append(pytest.mark.slow)
+        if name in HUGE:
+            marks.append(pytest.mark.huge)
         if name in JAX_SET:
             marks.append(pytest.mark.jax)
         yield pytest.param(name, marks=marks, id=name)

@@ -75,7 +75,7 @@ def test_vgg_matches_keras_applications_layer_by_layer():
     assert ours_shapes == ref_shapes
 
 
-@pytest.mark.slow
+@pytest.mark.huge
 def test_resnet1202_count():
     assert trainable(kerascnn.zoo.resnet(depth=1202)) == 19_421_274
 
