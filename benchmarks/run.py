@@ -494,7 +494,9 @@ def bench_xla(cfg):
     x, y = cifar_data(batch)
     runners = {
         "keras_bn": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps),
-        "keras_bn_xla": keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps, jit_compile=True),
+        "keras_bn_xla": keras_trainer(
+            kerascnn_resnet(depth, fused=False), x, y, steps, jit_compile=True
+        ),
         "fused_bn": keras_trainer(kerascnn_resnet(depth, fused=True), x, y, steps),
         "fused_bn_xla": keras_trainer(
             kerascnn_resnet(depth, fused=True), x, y, steps, jit_compile=True
@@ -557,7 +559,9 @@ def bench_levers(cfg):
     policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        runners["keras_bn_mixed_bfloat16"] = keras_trainer(kerascnn_resnet(depth, fused=False), x, y, steps)
+        runners["keras_bn_mixed_bfloat16"] = keras_trainer(
+            kerascnn_resnet(depth, fused=False), x, y, steps
+        )
         runners["fused_bn_mixed_bfloat16"] = keras_trainer(
             kerascnn_resnet(depth, fused=True), x, y, steps
         )
