@@ -98,9 +98,10 @@ def _export(model, base_dir, version, class_names) -> str:
 
     path = export.serving_export(model, base_dir, version=version, class_names=class_names)
     print(f"exported SavedModel: {path}")
+    shape = ", ".join(str(d) for d in model.inputs[0].shape[1:])
     print(
         f"  query it:  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
-        "--input_exprs 'images=np.zeros((1,) + SHAPE, np.uint8)'"
+        f"--input_exprs 'images=np.zeros((1, {shape}), np.uint8)'"
     )
     print(f"  or:        kerascnn predict {path} IMAGE.png")
     return path
