@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerascnn.layers.augment.base import BaseAugmentation
 from kerascnn.pipelines.augment_spec import parse_augment
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.normalization import Normalization, resolve_normalization
@@ -69,6 +70,34 @@ class Pipeline:
         for layer in self.model_layers:
             x = layer(x)
         return keras.Model(inputs, model(x), name=name or f"{model.name}_preprocessed")
+
+
+def augmenter(layers, batch_size: int):
+    """A function that applies ``layers`` (with ``training=True``) to a float32 batch in a
+    ``tf.data`` map.
+
+    When every layer is one of kerascnn's augmentation layers (built to compile), batches of
+    exactly ``batch_size`` images run as one XLA program with that static batch size
+    (RandAugment then processes only the images that chose each operation: about 4x faster
+    than the plain graph on CPU, ``benchmarks/randaugment_throughput.py``); a smaller last
+    batch, and any other layer, runs in the plain graph."""
+
+    def apply(x):
+        for layer in layers:
+            x = layer(x, training=True)
+        return x
+
+    if not layers or not all(isinstance(layer, BaseAugmentation) for layer in layers):
+        return apply
+    compiled = tf.function(apply, jit_compile=True)
+
+    def augment(x):
+        full = tf.shape(x)[0] == batch_size
+        return tf.cond(
+            full, lambda: compiled(tf.ensure_shape(x, [batch_size, *x.shape[1:]])), lambda: apply(x)
+        )
+
+    return augment
 
 
 def _default_shuffle_buffer(dataset: Dataset) -> int:
@@ -176,12 +205,11 @@ def build(
 
     parallel = 1 if deterministic else tf.data.AUTOTUNE
     in_pipeline = list(plan.layers) if placement == "pipeline" else []
+    augment_batch = augmenter(in_pipeline, batch_size)
     num_classes = dataset.num_classes
 
     def prepare(x, y):
-        x = tf.cast(x, tf.float32)
-        for layer in in_pipeline:
-            x = layer(x, training=True)
+        x = augment_batch(tf.cast(x, tf.float32))
         if normalize_in == "pipeline":
             x = norm(x)
         if labels == "onehot":

@@ -72,3 +72,112 @@ def test_magnitude_zero_is_identity_up_to_grey_level_rounding():
     )
     y = _np(R.randaugment(x, ops_idx, signs, 0.0))
     np.testing.assert_allclose(y[~non_stat], x[~non_stat], atol=1e-3)
+
+
+# --------------------------------------------------------------------------- every operation
+def _compiled(fn):
+    """``fn`` under XLA: ``jax.jit`` or ``tf.function(jit_compile=True)`` (static subsets)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=True)
+
+
+def _reference(name, sign, v, magnitude):
+    """The operation ``name`` with ``sign`` alone, from kerascnn's standalone colour
+    functions and affine matrices, on 0..255 integer levels ``v``."""
+    from kerascnn.layers.augment import affine as G
+    from kerascnn.layers.augment import color as C
+
+    level = magnitude / 10.0
+    factor = 1.0 + sign * R.MAX_ENHANCE * level
+    n, h, w, _ = v.shape
+    ones = np.ones((n,), "float32")
+    if name == "identity":
+        return v
+    if name == "auto_contrast":
+        return np.floor(_np(C.autocontrast(v)))
+    if name == "equalize":
+        return _np(C.equalize(v))
+    if name == "solarize":
+        return _np(C.solarize(v, 256.0 * (1.0 - level)))
+    if name == "posterize":
+        return _np(C.posterize(v, 8 - int(R.MAX_POSTERIZE_DROP * level)))
+    # the identity round after the operation rounds to grey levels, as Pillow does
+    if name == "color":
+        return np.round(_np(C.adjust_saturation(v, factor)))
+    if name == "contrast":
+        return np.round(_np(C.adjust_contrast(v, factor)))
+    if name == "brightness":
+        return np.round(_np(C.adjust_brightness(v, factor)))
+    if name == "sharpness":
+        return np.round(_np(C.adjust_sharpness(v, factor)))
+    if name == "rotate":
+        angle = np.deg2rad(sign * R.MAX_ROTATE_DEGREES * level)
+        m = G.rotation_matrix(ones * angle, h, w)
+    elif name in ("shear_x", "shear_y"):
+        s = sign * R.MAX_SHEAR * level
+        m = G.shear_matrix(ones * s * (name == "shear_x"), ones * s * (name == "shear_y"), h, w)
+    else:
+        shift = sign * R.MAX_TRANSLATE * level
+        dx, dy = (shift * w, 0.0) if name == "translate_x" else (0.0, shift * h)
+        m = G.translation_matrix(ones * dx, ones * dy)
+    return _np(G.affine_transform(v, m, "bilinear", "constant", R.FILL_GREY))
+
+
+def _all_codes_batch(repeat):
+    """Every ``(operation, sign)`` pair ``repeat`` times in round 1, identity in round 2
+    (which rounds the colour operations' results to grey levels)."""
+    pairs = [(op, s) for op in range(len(R.OPS)) for s in (-1.0, 1.0)] * repeat
+    op_idx = np.array([[op, R.OP_INDEX["identity"]] for op, _ in pairs], "int32")
+    signs = np.array([[s, 1.0] for _, s in pairs], "float32")
+    return pairs, op_idx, signs
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "xla"])
+def test_every_operation_equals_its_standalone_function(cifar_npz, compiled):
+    """Each of the 28 (operation, sign) codes, chosen by some images of a batch, equals the
+    standalone colour function or affine warp on those images: eagerly (TensorFlow: subsets
+    of dynamic size) and under XLA (static-capacity subsets). Real CIFAR-10 images."""
+    pairs, op_idx, signs = _all_codes_batch(repeat=2)  # 56 images, every op 4 times
+    x = np.load(cifar_npz)["x"][: len(pairs)].astype("float32")
+    magnitude = 9.0
+
+    def run(images, o, s):
+        return R.randaugment(images, o, s, magnitude)
+
+    y = _np((_compiled(run) if compiled else run)(x, op_idx, signs))
+    for i, (op, sign) in enumerate(pairs):
+        name = R.OPS[op]
+        ref = _reference(name, sign, x[i : i + 1], magnitude)[0]
+        err = np.abs(y[i] - ref)
+        if name == "contrast":  # the mean grey level is summed in another order
+            assert err.max() <= 1.0 and (err > 0).mean() < 0.01, (name, sign, err.max())
+        else:
+            assert err.max() < 1e-3, (name, sign, err.max())
+
+
+@pytest.mark.jax
+def test_subset_overflow_and_empty_subsets_take_the_full_path():
+    """Under XLA an operation processes a static number of images; when more images chose
+    it (here all 64 chose Equalize, then Sharpness), ``ops.cond`` takes the whole-batch
+    path, and when none chose it the images pass unchanged: same values as eagerly."""
+    x = np.random.default_rng(5).integers(0, 256, (64, 16, 16, 3)).astype("float32")
+    capacity = R.subset_capacity(64, 1 / len(R.OPS))
+    assert capacity is not None and capacity < 64
+    ops_idx = np.full((64, 2), R.OP_INDEX["equalize"], "int32")
+    ops_idx[:, 1] = R.OP_INDEX["sharpness"]
+    signs = np.ones((64, 2), "float32")
+    run = _compiled(lambda a, o, s: R.randaugment(a, o, s, 9.0))
+    from kerascnn.layers.augment import color as C
+
+    ref = _np(C.adjust_sharpness(_np(C.equalize(x)), 1.0 + R.MAX_ENHANCE * 0.9))
+    np.testing.assert_allclose(_np(run(x, ops_idx, signs)), ref, atol=1e-3)
+    none = np.full((64, 2), R.OP_INDEX["solarize"], "int32")  # no subset op at all
+    np.testing.assert_allclose(
+        _np(run(x, none, signs)), _np(C.solarize(_np(C.solarize(x, 25.6)), 25.6)), atol=1e-3
+    )

@@ -132,3 +132,28 @@ def test_folder_source_is_cached_and_prefetched(tmp_path):
         np.concatenate([x.numpy() for x, _ in pipe.dataset]).reshape(6, -1)[:, 0].tolist()
     )
     assert first == second == [0, 0, 10, 10, 20, 20]
+
+
+@pytest.mark.parametrize("own_layers", [True, False], ids=["kerascnn-xla", "keras-graph"])
+def test_augmenter_full_and_last_partial_batches(own_layers):
+    """kerascnn layers run as one XLA program for full batches and in the plain graph for
+    the smaller last batch; other layers always in the plain graph. Either way every image
+    comes out as itself or its mirror image, and both happen."""
+    from kerascnn.layers import RandomFlip
+    from kerascnn.pipelines.build import augmenter
+
+    flip = RandomFlip("horizontal", seed=3) if own_layers else keras.layers.RandomFlip("horizontal")
+    x = np.random.default_rng(1).integers(0, 256, (10, 6, 5, 3)).astype("float32")
+    fn = augmenter([flip], batch_size=4)
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(4).map(fn)
+    outs = [b.numpy() for _ in range(3) for b in ds]
+    assert [len(b) for b in outs] == [4, 4, 2] * 3
+    flipped = []
+    for b, start in zip(outs, [0, 4, 8] * 3, strict=True):
+        for i, img in enumerate(b):
+            ref = x[start + i]
+            same, mirrored = np.array_equal(img, ref), np.array_equal(img, ref[:, ::-1])
+            assert same or mirrored
+            flipped.append(mirrored)
+    assert any(flipped) and not all(flipped)
+    assert (fn.__name__ == "augment") == own_layers  # the XLA wrapper, or the plain layers

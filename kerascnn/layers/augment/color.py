@@ -35,7 +35,7 @@ def _param(value, rank: int = 4):
     return ops.reshape(value, (-1,) + (1,) * (rank - 1))
 
 
-def _grey(x):
+def grey(x):
     """Luma of 0..255 images with Pillow's weights (``L = R*299/1000 + G*587/1000 + B*114/1000``);
     the channel mean for images that do not have 3 channels. Shape ``(batch, h, w, 1)``."""
     if x.shape[-1] == 3:
@@ -58,14 +58,14 @@ def adjust_brightness(images, factor, value_range=DEFAULT_RANGE):
 def adjust_contrast(images, factor, value_range=DEFAULT_RANGE):
     """Blend with the image's mean grey level (``ImageEnhance.Contrast``)."""
     x = to_unit(images, value_range)
-    mean = ops.mean(_grey(x), axis=(1, 2, 3), keepdims=True)
+    mean = ops.mean(grey(x), axis=(1, 2, 3), keepdims=True)
     return from_unit(_blend(mean, x, factor), value_range)
 
 
 def adjust_saturation(images, factor, value_range=DEFAULT_RANGE):
     """Blend with the grey image: 0 gives grey, 1 the original (``ImageEnhance.Color``)."""
     x = to_unit(images, value_range)
-    return from_unit(_blend(_grey(x), x, factor), value_range)
+    return from_unit(_blend(grey(x), x, factor), value_range)
 
 
 def sharpness_detail(x):
@@ -162,7 +162,7 @@ def equalize_lut(hist, num_pixels):
     levels = ops.cast(ops.arange(256), "float32")
     used = hist > 0
     n_used = ops.sum(ops.cast(used, "float32"), axis=-1, keepdims=True)
-    top = ops.max(ops.where(used, levels, 0.0), axis=-1, keepdims=True)
+    top = ops.max(ops.where(used, levels, 0.0), axis=-1, keepdims=True, initial=0.0)
     count_top = ops.sum(ops.where(levels == top, hist, 0.0), axis=-1, keepdims=True)
     step = ops.floor((ops.cast(num_pixels, "float32") - count_top) / 255.0)
     safe = ops.maximum(step, 1.0)

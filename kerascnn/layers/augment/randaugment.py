@@ -1,12 +1,13 @@
 """RandAugment (Cubuk et al. 2020) with the operation chosen per image, vectorized.
 
 Design: every operation is parameterised so that "not chosen" is its identity (factor 1,
-8 bits, a solarize threshold above the range, the identity matrix). For each of the
-``num_ops`` rounds every image draws one operation; the colour operations of the round are
-applied to the whole batch with per-image parameters (identity where not chosen), and the
-geometric operations of all rounds are multiplied into one affine matrix per image, applied
-by a single gather-based warp at the end. So the cost is one pass of each colour op per
-round and one warp in total, not 14 ops per slot as in ``keras.layers.RandAugment``.
+posterize step 1, a solarize threshold above the range, the identity matrix). For each of
+the ``num_ops`` rounds every image draws one operation; the colour operations of the round
+are applied to the whole batch with per-image parameters (identity where not chosen), and
+the geometric operations of all rounds are multiplied into one affine matrix per image,
+applied by a single gather-based warp at the end. So the cost is one pass of the colour
+arithmetic per round and one warp in total, not 14 ops per slot as in
+``keras.layers.RandAugment``.
 
 Folding the warps moves the geometric ops after the colour ops of the same image. Colour
 ops act per pixel (brightness, colour, posterize, solarize) or on whole-image statistics
@@ -16,14 +17,13 @@ approximation of the sequential policy that buys a single resampling (less blur,
 
 Cost (what makes it fast): the magnitude is fixed, so every operation's parameters depend
 only on the image's ``(operation, sign)`` pair, one of 28 codes, precomputed per magnitude
-into constant tables (the static look-up tables of Solarize, Posterize and Brightness, the
-enhance factors, the linear part and translation of the geometric ops). A round then costs
-one small table gather for the parameters, ONE gather that applies each image-channel's
-single look-up table, and, for the few images that chose them, the histograms and tables of
-AutoContrast / Equalize / Contrast and the Color / Sharpness blend: under XLA (and eagerly)
-:func:`on_chosen` gathers just those images (static capacity, ``ops.cond`` fallback to the
-whole batch), in a plain TensorFlow graph the whole batch is processed (cheaper there).
-The geometric ops of all rounds are one bilinear warp at the end (four row gathers).
+into a constant table (:func:`op_tables`). A colour round is then one fused elementwise
+pass over the batch for the per-pixel operations (Brightness, Posterize, Solarize, Color,
+closed forms with per-image parameters), and the operations that need more than a pixel
+(AutoContrast and Contrast: per-image statistics; Sharpness: a 3x3 neighbourhood;
+Equalize: a histogram and a look-up table) run only on the ~1/14 of the images that chose
+each of them (:func:`on_chosen`). The geometric ops of all rounds are one bilinear warp at
+the end (four row gathers). Measured in ``benchmarks/randaugment_throughput.py``.
 """
 
 from __future__ import annotations
@@ -74,58 +74,57 @@ MAX_ENHANCE = 0.9  # factor 1 +- 0.9
 MAX_POSTERIZE_DROP = 4  # bits removed (8 -> 4)
 FILL_GREY = 128.0  # fill of the uncovered area, on the 0..255 scale (Pillow / timm)
 
-# Columns of the per-code parameter table (see op_tables).
-_IS_AUTO_CONTRAST, _IS_EQUALIZE, _IS_CONTRAST, _CONTRAST = 0, 1, 2, 3
-_COLOR, _SHARPNESS = 4, 5  # 1 - factor: 0 is the identity
-_LINEAR = slice(6, 10)  # a, b, d, e of [[a, b], [d, e]] (input = L (out - centre) + centre)
-_SHIFT = slice(10, 12)  # translation (x, y) as fractions of (width, height)
-_NUM_PARAMS = 12
+# Columns of the per-code parameter table (see op_tables); each column's value for the
+# codes of other operations is the identity of its operation.
+_AUTO_CONTRAST, _EQUALIZE = 0, 1  # flags
+_CONTRAST, _COLOR = 2, 3  # blend weights 1 - factor: 0 is the identity
+_BRIGHTNESS, _SHARPNESS = 4, 5  # factors: 1 is the identity
+_POSTERIZE_STEP = 6  # 2 ** bits removed: 1 is the identity
+_SOLARIZE_THRESHOLD = 7  # 256 (above every 8-bit level) is the identity
+_LINEAR = slice(8, 12)  # a, b, d, e of [[a, b], [d, e]] (input = L (out - centre) + centre)
+_SHIFT = slice(12, 14)  # translation (x, y) as fractions of (width, height)
+_NUM_PARAMS = 14
 
 
 @functools.lru_cache(maxsize=32)
 def op_tables(magnitude: float):
-    """Constant tables of every ``(operation, sign)`` code ``2 * op + (sign > 0)``.
-
-    Returns ``(lut, params)``: ``lut`` ``(28, 256)`` float32, the static look-up table of the
-    code (Solarize, Posterize, Brightness; the identity for the other operations) and
-    ``params`` ``(28, 12)`` float32 with the columns ``_IS_AUTO_CONTRAST``,
-    ``_IS_EQUALIZE``, ``_IS_CONTRAST`` (flags), ``_CONTRAST`` (factor), ``_COLOR`` and
-    ``_SHARPNESS`` (``1 - factor``), ``_LINEAR`` (the geometric op's linear part about the
-    image centre) and ``_SHIFT`` (translation as fractions of the image side). Float32
-    arithmetic mirrors the per-op functions of :mod:`color`, so the tables are exact.
-    """
+    """Constant ``(28, 14)`` float32 table of the parameters of every ``(operation, sign)``
+    code ``2 * op + (sign > 0)``, with the columns ``_AUTO_CONTRAST`` and ``_EQUALIZE``
+    (flags), ``_CONTRAST`` and ``_COLOR`` (``1 - factor``), ``_BRIGHTNESS`` and
+    ``_SHARPNESS`` (factor), ``_POSTERIZE_STEP``, ``_SOLARIZE_THRESHOLD``, ``_LINEAR``
+    (the geometric op's linear part about the image centre) and ``_SHIFT`` (translation as
+    fractions of the image side). Every column holds its operation's identity in the rows
+    of the other operations, so a round can apply all of them to every image."""
     f32 = np.float32
     level = magnitude / 10.0
-    levels = np.arange(256, dtype=f32)
-    lut = np.tile(levels, (2 * len(OPS), 1))
     params = np.zeros((2 * len(OPS), _NUM_PARAMS), f32)
-    params[:, _CONTRAST] = 1.0
+    params[:, _BRIGHTNESS] = 1.0
+    params[:, _SHARPNESS] = 1.0
+    params[:, _POSTERIZE_STEP] = 1.0
+    params[:, _SOLARIZE_THRESHOLD] = 256.0
     params[:, _LINEAR] = (1.0, 0.0, 0.0, 1.0)
     for op, name in enumerate(OPS):
         for positive in (0, 1):
-            code = 2 * op + positive
+            row = params[2 * op + positive]
             sign = f32(1.0 if positive else -1.0)
             factor = max(f32(1.0) + sign * f32(MAX_ENHANCE * level), f32(0.0))
-            row = params[code]
             if name == "auto_contrast":
-                row[_IS_AUTO_CONTRAST] = 1.0
+                row[_AUTO_CONTRAST] = 1.0
             elif name == "equalize":
-                row[_IS_EQUALIZE] = 1.0
+                row[_EQUALIZE] = 1.0
             elif name == "contrast":
-                row[_IS_CONTRAST], row[_CONTRAST] = 1.0, factor
+                row[_CONTRAST] = f32(1.0) - factor
             elif name == "color":
                 row[_COLOR] = f32(1.0) - factor
             elif name == "sharpness":
-                row[_SHARPNESS] = f32(1.0) - factor
+                row[_SHARPNESS] = factor
+            elif name == "brightness":
+                row[_BRIGHTNESS] = factor
             elif name == "solarize":
-                threshold = f32(256.0 * max(0.0, 1.0 - level))
-                lut[code] = np.where(levels < threshold, levels, f32(255.0) - levels)
+                row[_SOLARIZE_THRESHOLD] = f32(256.0 * max(0.0, 1.0 - level))
             elif name == "posterize":
                 bits = max(1, 8 - int(MAX_POSTERIZE_DROP * level))
-                step = f32(2.0 ** (8 - bits))
-                lut[code] = np.floor(levels / step) * step
-            elif name == "brightness":
-                lut[code] = np.round(np.clip(levels * factor, f32(0.0), f32(255.0)))
+                row[_POSTERIZE_STEP] = f32(2.0 ** (8 - bits))
             elif name == "rotate":
                 angle = float(sign * f32(MAX_ROTATE_DEGREES * level * math.pi / 180.0))
                 cos, sin = math.cos(angle), math.sin(angle)
@@ -138,7 +137,7 @@ def op_tables(magnitude: float):
                 row[_SHIFT] = (sign * f32(MAX_TRANSLATE * level), 0.0)
             elif name == "translate_y":
                 row[_SHIFT] = (0.0, sign * f32(MAX_TRANSLATE * level))
-    return lut, params
+    return params
 
 
 def op_codes(op_indices, signs):
@@ -169,9 +168,7 @@ def randaugment(
         float32 images in ``value_range``.
     """
     check_choice("interpolation", interpolation, INTERPOLATIONS)
-    static_luts, param_table = op_tables(float(magnitude))
-    static_luts = ops.convert_to_tensor(static_luts)
-    param_table = ops.convert_to_tensor(param_table)
+    param_table = ops.convert_to_tensor(op_tables(float(magnitude)))
     codes = op_codes(op_indices, signs)
     x = to_unit(images, value_range)
     s = ops.shape(x)
@@ -181,7 +178,7 @@ def randaugment(
     linear = shift = None  # the composed affine map, input = linear @ out + shift
     for r in range(codes.shape[1]):
         p = ops.take(param_table, codes[:, r], axis=0)  # (batch, params)
-        x = _colour_round(x, p, ops.take(static_luts, codes[:, r], axis=0))
+        x = _colour_round(x, p)
         a, b, d, e = (p[:, i] for i in range(_LINEAR.start, _LINEAR.stop))
         # the round's map about the centre, plus its translation in pixels
         tx = cx - a * cx - b * cy - p[:, _SHIFT.start] * wf
@@ -199,51 +196,60 @@ def randaugment(
     return from_unit(x, value_range)
 
 
-def _branches_are_cheap() -> bool:
-    """Whether :func:`on_chosen`'s ``ops.cond`` pays off here: under XLA (JAX, or a
-    TensorFlow ``jit_compile`` function) and eagerly, yes; in a plain TensorFlow graph, such
-    as a ``tf.data`` map without XLA, its functional ``If`` ops and gathers cost more than
-    they save (measured), so the whole batch is processed there. A performance choice only:
-    both paths compute the same values."""
+def _shapes_must_be_static() -> bool:
+    """Whether :func:`on_chosen` must give its subsets a static size: under XLA (JAX, or a
+    TensorFlow ``jit_compile`` function), yes; TensorFlow outside XLA (eagerly, or in a
+    plain graph such as a ``tf.data`` map) takes subsets of their true, dynamic size. The
+    test uses a private TensorFlow helper; if it moves, the static path (valid everywhere,
+    slower in a plain graph) is taken."""
     if keras.backend.backend() != "tensorflow":
         return True
     import tensorflow as tf
 
     if tf.executing_eagerly():
-        return True
+        return False
     try:
         from tensorflow.python.ops import control_flow_util
 
         return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except (ImportError, AttributeError):  # private TF helper moved: take the safe path
-        return False
+    except (ImportError, AttributeError):
+        return True
 
 
 def subset_capacity(batch, fraction: float):
     """Static number of images processed by :func:`on_chosen` for an operation that each
     image chooses with probability ``fraction``: the binomial mean plus 4 standard
     deviations (exceeded about once in 10**4 batches, which then take the full path), or
-    None (process the whole batch) when that saves little, the batch size is not static or
-    the branch would not pay off (:func:`_branches_are_cheap`)."""
-    if not isinstance(batch, int) or not _branches_are_cheap():
+    None (process the whole batch) when that saves little or the batch size is not static."""
+    if not isinstance(batch, int):
         return None
     mean = batch * fraction
     capacity = int(math.ceil(mean + 4.0 * math.sqrt(mean * (1.0 - fraction)))) + 2
     return capacity if 2 * capacity <= batch else None
 
 
-def on_chosen(fn, chosen, capacity, base, *args):
+def on_chosen(fn, chosen, fraction: float, base, *args):
     """``base`` with the rows of the images whose ``chosen`` flag is set replaced by the
-    matching rows of ``fn(*args)`` (``fn`` works image by image).
+    matching rows of ``fn(*args)`` (``fn`` works image by image; each image chooses with
+    probability ``fraction``).
 
-    With a static ``capacity`` it gathers at most ``capacity`` chosen images, runs ``fn`` on
-    them only and scatters the results into ``base``, so an operation that ~1/14 of the
-    images choose costs ~1/14 of the batch, with static shapes for XLA (a scatter, not a
-    gather back: XLA would fuse ``fn`` into a gather and recompute it for every row). When
-    more than ``capacity`` images (or none) chose it, ``ops.cond`` takes the full path."""
+    ``fn`` runs on the chosen images only: outside XLA on exactly those (a dynamic-size
+    gather, ``fn``, a scatter); under XLA on a static ``capacity`` of them
+    (:func:`subset_capacity`), with ``ops.cond`` falling back to the whole batch when more
+    than ``capacity`` images (or none) chose it. The results are scattered into ``base``
+    (not gathered back: XLA would fuse ``fn`` into a gather and recompute it per row)."""
     rows = (-1,) + (1,) * (len(base.shape) - 1)
-    if capacity is None:
+    if not _shapes_must_be_static():
+        members = ops.nonzero(chosen)[0]
+        out = fn(*(ops.take(a, members, axis=0) for a in args))
+        return ops.scatter_update(base, ops.expand_dims(members, -1), out)
+    capacity = subset_capacity(ops.shape(base)[0], fraction)
+
+    def full():
         return ops.where(ops.reshape(chosen, rows), fn(*args), base)
+
+    if capacity is None:
+        return full()
     flag = ops.cast(chosen, "int32")
     slot = ops.cumsum(flag) * flag  # 1..count for the chosen images, 0 for the others
     count = ops.sum(flag)
@@ -256,83 +262,63 @@ def on_chosen(fn, chosen, capacity, base, *args):
         out = fn(*(ops.take(a, members, axis=0) for a in args))
         return ops.scatter_update(base, ops.expand_dims(members, -1), out)
 
-    def full():
-        return ops.where(ops.reshape(chosen, rows), fn(*args), base)
-
     return ops.cond((count <= capacity) & (count > 0), subset, full)
 
 
-def _colour_round(x, p, static_lut):
+def _colour_round(x, p):
     """One round's colour operations on 0..255 images ``x`` with per-image parameters ``p``
-    ``(batch, params)`` and static look-up tables ``(batch, 256)``.
+    ``(batch, params)``; each image chose at most one of them, the others are identities.
 
-    The per-channel point operations (AutoContrast, Equalize, Solarize, Posterize,
-    Contrast, Brightness) become one look-up table per image and channel, applied with one
-    gather; values are first rounded to 8-bit grey levels, as Pillow does between
-    operations. The tables of the statistics-based ops (AutoContrast, Equalize, Contrast)
-    come from histograms of only the images that chose them (:func:`on_chosen`). Color and
-    Sharpness, the two non-point ops, are one blend ``clip(v + s (grey - v) + k detail)``,
-    also computed only for the images that chose them (each image makes exactly one choice
-    per round, so the blends and the table never combine)."""
-    v = ops.cast(ops.clip(ops.round(x), 0.0, 255.0), "int32")
+    Values are first rounded to 8-bit grey levels ``v``, as Pillow does between
+    operations. Brightness, Posterize, Solarize and Color (a blend with the grey image) are
+    closed forms of each pixel, applied to the whole batch in one fused pass. AutoContrast
+    and Contrast (image statistics), Sharpness (a 3x3 neighbourhood) and Equalize (a
+    histogram) run only on the images that chose them (:func:`on_chosen`)."""
+    v = ops.clip(ops.round(x), 0.0, 255.0)
+
+    def column(c):
+        return ops.reshape(p[:, c], (-1, 1, 1, 1))
+
+    y = ops.round(ops.clip(v * column(_BRIGHTNESS), 0.0, 255.0))
+    step = column(_POSTERIZE_STEP)
+    y = ops.floor(y / step) * step
+    y = ops.where(y < column(_SOLARIZE_THRESHOLD), y, 255.0 - y)
+    y = ops.clip(y + column(_COLOR) * (color.grey(v) - v), 0.0, 255.0)
+    one = 1 / len(OPS)
+    stat = (p[:, _AUTO_CONTRAST] > 0) | (p[:, _CONTRAST] != 0.0)
+    y = on_chosen(_contrasts, stat, 2 * one, y, v, p)
+    sharpness = p[:, _SHARPNESS]
+    y = on_chosen(color.adjust_sharpness, sharpness != 1.0, one, y, v, sharpness)
+    return on_chosen(color.equalize, p[:, _EQUALIZE] > 0, one, y, v)
+
+
+def _band_reduce(reduce, v, **kwargs):
+    """``reduce`` (``ops.min``, ``ops.max``, ``ops.sum``) of each channel of each image,
+    ``(batch, 1, 1, channels)``: over rows first, then columns (several times faster under
+    XLA than one reduction over both axes)."""
+    _, h, w, c = ops.shape(v)
+    rows = reduce(ops.reshape(v, (-1, h, w * c)), axis=1, **kwargs)
+    return ops.reshape(reduce(ops.reshape(rows, (-1, w, c)), axis=1, **kwargs), (-1, 1, 1, c))
+
+
+def _contrasts(v, p):
+    """AutoContrast or Contrast (the image's choice in ``p``) of 0..255 levels ``v``.
+
+    AutoContrast stretches each channel from its minimum and maximum to 0..255 and
+    truncates (Pillow), the identity for a flat channel; Contrast blends with the image's
+    mean grey level and rounds to a grey level."""
+
+    def column(c):
+        return ops.reshape(p[:, c], (-1, 1, 1, 1))
+
+    lo = _band_reduce(ops.min, v, initial=255.0)  # initial: defined for empty subsets
+    hi = _band_reduce(ops.max, v, initial=0.0)
+    stretched = ops.floor((v - lo) * (255.0 / ops.maximum(hi - lo, 1.0)))
+    auto = ops.where(hi > lo, stretched, v)
     shape = ops.shape(v)
-    batch = shape[0]
-    is_stat = (p[:, _IS_AUTO_CONTRAST] + p[:, _IS_EQUALIZE] + p[:, _IS_CONTRAST]) > 0
-    static_lut = ops.broadcast_to(ops.expand_dims(static_lut, 1), (batch, shape[3], 256))
-    capacity = subset_capacity(batch, 3 / len(OPS))
-    lut = on_chosen(_statistics_luts, is_stat, capacity, static_lut, v, p)
-    band = ops.reshape(ops.arange(batch * shape[3], dtype="int32"), (-1, 1, 1, shape[3]))
-    y = color.apply_lut(lut, ops.reshape(band * 256 + v, (-1,)), shape)
-    is_blend = (ops.abs(p[:, _COLOR]) + ops.abs(p[:, _SHARPNESS])) > 0
-    return on_chosen(_blends, is_blend, subset_capacity(batch, 2 / len(OPS)), y, v, p)
-
-
-def _statistics_luts(v, p):
-    """Look-up tables ``(batch, channels, 256)`` of AutoContrast, Equalize or Contrast (the
-    image's choice; unspecified for other images) from integer levels ``v``."""
-    shape = ops.shape(v)
-    n = shape[1] * shape[2]
-    hist, _ = color.band_histograms(v)  # (b, c, 256)
-    hist = ops.cast(hist, "float32")
-    levels = ops.cast(ops.arange(256), "float32")
-
-    def per_image(column):
-        return ops.reshape(p[:, column], (-1, 1, 1))
-
-    # AutoContrast: floor of the linear stretch (Pillow truncates), identity for flat bands
-    used = hist > 0
-    lo = ops.min(ops.where(used, levels, 256.0), axis=-1, keepdims=True)
-    hi = ops.max(ops.where(used, levels, -1.0), axis=-1, keepdims=True)
-    stretched = ops.floor((levels - lo) * (255.0 / ops.maximum(hi - lo, 1.0)))
-    auto = ops.where(hi > lo, stretched, levels)
-    # Contrast: blend with the mean grey level of the image
-    means = ops.sum(hist * levels, axis=-1) / ops.cast(n, "float32")  # (b, c)
-    if means.shape[-1] == 3:
-        grey = means[:, 0:1] * 0.299 + means[:, 1:2] * 0.587 + means[:, 2:3] * 0.114
-    else:
-        grey = ops.mean(means, axis=-1, keepdims=True)
-    factor = per_image(_CONTRAST)
-    contrast = ops.round(
-        ops.clip(levels + (1.0 - factor) * (ops.expand_dims(grey, -1) - levels), 0.0, 255.0)
-    )
-    lut = ops.where(per_image(_IS_AUTO_CONTRAST) > 0, auto, contrast)
-    return ops.where(per_image(_IS_EQUALIZE) > 0, color.equalize_lut(hist, n), lut)
-
-
-def _blends(v, p):
-    """Color (blend with the grey image) and Sharpness (blend with the smoothed image) of
-    integer levels ``v`` with weights ``1 - factor`` from ``p``; one of them is 0."""
-    vf = ops.cast(v, "float32")
-    if vf.shape[-1] == 3:
-        grey = vf[..., 0:1] * 0.299 + vf[..., 1:2] * 0.587 + vf[..., 2:3] * 0.114
-    else:
-        grey = ops.mean(vf, axis=-1, keepdims=True)
-
-    def weight(column):
-        return ops.reshape(p[:, column], (-1, 1, 1, 1))
-
-    out = vf + weight(_COLOR) * (grey - vf) + weight(_SHARPNESS) * color.sharpness_detail(vf)
-    return ops.clip(out, 0.0, 255.0)
+    means = _band_reduce(ops.sum, v) / ops.cast(shape[1] * shape[2], "float32")
+    contrast = ops.round(ops.clip(v + column(_CONTRAST) * (color.grey(means) - v), 0.0, 255.0))
+    return ops.where(column(_AUTO_CONTRAST) > 0, auto, contrast)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
