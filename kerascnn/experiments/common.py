@@ -10,13 +10,15 @@ The helpers here give all of them the same command line and the same outputs:
   ``--batch-size``, ``--seed``, ``--quick`` and ``--out``. Experiment options default to
   ``None`` and :func:`resolve` fills them from the experiment's full-scale or ``--quick``
   defaults, so an explicit option always wins over ``--quick``.
-* **data** (:func:`load_data`): a seeded, stratified train / validation split
+* **data** (:func:`load_data`, or :func:`load_experiment_data` with the resolved options):
+  a seeded, stratified train / validation split
   (``validation_fraction``) with optional stratified subsets, and batches normalized with
   the training part's statistics (:meth:`ExperimentData.pipelines`).
-* **training** (:func:`train`): ``kerascnn.training.fit`` with a recipe, no files, and the
-  seconds per epoch.
-* **outputs** (:func:`output_dir`, :func:`write_csv`, :func:`save_figure`,
-  :func:`write_run_info`): one folder per experiment (default ``runs/experiments/NAME``) with
+* **training** (:func:`reset_keras`, then :func:`train`): ``kerascnn.training.fit`` with a
+  recipe, no files, and the seconds per epoch (:meth:`TrainResult.epoch_rows`).
+* **outputs** (:func:`output_dir`, :func:`write_csv` / :func:`write_tables`,
+  :func:`save_figure`, :func:`write_run_info`, or both at once with
+  :func:`save_figure_and_run_info`): one folder per experiment (default ``runs/experiments/NAME``) with
   ``NAME.csv``, PNG figures and ``run.json`` (the command, data sizes, epochs, hardware,
   versions and wall time: what a figure's caption needs).
 
@@ -28,11 +30,11 @@ A new experiment module (e.g. issue 8's regularization experiments)::
     def run(**options):
         o = resolve(options, FULL, QUICK)
         out = output_dir(o["out"], "my-exp")
-        data = load_data(o["data"], subset=o["subset"], val_subset=o["val_subset"], seed=o["seed"])
+        data = load_experiment_data("my-exp", o)
         train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
         ...
-        return {"csv": write_csv(out / "my-exp.csv", rows), "png": save_figure(fig, out / "my-exp.png"),
-                "run": write_run_info(out, "my-exp", o, data, started)}
+        png, info = save_figure_and_run_info(fig, out / "my-exp.png", "my-exp", o, data, out, started)
+        return {"csv": write_csv(out / "my-exp.csv", rows), "png": png, "run": info}
 
     def add_arguments(parser):
         add_common_arguments(parser, FULL, QUICK)
@@ -275,6 +277,21 @@ def load_data(
     return ExperimentData(train, val, source)
 
 
+def load_experiment_data(name: str, options: Mapping) -> ExperimentData:
+    """:func:`load_data` with the resolved common options (``data``, ``subset``,
+    ``val_subset``, ``validation_fraction``, ``seed``); logs the data's description under
+    ``name``."""
+    data = load_data(
+        options["data"],
+        subset=options["subset"],
+        val_subset=options["val_subset"],
+        validation_fraction=options["validation_fraction"],
+        seed=options["seed"],
+    )
+    log(name, data.describe())
+    return data
+
+
 def chance_threshold(num_classes: int, num_val: int) -> float:
     """Validation accuracy that a run must exceed to count as "trained": chance plus three
     binomial standard errors at chance, ``1/K + 3 sqrt((1/K)(1 - 1/K) / n)``."""
@@ -306,6 +323,29 @@ class TrainResult:
     def last(self, key: str, default=float("nan")) -> float:
         values = self.history.get(key) or [default]
         return float(values[-1])
+
+    def epoch_rows(self) -> list[dict]:
+        """One dict per epoch: ``epoch`` (from 1), ``train_loss``, ``train_accuracy``,
+        ``val_loss``, ``val_accuracy`` and ``epoch_seconds``."""
+        h = self.history
+        return [
+            {
+                "epoch": e + 1,
+                "train_loss": h["loss"][e],
+                "train_accuracy": h["accuracy"][e],
+                "val_loss": h["val_loss"][e],
+                "val_accuracy": h["val_accuracy"][e],
+                "epoch_seconds": self.epoch_seconds[e],
+            }
+            for e in range(len(h["loss"]))
+        ]
+
+
+def reset_keras(seed: int) -> None:
+    """Clear Keras's global state (names, graphs; memory is kept) and seed every random
+    generator with ``seed``: each model of a comparison then starts alike."""
+    keras.utils.clear_session(free_memory=False)
+    keras.utils.set_random_seed(seed)
 
 
 def train(model, train_pipe, val_pipe, recipe, *, verbose=0) -> TrainResult:
@@ -348,6 +388,12 @@ def write_csv(path, rows: Iterable[Mapping], columns: list[str] | None = None) -
         for row in rows:
             writer.writerow({k: _cell(row.get(k)) for k in columns})
     return path
+
+
+def write_tables(out, **tables: Iterable[Mapping]) -> dict[str, pathlib.Path]:
+    """Write each table (rows of dicts) as ``out/KEY.csv`` with :func:`write_csv`, in the
+    order given; return the paths by key."""
+    return {key: write_csv(pathlib.Path(out) / f"{key}.csv", rows) for key, rows in tables.items()}
 
 
 def _cell(value):
@@ -480,6 +526,16 @@ def write_run_info(
     path = pathlib.Path(out) / "run.json"
     path.write_text(json.dumps(info, indent=1) + "\n")
     return path
+
+
+def save_figure_and_run_info(
+    fig, path, name: str, options: Mapping, data: ExperimentData, out, started: float, note=""
+) -> tuple[pathlib.Path, pathlib.Path]:
+    """A run's last outputs: ``fig`` saved at ``path`` with the :func:`caption` of the run
+    (``note`` added), then ``run.json`` (:func:`write_run_info`, so its wall time includes
+    the figure). Returns both paths."""
+    figure = save_figure(fig, path, caption(name, options, data, note))
+    return figure, write_run_info(out, name, options, data, started)
 
 
 def _jsonable(value) -> bool:

@@ -120,14 +120,7 @@ def run_vgg_depth(**options) -> dict:
     convs = common.parse_ints(o["convs"], "convs")
     common.parse_ints([o["repetitions"], o["epochs"], o["filters"]], "repetitions/epochs/filters")
     out = common.output_dir(o["out"], name)
-    data = common.load_data(
-        o["data"],
-        subset=o["subset"],
-        val_subset=o["val_subset"],
-        validation_fraction=o["validation_fraction"],
-        seed=o["seed"],
-    )
-    common.log(name, data.describe())
+    data = common.load_experiment_data(name, o)
     shape, classes = data.image_shape, data.num_classes
     for nb in blocks:  # fail before training if a configuration cannot be built
         if shape[0] < 2**nb or shape[1] < 2**nb:
@@ -144,8 +137,7 @@ def run_vgg_depth(**options) -> dict:
         for nc in convs:
             reps = []
             for rep in range(o["repetitions"]):
-                keras.utils.clear_session(free_memory=False)
-                keras.utils.set_random_seed(o["seed"] + rep)
+                common.reset_keras(o["seed"] + rep)
                 model = vgg_model(nb, nc, o["filters"], shape, classes)
                 result = common.train(model, train_pipe, val_pipe, recipe)
                 row = {
@@ -295,6 +287,20 @@ def _recipe(o):
     )
 
 
+def _add_recipe_arguments(parser) -> None:
+    """The options of :func:`_recipe` besides the common ones: ``--lr`` and ``--augment``."""
+    parser.add_argument("--lr", type=float, help="SGD peak learning rate")
+    parser.add_argument("--augment", help="augmentation spec, e.g. 'padcrop,flip' ('' for none)")
+
+
+def _train_cifar_net(depth: int, residual: bool, data, pipes, recipe, seed: int):
+    """A freshly seeded CIFAR ResNet (``residual``) or plain net of ``depth``, trained with
+    ``recipe`` on ``pipes`` (training, validation); returns ``(model, TrainResult)``."""
+    common.reset_keras(seed)
+    model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
+    return model, common.train(model, *pipes, recipe)
+
+
 def run_degradation(**options) -> dict:
     """Plain vs residual nets of two depths; writes ``degradation.csv``, ``degradation.png``
     and ``run.json``."""
@@ -303,41 +309,28 @@ def run_degradation(**options) -> dict:
     o = common.resolve(options, DEG_FULL, DEG_QUICK)
     depths = common.parse_ints(o["depths"], "depths")
     out = common.output_dir(o["out"], name)
-    data = common.load_data(
-        o["data"],
-        subset=o["subset"],
-        val_subset=o["val_subset"],
-        validation_fraction=o["validation_fraction"],
-        seed=o["seed"],
-    )
-    common.log(name, data.describe())
+    data = common.load_experiment_data(name, o)
     recipe = _recipe(o)
-    train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"], augment=o["augment"])
+    pipes = data.pipelines(o["batch_size"], seed=o["seed"], augment=o["augment"])
     rows, curves = [], {}
     for residual in (False, True):
         for depth in depths:
-            keras.utils.clear_session(free_memory=False)
-            keras.utils.set_random_seed(o["seed"])
-            model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
-            result = common.train(model, train_pipe, val_pipe, recipe)
+            model, result = _train_cifar_net(depth, residual, data, pipes, recipe, o["seed"])
             label = model.name
             h = result.history
             curves[label] = (residual, depth, h)
-            for e in range(len(h["loss"])):
-                rows.append(
-                    {
-                        "model": label,
-                        "depth": depth,
-                        "residual": residual,
-                        "params": model.count_params(),
-                        "epoch": e + 1,
-                        "train_error": 1 - h["accuracy"][e],
-                        "val_error": 1 - h["val_accuracy"][e],
-                        "train_loss": h["loss"][e],
-                        "val_loss": h["val_loss"][e],
-                        "epoch_seconds": result.epoch_seconds[e],
-                    }
-                )
+            rows += [
+                {
+                    "model": label,
+                    "depth": depth,
+                    "residual": residual,
+                    "params": model.count_params(),
+                    "train_error": 1 - epoch["train_accuracy"],
+                    "val_error": 1 - epoch["val_accuracy"],
+                    **epoch,
+                }
+                for epoch in result.epoch_rows()
+            ]
             common.log(
                 name,
                 f"{label}: final train error {1 - h['accuracy'][-1]:.3f}, "
@@ -364,16 +357,16 @@ def run_degradation(**options) -> dict:
         ax.legend()
     axes[0].set_ylabel("error")
     note = f"SGD momentum 0.9, lr {o['lr']} (/10 at 50% and 75%), wd 1e-4, augment {o['augment'] or 'none'!r}"
-    png = common.save_figure(fig, out / f"{name}.png", common.caption(name, o, data, note))
-    info = common.write_run_info(out, name, o, data, started)
+    png, info = common.save_figure_and_run_info(
+        fig, out / f"{name}.png", name, o, data, out, started, note
+    )
     return {"csv": csv_path, "png": png, "run_info": info}
 
 
 def add_degradation_arguments(parser) -> None:
     common.add_common_arguments(parser, DEG_FULL, DEG_QUICK)
     parser.add_argument("--depths", help="CIFAR depths 6n+2, e.g. 20,56")
-    parser.add_argument("--lr", type=float, help="SGD peak learning rate")
-    parser.add_argument("--augment", help="augmentation spec, e.g. 'padcrop,flip' ('' for none)")
+    _add_recipe_arguments(parser)
 
 
 # --------------------------------------------------------------------------- ensembles
@@ -470,23 +463,13 @@ def run_ensembles(**options) -> dict:
     o = common.resolve(options, ENS_FULL, ENS_QUICK)
     (depth,) = common.parse_ints([o["depth"]], "depth")
     out = common.output_dir(o["out"], name)
-    data = common.load_data(
-        o["data"],
-        subset=o["subset"],
-        val_subset=o["val_subset"],
-        validation_fraction=o["validation_fraction"],
-        seed=o["seed"],
-    )
-    common.log(name, data.describe())
+    data = common.load_experiment_data(name, o)
     recipe = _recipe(o)
-    train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"], augment=o["augment"])
+    pipes = data.pipelines(o["batch_size"], seed=o["seed"], augment=o["augment"])
     x_val, y_val = data.arrays("val")
     rows, results = [], {}
     for residual in (True, False):
-        keras.utils.clear_session(free_memory=False)
-        keras.utils.set_random_seed(o["seed"])
-        model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
-        result = common.train(model, train_pipe, val_pipe, recipe)
+        model, result = _train_cifar_net(depth, residual, data, pipes, recipe, o["seed"])
         base = accuracy(model, x_val, y_val)
         label = model.name
         rows.append(
@@ -540,16 +523,16 @@ def run_ensembles(**options) -> dict:
     ax.grid(alpha=0.3)
     ax.set_title("Deleting single blocks at test time (Veit et al. 2016)")
     note = f"SGD lr {o['lr']}, augment {o['augment'] or 'none'!r}"
-    png = common.save_figure(fig, out / f"{name}.png", common.caption(name, o, data, note))
-    info = common.write_run_info(out, name, o, data, started)
+    png, info = common.save_figure_and_run_info(
+        fig, out / f"{name}.png", name, o, data, out, started, note
+    )
     return {"csv": csv_path, "png": png, "run_info": info}
 
 
 def add_ensembles_arguments(parser) -> None:
     common.add_common_arguments(parser, ENS_FULL, ENS_QUICK)
     parser.add_argument("--depth", type=int, help="CIFAR depth 6n+2 of both nets")
-    parser.add_argument("--lr", type=float, help="SGD peak learning rate")
-    parser.add_argument("--augment", help="augmentation spec, e.g. 'padcrop,flip' ('' for none)")
+    _add_recipe_arguments(parser)
 
 
 register_experiment(

@@ -86,14 +86,7 @@ def run(**options) -> dict:
     o = common.resolve(options, FULL, QUICK)
     steps, filters = common.parse_ints([o["steps"], o["filters"]], "steps/filters")
     out = common.output_dir(o["out"], name)
-    data = common.load_data(
-        o["data"],
-        subset=o["subset"],
-        val_subset=o["val_subset"],
-        validation_fraction=o["validation_fraction"],
-        seed=o["seed"],
-    )
-    common.log(name, data.describe())
+    data = common.load_experiment_data(name, o)
     shape, classes = data.image_shape, data.num_classes
     wide = matched_hidden(filters, steps, o["method"], shape, classes)
     variants = [
@@ -106,8 +99,7 @@ def run(**options) -> dict:
     train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
     rows, curves = [], {}
     for label, kwargs, hidden, evaluations in variants:
-        keras.utils.clear_session(free_memory=False)
-        keras.utils.set_random_seed(o["seed"])
+        common.reset_keras(o["seed"])
         model = odenet(
             filters=filters, steps=steps, input_shape=shape, num_classes=classes, **kwargs
         )
@@ -115,24 +107,19 @@ def run(**options) -> dict:
         result = common.train(model, train_pipe, val_pipe, recipe)
         h = result.history
         curves[label] = (params, h)
-        for e in range(len(h["loss"])):
-            rows.append(
-                {
-                    "model": label,
-                    "block": kwargs["block"],
-                    "steps": steps,
-                    "method": kwargs.get("method", "(resnet)"),
-                    "hidden": hidden,
-                    "params": params,
-                    "function_evaluations": evaluations,
-                    "epoch": e + 1,
-                    "train_loss": h["loss"][e],
-                    "train_accuracy": h["accuracy"][e],
-                    "val_loss": h["val_loss"][e],
-                    "val_accuracy": h["val_accuracy"][e],
-                    "epoch_seconds": result.epoch_seconds[e],
-                }
-            )
+        rows += [
+            {
+                "model": label,
+                "block": kwargs["block"],
+                "steps": steps,
+                "method": kwargs.get("method", "(resnet)"),
+                "hidden": hidden,
+                "params": params,
+                "function_evaluations": evaluations,
+                **epoch,
+            }
+            for epoch in result.epoch_rows()
+        ]
         common.log(
             name,
             f"{label}: {params:,} params, val acc {h['val_accuracy'][-1]:.3f}, "
@@ -158,8 +145,9 @@ def run(**options) -> dict:
         f"ResNet with {steps} blocks vs ODE block with {steps} {o['method']} steps", fontsize=10
     )
     note = f"Adam lr {o['lr']}, state width {filters}, ode-wide hidden width {wide}"
-    png = common.save_figure(fig, out / f"{name}.png", common.caption(name, o, data, note))
-    info = common.write_run_info(out, name, o, data, started)
+    png, info = common.save_figure_and_run_info(
+        fig, out / f"{name}.png", name, o, data, out, started, note
+    )
     return {"csv": csv_path, "png": png, "run_info": info}
 
 

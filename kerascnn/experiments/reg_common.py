@@ -14,7 +14,7 @@ import numpy as np
 from kerascnn import layers as kl
 from kerascnn import pipelines
 from kerascnn.experiments import common
-from kerascnn.pipelines.sources import _array_dataset
+from kerascnn.pipelines.sources import array_dataset
 from kerascnn.zoo.common import check_choice
 
 
@@ -42,14 +42,7 @@ def setup(name: str, options: dict, full: dict, quick: dict):
     started = time.time()
     o = common.resolve(options, full, quick)
     out = common.output_dir(o["out"], name)
-    data = common.load_data(
-        o["data"],
-        subset=o["subset"],
-        val_subset=o["val_subset"],
-        validation_fraction=o["validation_fraction"],
-        seed=o["seed"],
-    )
-    common.log(name, data.describe())
+    data = common.load_experiment_data(name, o)
     return o, data, Arrays.of(data), out, started
 
 
@@ -208,7 +201,7 @@ def pipes(
     ``x_train``, ``y_train`` replace the training images / labels (memorization)."""
     train = data.train
     if x_train is not None:
-        train = _array_dataset(
+        train = array_dataset(
             data.source, "train", x_train, np.asarray(y_train), data.train.class_names
         )
     pipe = pipelines.build(

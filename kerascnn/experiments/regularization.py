@@ -25,10 +25,9 @@ from kerascnn.training import DropoutSchedule
 def _finish(name, o, data, out, started, paths, fig, extra=""):
     """Save the figure (captioned with command, data, scale and hardware) and ``run.json``;
     return the paths as strings."""
-    paths["figure"] = common.save_figure(
-        fig, out / f"{name.replace('-', '_')}.png", common.caption(name, o, data, extra)
+    paths["figure"], paths["run"] = common.save_figure_and_run_info(
+        fig, out / f"{name.replace('-', '_')}.png", name, o, data, out, started, extra
     )
-    paths["run"] = common.write_run_info(out, name, o, data, started)
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -52,6 +51,12 @@ def _net_args(parser):
         type=int,
         help="3x3 convs per block of the VGG-like net (default 2; --quick: 1, early-stopping: 2)",
     )
+
+
+def _vgg_experiment_args(parser, full, quick):
+    """The common options (defaults ``full`` / ``quick``), then the VGG-like net's."""
+    common.add_common_arguments(parser, full, quick)
+    _net_args(parser)
 
 
 def _select(all_names, value, what: str = "settings") -> list:
@@ -173,10 +178,7 @@ def run_augmentation(**options) -> dict:
                 "seconds_per_epoch": _mean_epoch_seconds(rows),
             }
         )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     _curves(axes[0], curves, "val_accuracy", f"ResNet-{depth}: validation accuracy", "accuracy")
@@ -251,10 +253,7 @@ def run_dropout(**options) -> dict:
                 "gap": train_acc - _last(rows, "val_accuracy"),
             }
         )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     _curves(axes[0], curves, "val_accuracy", "validation accuracy", "accuracy")
@@ -264,8 +263,7 @@ def run_dropout(**options) -> dict:
 
 
 def _dropout_args(parser):
-    common.add_common_arguments(parser, DROP_FULL, DROP_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, DROP_FULL, DROP_QUICK)
     parser.add_argument("--rate", type=float, help="drop rate of every variant (0.3)")
     _settings_arg(parser, DROP_SETTINGS)
 
@@ -342,10 +340,7 @@ def run_weight_decay(**options) -> dict:
                 "final_weight_norm": _last(rows, "weight_norm"),
             }
         )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, rows in curves.items():
@@ -372,8 +367,7 @@ def run_weight_decay(**options) -> dict:
 
 
 def _weight_decay_args(parser):
-    common.add_common_arguments(parser, WD_FULL, WD_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, WD_FULL, WD_QUICK)
     _settings_arg(parser, WD_SETTINGS)
     parser.add_argument(
         "--adam-decay",
@@ -452,11 +446,7 @@ def run_l1(**options) -> dict:
             }
             for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
         ]
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-        "histogram": common.write_csv(out / "histogram.csv", hist_rows),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary, histogram=hist_rows)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for s in summary:
@@ -486,8 +476,7 @@ def _log_abs(w, edges):
 
 
 def _l1_args(parser):
-    common.add_common_arguments(parser, L1_FULL, L1_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, L1_FULL, L1_QUICK)
     parser.add_argument("--l1", type=float, help="L1 strength (default 1e-3; --quick: 0.02)")
     parser.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9")
     parser.add_argument("--threshold", type=float, help="|w| counted as zero below it")
@@ -550,10 +539,7 @@ def run_normalization(**options) -> dict:
                     "seconds": round(time.perf_counter() - start, 2),
                 }
             )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary)
     plt = common.pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharex=True)
     for col, batch in enumerate((o["batch_size"], small_batch)):
@@ -705,12 +691,9 @@ def run_mc_dropout(**options) -> dict:
                 "deterministic_mean_entropy": float(_entropy(det(x)).mean()),
             }
         )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", rows),
-        "accuracy": common.write_csv(out / "accuracy.csv", acc_rows),
-        "calibration": common.write_csv(out / "calibration.csv", cal_rows),
-        "entropy": common.write_csv(out / "entropy.csv", ent_rows),
-    }
+    paths = common.write_tables(
+        out, epochs=rows, accuracy=acc_rows, calibration=cal_rows, entropy=ent_rows
+    )
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     mc_rows = [r for r in acc_rows if r["samples"]]
@@ -756,8 +739,7 @@ def run_mc_dropout(**options) -> dict:
 
 
 def _mc_dropout_args(parser):
-    common.add_common_arguments(parser, MC_FULL, MC_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, MC_FULL, MC_QUICK)
     parser.add_argument("--rate", type=float, help="dropout rate (0.3)")
     parser.add_argument("--samples", type=int, help="largest N (100)")
 
@@ -799,10 +781,7 @@ def run_early_stopping(**options) -> dict:
             "restored_val_accuracy": float(restored["accuracy"]),
         }
     ]
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=rows, summary=summary)
     plt = common.pyplot()
     fig, ax = plt.subplots(1, 1, figsize=(8, 4.5))
     ep = [r["epoch"] for r in rows]
@@ -836,8 +815,7 @@ def run_early_stopping(**options) -> dict:
 
 
 def _early_stopping_args(parser):
-    common.add_common_arguments(parser, ES_FULL, ES_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, ES_FULL, ES_QUICK)
     parser.add_argument("--patience", type=int, help="epochs without improvement (4)")
 
 
@@ -893,10 +871,7 @@ def run_memorization(**options) -> dict:
                 "seconds": round(time.perf_counter() - start, 2),
             }
         )
-    paths = {
-        "epochs": common.write_csv(out / "epochs.csv", epochs_rows),
-        "summary": common.write_csv(out / "summary.csv", summary),
-    }
+    paths = common.write_tables(out, epochs=epochs_rows, summary=summary)
     plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     _curves(axes[0], curves, "loss", "training loss", "cross-entropy")
@@ -922,8 +897,7 @@ def run_memorization(**options) -> dict:
 
 
 def _memorization_args(parser):
-    common.add_common_arguments(parser, MEM_FULL, MEM_QUICK)
-    _net_args(parser)
+    _vgg_experiment_args(parser, MEM_FULL, MEM_QUICK)
     parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
     parser.add_argument("--hidden", type=int, help="units of the hidden layer (512)")
 

@@ -208,9 +208,13 @@ def _resized(ds: Dataset, image_size) -> Dataset:
     return out
 
 
-def _array_dataset(
+def array_dataset(
     name, split, x, y, class_names, mean=None, std=None, stats_source=None
 ) -> Dataset:
+    """A :class:`Dataset` named ``name`` / ``split`` over in-memory arrays: images ``x``
+    shaped ``(N, H, W, C)`` and integer labels ``y`` (a NumPy array) with ``class_names``;
+    ``mean`` / ``std`` / ``stats_source`` are the recorded normalization statistics, if any."""
+
     def make(indices):
         xs, ys = (x, y) if indices is None else (x[indices], y[indices])
         return tf.data.Dataset.from_tensor_slices((xs, ys.astype(np.int32)))
@@ -255,7 +259,7 @@ def _load_sample(split: str) -> Dataset:
     key = "train" if split == "train" else "val"
     with np.load(SAMPLE_FILE) as d:
         x, y = d[f"x_{key}"], d[f"y_{key}"]
-    return _array_dataset(
+    return array_dataset(
         SAMPLE_NAME,
         split,
         x,
@@ -296,7 +300,7 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
         names = [str(i) for i in range(num_classes)]
     elif len(names) < num_classes:
         raise ValueError(f"{path}: {len(names)} class names but labels go up to {num_classes - 1}")
-    return _array_dataset(os.fspath(path), split, x, y, names)
+    return array_dataset(os.fspath(path), split, x, y, names)
 
 
 # --------------------------------------------------------------------------- image folders
