@@ -5,12 +5,14 @@ Markers:
   jax   - backend-agnostic tests that CI also runs with KERAS_BACKEND=jax.
 """
 
+import csv
 import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared"
@@ -56,3 +58,32 @@ tf_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="needs the TensorFlow backend (tf.data / SavedModel)",
 )
+
+
+class RecordWeights(keras.callbacks.Callback):
+    """Callback keeping a copy of the model's weights at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.per_epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.per_epoch.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.weights])
+
+
+def write_class_npz(path, n, seed=0):
+    """A tiny learnable 4-class data set of ``n`` 32x32 RGB uint8 images (brightness encodes
+    the class), saved as ``x`` / ``y`` in ``path`` for ``kerascnn train --dataset``."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=n).astype("uint8")
+    x = (rng.uniform(0, 60, size=(n, 32, 32, 3)) + 40 * y[:, None, None, None]).astype("uint8")
+    np.savez(path, x=x, y=y)
+
+
+def epochs_logged(out):
+    """The epochs recorded so far in the ``log.csv`` of the training run in ``out``."""
+    log = out / "log.csv"
+    if not log.exists():
+        return []
+    with log.open() as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]

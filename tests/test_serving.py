@@ -11,7 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import tf_only
+from conftest import RecordWeights, tf_only
 
 import kerascnn
 from kerascnn import export, pipelines
@@ -49,15 +49,6 @@ def _npz(path, n, seed, random_labels=False):
         y = rng.integers(0, 3, size=n).astype("uint8")
     np.savez(path, x=x, y=y, class_names=np.array(["low", "mid", "high"]))
     return path
-
-
-class RecordWeights(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.per_epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.per_epoch.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.weights])
 
 
 @pytest.fixture(scope="module")

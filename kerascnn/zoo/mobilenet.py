@@ -112,25 +112,17 @@ def mobilenet(
     return keras.Model(inputs, outputs, name=name or f"mobilenet_v{version}")
 
 
-@register(
-    "mobilenet_v1",
-    family="mobilenet",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    paper=HOWARD2017,
-)
-def mobilenet_v1(**overrides):
-    """MobileNet v1, ``mobilenet(version=1)``."""
-    return mobilenet(**{"version": 1, "name": "mobilenet_v1", **overrides})
+def _variant(version, paper):
+    name = f"mobilenet_v{version}"
+
+    @register(name, family="mobilenet", input_shape=(224, 224, 3), num_classes=1000, paper=paper)
+    def build(**overrides):
+        return mobilenet(**{"version": version, "name": name, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"MobileNet v{version}, ``mobilenet(version={version})``."
+    return build
 
 
-@register(
-    "mobilenet_v2",
-    family="mobilenet",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    paper=SANDLER2018,
-)
-def mobilenet_v2(**overrides):
-    """MobileNet v2, ``mobilenet(version=2)``."""
-    return mobilenet(**{"version": 2, "name": "mobilenet_v2", **overrides})
+mobilenet_v1 = _variant(1, HOWARD2017)
+mobilenet_v2 = _variant(2, SANDLER2018)

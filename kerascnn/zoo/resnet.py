@@ -359,35 +359,21 @@ for _d in (18, 34, 50, 101, 152):
         f"preact_resnet{_d}", "preact_resnet", HE2016B, "imagenet", depth=_d, version=2
     )
 
-resnext29_8x64d = _variant(
-    "resnext29_8x64d",
-    "resnext",
-    XIE2017,
-    "cifar",
-    depth=29,
-    block="bottleneck",
-    filters=(64, 128, 256),
-    stem_filters=64,
-    groups=8,
-    base_width=64,
-    shortcut="B",
-)
-resnext29_16x64d = _variant(
-    "resnext29_16x64d",
-    "resnext",
-    XIE2017,
-    "cifar",
-    depth=29,
-    block="bottleneck",
-    filters=(64, 128, 256),
-    stem_filters=64,
-    groups=16,
-    base_width=64,
-    shortcut="B",
-)
-resnext50_32x4d = _variant(
-    "resnext50_32x4d", "resnext", XIE2017, "imagenet", depth=50, groups=32, base_width=4
-)
-resnext101_32x8d = _variant(
-    "resnext101_32x8d", "resnext", XIE2017, "imagenet", depth=101, groups=32, base_width=8
-)
+for _g in (8, 16):
+    globals()[f"resnext29_{_g}x64d"] = _variant(
+        f"resnext29_{_g}x64d",
+        "resnext",
+        XIE2017,
+        "cifar",
+        depth=29,
+        block="bottleneck",
+        filters=(64, 128, 256),
+        stem_filters=64,
+        groups=_g,
+        base_width=64,
+        shortcut="B",
+    )
+for _d, _w in ((50, 4), (101, 8)):
+    globals()[f"resnext{_d}_32x{_w}d"] = _variant(
+        f"resnext{_d}_32x{_w}d", "resnext", XIE2017, "imagenet", depth=_d, groups=32, base_width=_w
+    )

@@ -9,7 +9,6 @@ TensorFlow code in fresh subprocesses. Deselect the multi-process ones locally w
 warning about it).
 """
 
-import csv
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import time
 import keras
 import numpy as np
 import pytest
+from conftest import epochs_logged, write_class_npz
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", "PYTHONPATH": REPO}
@@ -155,9 +155,27 @@ def test_cli_train_has_strategy_options():
     assert build_parser().parse_args(["train", "lenet5"]).strategy == "auto"
 
 
+# Both multi-device scripts (after `from kerascnn import zoo` and `get_recipe`): their recipe, 3 SGD
+# steps on a global batch of 16, and build(norm), a small zoo ResNet that starts from the same
+# weights every time, so that a distributed run and the one-device reference compare weight for
+# weight.
+SAME_START = r"""
+recipe = get_recipe("vgg-sweep", optimizer="sgd", lr=0.05, momentum=0.9, schedule="constant",
+                    epochs=1, batch_size=16)
+keras.utils.set_random_seed(1)
+init = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10).get_weights()
+
+
+def build(norm):
+    model = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10, norm=norm)
+    model.set_weights(init)
+    return model
+"""
+
 # ---------------------------------------------------- MirroredStrategy, two logical CPUs
 
-MIRRORED = r"""
+MIRRORED = (
+    r"""
 import json
 import tensorflow as tf
 
@@ -205,17 +223,9 @@ for synchronized, layer in layers.items():
 x = rng.normal(size=(48, 16, 16, 3))
 y = rng.integers(0, 10, size=48)
 ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-recipe = get_recipe("vgg-sweep", optimizer="sgd", lr=0.05, momentum=0.9, schedule="constant",
-                    epochs=1, batch_size=16)
-keras.utils.set_random_seed(1)
-init = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10).get_weights()
-
-
-def build(norm):
-    model = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10, norm=norm)
-    model.set_weights(init)
-    return model
-
+"""
+    + SAME_START
+    + r"""
 
 reference = build("batch")
 fit(reference, ds, None, recipe, jit_compile=False, verbose=0)
@@ -236,6 +246,7 @@ for name, norm, trainer in (("sync_fit", "sync_batch", "fit"), ("sync_loop", "sy
     out[name] = gap(model.get_weights())
 print(json.dumps(out))
 """
+)
 
 
 def test_mirrored_two_logical_cpus_sync_bn_and_same_weights_as_one_device():
@@ -256,7 +267,8 @@ def test_mirrored_two_logical_cpus_sync_bn_and_same_weights_as_one_device():
 
 # ------------------------------------------- MultiWorkerMirroredStrategy, two processes
 
-WORKER = r"""
+WORKER = (
+    r"""
 import json, sys
 
 from kerascnn.training.distribute import resolve_strategy
@@ -277,17 +289,9 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(64, 16, 16, 3))
 y = rng.integers(0, 10, size=64)
 ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)  # global batch 16, 8 per worker
-recipe = get_recipe("vgg-sweep", optimizer="sgd", lr=0.05, momentum=0.9, schedule="constant",
-                    epochs=1, batch_size=16)
-keras.utils.set_random_seed(1)
-init = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10).get_weights()
-
-
-def build(norm):
-    model = zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=10, norm=norm)
-    model.set_weights(init)
-    return model
-
+"""
+    + SAME_START
+    + r"""
 
 with strategy.scope():
     model = build("sync_batch")
@@ -304,6 +308,7 @@ print(json.dumps({
     "checksum": float(sum(np.abs(w).sum() for w in weights)), "gap_to_one_device": gap,
 }))
 """
+)
 
 
 @pytest.mark.multiprocess
@@ -344,13 +349,6 @@ def test_multiworker_two_processes_complete_an_epoch_with_the_same_loss():
 EPOCHS = 4
 
 
-def _write_npz(path, n=640, seed=0):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, size=n).astype("uint8")
-    x = (rng.uniform(0, 60, size=(n, 32, 32, 3)) + 40 * y[:, None, None, None]).astype("uint8")
-    np.savez(path, x=x, y=y)
-
-
 def _start_workers(data, out, logs, attempt):
     ports = _free_ports(2)
     command = [
@@ -369,23 +367,15 @@ def _start_workers(data, out, logs, attempt):
     return procs
 
 
-def _epochs_logged(out):
-    log = out / "log.csv"
-    if not log.exists():
-        return []
-    with log.open() as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
-
-
 @pytest.mark.multiprocess
 def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tmp_path):
     data = tmp_path / "tiny.npz"
-    _write_npz(data)
+    write_class_npz(data, 640)
     out, logs = tmp_path / "run", tmp_path
     procs = _start_workers(data, out, logs, 1)
     try:
         deadline = time.time() + 180
-        while not _epochs_logged(out) and time.time() < deadline:
+        while not epochs_logged(out) and time.time() < deadline:
             assert all(p.poll() is None for p in procs), (
                 logs / "attempt1-worker0.txt"
             ).read_text()[-3000:]
@@ -398,7 +388,7 @@ def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tm
         assert procs[0].poll() is None or procs[0].returncode != 0
     finally:
         _stop(procs)
-    done = _epochs_logged(out)
+    done = epochs_logged(out)
     assert 1 <= len(done) < EPOCHS, f"killed too late: {done}"
     assert (out / "backup" / "checkpoint").exists()
     assert not (out / "result.json").exists()
@@ -422,7 +412,7 @@ def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tm
         assert len(ran) == EPOCHS - resumed[0], ran
     result = json.loads((out / "result.json").read_text())
     assert result["epochs_run"] == EPOCHS
-    assert _epochs_logged(out)[-1] == EPOCHS - 1
+    assert epochs_logged(out)[-1] == EPOCHS - 1
     assert (out / "model.keras").exists()
     assert not (out / "backup").exists()  # removed after the full run, as BackupAndRestore does
     losses = [

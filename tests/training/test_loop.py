@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import RecordWeights
 
 from kerascnn.training import loop as fit_module
 from kerascnn.training.loop import TrainingDiverged, fit
@@ -17,15 +18,6 @@ def _data(n, seed, random_labels=False):
     if random_labels:
         y = rng.integers(0, 2, size=n)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-
-
-class RecordWeights(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.per_epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.per_epoch.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.weights])
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path):

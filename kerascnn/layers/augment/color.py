@@ -210,6 +210,19 @@ _LAYER_DOC = """
 """
 
 
+def _register(make_doc, *doc_args):
+    """Class decorator of the layers below: registers the class for Keras serialization (as
+    ``kerascnn>ClassName``) and completes its one-line docstring with the shared text of
+    ``make_doc(docstring, *doc_args)``, where ``LAYER`` stands for the class name."""
+
+    def decorate(cls):
+        if cls.__doc__ is not None:  # None under python -OO
+            cls.__doc__ = make_doc(cls.__doc__, *doc_args).replace("LAYER", cls.__name__)
+        return keras.saving.register_keras_serializable(package="kerascnn")(cls)
+
+    return decorate
+
+
 class _EnhanceLayer(BaseAugmentation):
     """A random enhancement factor ``1 + u`` per image, ``u ~ U(lower, upper)``."""
 
@@ -246,35 +259,31 @@ def _enhance_doc(what):
     )
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_enhance_doc)
 class RandomBrightness(_EnhanceLayer):
-    __doc__ = _enhance_doc("Random brightness (blend with black).").replace(
-        "LAYER", "RandomBrightness"
-    )
+    """Random brightness (blend with black)."""
+
     _fn = staticmethod(adjust_brightness)
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_enhance_doc)
 class RandomContrast(_EnhanceLayer):
-    __doc__ = _enhance_doc("Random contrast (blend with the mean grey).").replace(
-        "LAYER", "RandomContrast"
-    )
+    """Random contrast (blend with the mean grey)."""
+
     _fn = staticmethod(adjust_contrast)
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_enhance_doc)
 class RandomColor(_EnhanceLayer):
-    __doc__ = _enhance_doc("Random colour saturation (blend with grey).").replace(
-        "LAYER", "RandomColor"
-    )
+    """Random colour saturation (blend with grey)."""
+
     _fn = staticmethod(adjust_saturation)
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_enhance_doc)
 class RandomSharpness(_EnhanceLayer):
-    __doc__ = _enhance_doc("Random sharpness (blend with a smoothed image).").replace(
-        "LAYER", "RandomSharpness"
-    )
+    """Random sharpness (blend with a smoothed image)."""
+
     _fn = staticmethod(adjust_sharpness)
 
 
@@ -316,12 +325,9 @@ def _prob_doc(what, extra_args=""):
     )
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_prob_doc, "\n        bits: bits kept, 1..8.")
 class Posterize(_ProbabilityLayer):
-    __doc__ = _prob_doc(
-        "Randomly reduce each channel to its ``bits`` most significant bits.",
-        "\n        bits: bits kept, 1..8.",
-    ).replace("LAYER", "Posterize")
+    """Randomly reduce each channel to its ``bits`` most significant bits."""
 
     def __init__(self, bits=4, probability=0.5, value_range=DEFAULT_RANGE, seed=None, **kwargs):
         super().__init__(probability, value_range, seed, **kwargs)
@@ -336,12 +342,11 @@ class Posterize(_ProbabilityLayer):
         return {**super().get_config(), "bits": self.bits}
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(
+    _prob_doc, "\n        threshold: in ``value_range`` units (default: the middle of the range)."
+)
 class Solarize(_ProbabilityLayer):
-    __doc__ = _prob_doc(
-        "Randomly invert every value at or above ``threshold``.",
-        "\n        threshold: in ``value_range`` units (default: the middle of the range).",
-    ).replace("LAYER", "Solarize")
+    """Randomly invert every value at or above ``threshold``."""
 
     def __init__(
         self, threshold=None, probability=0.5, value_range=DEFAULT_RANGE, seed=None, **kwargs
@@ -359,29 +364,25 @@ class Solarize(_ProbabilityLayer):
         return {**super().get_config(), "threshold": self.threshold}
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_prob_doc)
 class AutoContrast(_ProbabilityLayer):
-    __doc__ = _prob_doc("Randomly stretch each channel to the full value range.").replace(
-        "LAYER", "AutoContrast"
-    )
+    """Randomly stretch each channel to the full value range."""
 
     def apply(self, images):
         return autocontrast(images, self.value_range)
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_prob_doc)
 class Equalize(_ProbabilityLayer):
-    __doc__ = _prob_doc("Randomly equalize the histogram of each channel.").replace(
-        "LAYER", "Equalize"
-    )
+    """Randomly equalize the histogram of each channel."""
 
     def apply(self, images):
         return equalize(images, self.value_range)
 
 
-@keras.saving.register_keras_serializable(package="kerascnn")
+@_register(_prob_doc)
 class Invert(_ProbabilityLayer):
-    __doc__ = _prob_doc("Randomly invert images (``low + high - x``).").replace("LAYER", "Invert")
+    """Randomly invert images (``low + high - x``)."""
 
     def apply(self, images):
         return invert(images, self.value_range)
