@@ -24,9 +24,9 @@ Design choices (argued here once for both layers):
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-from kerascnn.layers.dropout import DropoutBase, check_data_format, dropout
+from kerascnn.layers.dropout import DropoutBase, dropout
+from kerascnn.layers.kernel_base import Conv2DKernelMixin, DenseKernelMixin, KernelLayerMixin
 
 
 def drop_connect(kernel, rate, seed=None):
@@ -35,24 +35,9 @@ def drop_connect(kernel, rate, seed=None):
     return dropout(kernel, rate, seed)
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-    return value
+class _DropConnectBase(KernelLayerMixin, DropoutBase):
+    """A kernel layer of the dropout family whose calls use :meth:`effective_kernel`."""
 
-
-def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    ok = isinstance(value, (tuple, list)) and len(value) == 2
-    if not ok or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-        raise ValueError(
-            f"{name} must be a positive integer or a pair of them; received {name}={value!r}"
-        )
-    return tuple(value)
-
-
-class _DropConnectBase(DropoutBase):
     mask_per_batch = True
 
     def __init__(
@@ -68,12 +53,7 @@ class _DropConnectBase(DropoutBase):
         **kwargs,
     ):
         super().__init__(rate, seed=seed, **kwargs)
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"use_bias must be True or False; received use_bias={use_bias!r}")
-        self.activation = keras.activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._init_kernel_args(activation, use_bias, kernel_initializer, bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.supports_masking = False
@@ -85,14 +65,7 @@ class _DropConnectBase(DropoutBase):
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
         )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-            )
+        self._add_bias(units, regularizer=self.bias_regularizer)
 
     def effective_kernel(self, training=None):
         """The kernel used by a call: masked and rescaled when ``training`` is true."""
@@ -100,20 +73,20 @@ class _DropConnectBase(DropoutBase):
             return drop_connect(self.kernel, self.rate_variable, self.seed_generator)
         return self.kernel
 
+    def call(self, inputs, training=None):
+        return self._apply_kernel(inputs, self.effective_kernel(training))
+
     def get_config(self):
         return {
             **super().get_config(),
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            **self._kernel_args_config(),
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
         }
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class DropConnectDense(_DropConnectBase):
+class DropConnectDense(DenseKernelMixin, _DropConnectBase):
     """A dense layer with DropConnect on its kernel: ``y = act(x @ (W * M) / (1 - rate) + b)``.
 
     One mask ``M`` per batch (see the module docstring for why), redrawn at every training
@@ -141,30 +114,11 @@ class DropConnectDense(_DropConnectBase):
 
     def __init__(self, units: int, rate: float, **kwargs):
         super().__init__(rate, **kwargs)
-        self.units = _check_positive_int("units", units)
-
-    def build(self, input_shape):
-        if input_shape[-1] is None:
-            raise ValueError(
-                f"DropConnectDense needs a known last dimension; received input_shape={input_shape}"
-            )
-        self._make_weights((input_shape[-1], self.units), self.units)
-
-    def call(self, inputs, training=None):
-        y = ops.matmul(inputs, self.effective_kernel(training))
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y) if self.activation is not None else y
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        self._init_dense(units)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class DropConnectConv2D(_DropConnectBase):
+class DropConnectConv2D(Conv2DKernelMixin, _DropConnectBase):
     """A 2-D convolution with DropConnect on its kernel (one mask per batch).
 
     Args:
@@ -203,66 +157,4 @@ class DropConnectConv2D(_DropConnectBase):
         **kwargs,
     ):
         super().__init__(rate, **kwargs)
-        self.filters = _check_positive_int("filters", filters)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.strides = _pair("strides", strides)
-        self.dilation_rate = _pair("dilation_rate", dilation_rate)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same'; received padding={padding!r}")
-        self.padding = padding
-        self.data_format = check_data_format(data_format)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
-
-    def build(self, input_shape):
-        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
-        if channels is None:
-            raise ValueError(
-                f"DropConnectConv2D needs a known channel dimension; received input_shape={input_shape}"
-            )
-        self._make_weights((*self.kernel_size, channels, self.filters), self.filters)
-
-    def call(self, inputs, training=None):
-        y = ops.conv(
-            inputs,
-            self.effective_kernel(training),
-            strides=self.strides,
-            padding=self.padding,
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-        )
-        if self.bias is not None:
-            shape = (
-                (1, 1, 1, self.filters)
-                if self.data_format == "channels_last"
-                else (1, self.filters, 1, 1)
-            )
-            y = y + ops.reshape(self.bias, shape)
-        return self.activation(y) if self.activation is not None else y
-
-    def compute_output_shape(self, input_shape):
-        last = self.data_format == "channels_last"
-        spatial = input_shape[1:3] if last else input_shape[2:4]
-        out = []
-        for n, k, s, d in zip(
-            spatial, self.kernel_size, self.strides, self.dilation_rate, strict=True
-        ):
-            if n is None:
-                out.append(None)
-            elif self.padding == "same":
-                out.append(-(-n // s))
-            else:
-                out.append((n - d * (k - 1) - 1) // s + 1)
-        if last:
-            return (input_shape[0], *out, self.filters)
-        return (input_shape[0], self.filters, *out)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-        }
+        self._init_conv2d(filters, kernel_size, strides, padding, data_format, dilation_rate)

@@ -44,27 +44,11 @@ def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=1e-3, t
     scale = tf.cast(scale, tf.float32)
     offset = tf.cast(offset, tf.float32)
     if training:
-        empty = tf.constant([], tf.float32)
-        y, batch_mean, batch_var, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-            x=x,
-            scale=scale,
-            offset=offset,
-            mean=empty,
-            variance=empty,
-            epsilon=float(epsilon),
-            exponential_avg_factor=1.0,
-            data_format="NHWC",
-            is_training=True,
-        )
-        # The kernel returns the unbiased (Bessel-corrected) variance for the running
-        # average; Keras 3 averages the biased one.
-        shape = tf.shape(x)
-        n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
-        batch_var = batch_var * ((n - 1.0) / tf.maximum(n, 1.0))
-        return y, batch_mean, batch_var
-    mean = tf.cast(mean, tf.float32)
-    variance = tf.cast(variance, tf.float32)
-    y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        mean = variance = tf.constant([], tf.float32)  # empty: the op uses the batch statistics
+    else:
+        mean = tf.cast(mean, tf.float32)
+        variance = tf.cast(variance, tf.float32)
+    y, batch_mean, batch_var, _, _, _ = tf.raw_ops.FusedBatchNormV3(
         x=x,
         scale=scale,
         offset=offset,
@@ -73,9 +57,16 @@ def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=1e-3, t
         epsilon=float(epsilon),
         exponential_avg_factor=1.0,
         data_format="NHWC",
-        is_training=False,
+        is_training=bool(training),
     )
-    return y, mean, variance
+    if not training:
+        return y, mean, variance
+    # The kernel returns the unbiased (Bessel-corrected) variance for the running
+    # average; Keras 3 averages the biased one.
+    shape = tf.shape(x)
+    n = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
+    batch_var = batch_var * ((n - 1.0) / tf.maximum(n, 1.0))
+    return y, batch_mean, batch_var
 
 
 @keras.saving.register_keras_serializable(package="kerascnn", name="FusedBatchNormalization")

@@ -25,8 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerascnn.layers.dropconnect import _check_positive_int, _pair
-from kerascnn.layers.dropout import check_data_format
+from kerascnn.layers.kernel_base import Conv2DKernelMixin, DenseKernelMixin, KernelLayerMixin
 
 
 def hadamard_kernel(a, b):
@@ -40,7 +39,9 @@ def _check_l1(l1):
     return float(l1)
 
 
-class _HadamardBase(keras.layers.Layer):
+class _HadamardBase(KernelLayerMixin, keras.layers.Layer):
+    """A kernel layer whose kernel is the product of the factors ``kernel_a`` and ``kernel_b``."""
+
     def __init__(
         self,
         l1: float = 0.0,
@@ -52,12 +53,7 @@ class _HadamardBase(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.l1 = _check_l1(l1)
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"use_bias must be True or False; received use_bias={use_bias!r}")
-        self.activation = keras.activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self._init_kernel_args(activation, use_bias, kernel_initializer, bias_initializer)
 
     def _make_weights(self, kernel_shape, units):
         u = ops.convert_to_numpy(self.kernel_initializer(kernel_shape, dtype="float32"))
@@ -76,30 +72,22 @@ class _HadamardBase(keras.layers.Layer):
             initializer=lambda shape, dtype=None: ops.cast(b0, dtype),
             regularizer=reg,
         )
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=(units,), initializer=self.bias_initializer
-            )
+        self._add_bias(units)
 
     @property
     def kernel(self):
         """The effective kernel ``kernel_a * kernel_b``."""
         return hadamard_kernel(self.kernel_a, self.kernel_b)
 
+    def call(self, inputs):
+        return self._apply_kernel(inputs, self.kernel)
+
     def get_config(self):
-        return {
-            **super().get_config(),
-            "l1": self.l1,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        }
+        return {**super().get_config(), "l1": self.l1, **self._kernel_args_config()}
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class HadamardDense(_HadamardBase):
+class HadamardDense(DenseKernelMixin, _HadamardBase):
     """Dense layer with kernel ``a * b`` and penalty ``l1/2 (|a|^2 + |b|^2)`` (L1 by SGD).
 
     Args:
@@ -124,30 +112,11 @@ class HadamardDense(_HadamardBase):
 
     def __init__(self, units: int, l1: float = 0.0, **kwargs):
         super().__init__(l1, **kwargs)
-        self.units = _check_positive_int("units", units)
-
-    def build(self, input_shape):
-        if input_shape[-1] is None:
-            raise ValueError(
-                f"HadamardDense needs a known last dimension; received input_shape={input_shape}"
-            )
-        self._make_weights((input_shape[-1], self.units), self.units)
-
-    def call(self, inputs):
-        y = ops.matmul(inputs, self.kernel)
-        if self.bias is not None:
-            y = y + self.bias
-        return self.activation(y) if self.activation is not None else y
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        self._init_dense(units)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class HadamardConv2D(_HadamardBase):
+class HadamardConv2D(Conv2DKernelMixin, _HadamardBase):
     """2-D convolution with kernel ``a * b`` and penalty ``l1/2 (|a|^2 + |b|^2)``.
 
     Args:
@@ -179,49 +148,4 @@ class HadamardConv2D(_HadamardBase):
         **kwargs,
     ):
         super().__init__(l1, **kwargs)
-        self.filters = _check_positive_int("filters", filters)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.strides = _pair("strides", strides)
-        self.dilation_rate = _pair("dilation_rate", dilation_rate)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same'; received padding={padding!r}")
-        self.padding = padding
-        self.data_format = check_data_format(data_format)
-        self.input_spec = keras.layers.InputSpec(ndim=4)
-
-    def build(self, input_shape):
-        channels = input_shape[-1 if self.data_format == "channels_last" else 1]
-        if channels is None:
-            raise ValueError(
-                f"HadamardConv2D needs a known channel dimension; received input_shape={input_shape}"
-            )
-        self._make_weights((*self.kernel_size, channels, self.filters), self.filters)
-
-    def call(self, inputs):
-        y = ops.conv(
-            inputs,
-            self.kernel,
-            strides=self.strides,
-            padding=self.padding,
-            data_format=self.data_format,
-            dilation_rate=self.dilation_rate,
-        )
-        if self.bias is not None:
-            shape = (
-                (1, 1, 1, self.filters)
-                if self.data_format == "channels_last"
-                else (1, self.filters, 1, 1)
-            )
-            y = y + ops.reshape(self.bias, shape)
-        return self.activation(y) if self.activation is not None else y
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "data_format": self.data_format,
-            "dilation_rate": self.dilation_rate,
-        }
+        self._init_conv2d(filters, kernel_size, strides, padding, data_format, dilation_rate)
