@@ -35,7 +35,8 @@ def test_summary_prints_the_keras_summary(capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["resnet20", "resnet56", "mobilenet_v2", "lenet5", "preact_resnet20", "plain56"]
+    "name",
+    ["resnet20", "resnet56", "mobilenet_v2", "lenet5", "preact_resnet20", "plain56", "odenet"],
 )
 def test_stored_table_matches_fresh_builds(name):
     assert table.load_table()[name] == table.measure(name)

@@ -6,8 +6,26 @@ import math
 
 import keras
 
+from kerascnn.layers.ode import ODEBlock
+
+
+def _ode_block_macs(block: ODEBlock) -> int:
+    """An ODE block evaluates its function ``block.evaluations`` times per forward pass; the
+    function's convolutions keep the block's resolution (stride 1, ``"same"`` padding, as
+    an ODE function must preserve the state's shape), so each costs ``h * w`` times its
+    kernel's size per evaluation (``kh * kw * cin / groups * cout``)."""
+    _, h, w, _ = block.output.shape
+    per_evaluation = sum(
+        h * w * math.prod(layer.kernel.shape)
+        for layer in block.func._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, keras.layers.Conv2D)
+    )
+    return block.evaluations * per_evaluation
+
 
 def _layer_macs(layer) -> int:
+    if isinstance(layer, ODEBlock):
+        return _ode_block_macs(layer)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
         _, h, w, _ = layer.output.shape
         k = math.prod(layer.kernel_size)
@@ -38,7 +56,8 @@ def count_flops(model: keras.Model) -> int:
     """Multiply-accumulates per image of the conv, depthwise-conv and dense layers.
 
     Normalization, activation, pooling and additions are not counted (the convention of
-    the papers' "FLOPs" tables: ResNet-50 about 4.1 G, VGG-16 about 15.5 G). Nested models
+    the papers' "FLOPs" tables: ResNet-50 about 4.1 G, VGG-16 about 15.5 G). An ODE block
+    counts its function's convolutions once per function evaluation. Nested models
     (e.g. a ``Sequential`` of augmentation layers and a zoo model) are counted recursively.
     The model must be built with a fixed input size.
     """

@@ -102,3 +102,17 @@ def test_count_flops_by_hand_on_a_tiny_net():
     assert count_flops(model) == 6912 + 576 + 256 + 40
     wrapped = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.RandomFlip(), model])
     assert count_flops(wrapped) == count_flops(model)
+
+
+@pytest.mark.parametrize("method, evaluations", [("euler", 3), ("midpoint", 6), ("rk4", 12)])
+def test_count_flops_counts_an_ode_block_once_per_function_evaluation(method, evaluations):
+    import keras
+
+    from kerascnn.layers import ODEBlock
+
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2D(8, 1)(inputs)  # 6*6*1*4*8 = 1152
+    # the function's two 3x3 convolutions see the state plus a time channel: 8 + 1 -> 8
+    x = ODEBlock(steps=3, method=method)(x)  # per evaluation: 2 * 6*6*9*9*8 = 46656
+    model = keras.Model(inputs, x)
+    assert count_flops(model) == 1152 + evaluations * 46656
