@@ -81,9 +81,11 @@ def write_class_npz(path, n, seed=0):
 
 
 def epochs_logged(out):
-    """The epochs recorded so far in the ``log.csv`` of the training run in ``out``."""
+    """The epochs recorded so far in the ``log.csv`` of the training run in ``out`` (complete
+    lines only: the run may be writing the file while this reads it)."""
     log = out / "log.csv"
     if not log.exists():
         return []
-    with log.open() as f:
-        return [int(row["epoch"]) for row in csv.DictReader(f)]
+    lines = log.read_text().splitlines(keepends=True)
+    complete = [line for line in lines if line.endswith("\n")]
+    return [int(row["epoch"]) for row in csv.DictReader(complete)]
