@@ -7,18 +7,24 @@ import pytest
 import kerascnn
 from kerascnn.zoo import model_info
 
-# Heavy at small inputs (tens of millions of weights or 1000+ layers): marked slow.
+# Marked slow: heavy at small inputs (tens of millions of weights or 1000+ layers), and deeper
+# variants that run the same builder code as a shallower sibling left in CI (resnet20/32,
+# plain20/32, preact_resnet20/164, resnet18/preact_resnet18).
 SLOW = {
     "resnet101", "resnet152", "resnet1202", "preact_resnet101", "preact_resnet152",
     "preact_resnet1001", "resnext29_8x64d", "resnext29_16x64d", "resnext101_32x8d",
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
+    "resnet44", "resnet56", "resnet110", "plain44", "plain56", "plain110",
+    "preact_resnet56", "preact_resnet110", "resnet34", "preact_resnet34",
 }  # fmt: skip
 # 1000+ layers: minutes each to build, save and reload on 2 CPU cores. Not in CI's time budget
 # (deselected there with -m "not huge"); run them with `pytest -m huge tests/zoo`.
 HUGE = {"resnet1202", "preact_resnet1001"}
-# A representative per family, also run on the JAX backend by CI.
+# A representative per family, also run on the JAX backend by CI (where building costs one XLA
+# compilation per distinct weight shape); the pre-activation bottleneck block (preact_resnet164)
+# runs there as an 11-layer stand-in with the same layers.
 JAX_SET = {"lenet5", "alexnet", "vgg11_bn", "resnet20", "preact_resnet20", "plain20", "resnet18",
-           "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2", "googlenet", "preact_resnet164"}  # fmt: skip
+           "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2", "googlenet"}  # fmt: skip
 
 
 def small_input_shape(name):
@@ -46,6 +52,28 @@ def test_build_forward_train_and_keras_round_trip(name, tmp_path):
     shape = small_input_shape(name)
     model = kerascnn.zoo.create(name, input_shape=shape, num_classes=5)
     assert model.name == name
+    _check_forward_train_and_keras_round_trip(model, shape, tmp_path)
+
+
+def _preact_bottleneck_stand_in():
+    """preact_resnet164's blocks at depth 11 (one bottleneck block per stage)."""
+    return kerascnn.zoo.resnet(depth=11, version=2, block="bottleneck", shortcut="B", num_classes=5)
+
+
+def test_preact_bottleneck_stand_in_has_preact_resnet164_layers():
+    reference = kerascnn.zoo.create("preact_resnet164", num_classes=5)
+    for layer in _preact_bottleneck_stand_in().layers:
+        twin = reference.get_layer(layer.name)
+        assert type(twin) is type(layer), layer.name
+        assert [w.shape for w in twin.weights] == [w.shape for w in layer.weights], layer.name
+
+
+@pytest.mark.jax
+def test_preact_bottleneck_stand_in_trains(tmp_path):
+    _check_forward_train_and_keras_round_trip(_preact_bottleneck_stand_in(), (32, 32, 3), tmp_path)
+
+
+def _check_forward_train_and_keras_round_trip(model, shape, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(2, *shape)).astype("float32")
     y = np.array([0, 3])
@@ -66,7 +94,7 @@ def test_build_forward_train_and_keras_round_trip(name, tmp_path):
         "a training step changed nothing"
     )
 
-    path = tmp_path / f"{name}.keras"
+    path = tmp_path / f"{model.name}.keras"
     model.save(path)
     loaded = keras.models.load_model(path, safe_mode=True)
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
