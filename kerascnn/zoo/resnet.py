@@ -328,36 +328,26 @@ def _deep(depth: int) -> dict:
     return {"zero_init_residual": True} if depth >= 1000 else {}
 
 
-for _d in (20, 32, 44, 56, 110, 1202):
-    globals()[f"resnet{_d}"] = _variant(
-        f"resnet{_d}", "resnet", HE2016, "cifar", depth=_d, **_deep(_d)
-    )
-for _d in (18, 34, 50, 101, 152):
-    globals()[f"resnet{_d}"] = _variant(f"resnet{_d}", "resnet", HE2016, "imagenet", depth=_d)
-for _d in (20, 32, 44, 56, 110):
-    globals()[f"plain{_d}"] = _variant(
-        f"plain{_d}", "plain", HE2016, "cifar", depth=_d, residual=False
-    )
-for _d in (20, 56, 110):
-    globals()[f"preact_resnet{_d}"] = _variant(
-        f"preact_resnet{_d}", "preact_resnet", HE2016B, "cifar", depth=_d, version=2
-    )
-for _d in (164, 1001):
-    globals()[f"preact_resnet{_d}"] = _variant(
-        f"preact_resnet{_d}",
-        "preact_resnet",
-        HE2016B,
-        "cifar",
-        depth=_d,
-        version=2,
-        block="bottleneck",
-        shortcut="B",
-        **_deep(_d),
-    )
-for _d in (18, 34, 50, 101, 152):
-    globals()[f"preact_resnet{_d}"] = _variant(
-        f"preact_resnet{_d}", "preact_resnet", HE2016B, "imagenet", depth=_d, version=2
-    )
+def _depth_variants(prefix, family, paper, layout, depths, **fixed):
+    """Register ``{prefix}{depth}`` for each of ``depths`` (module attributes too)."""
+    for depth in depths:
+        name = f"{prefix}{depth}"
+        globals()[name] = _variant(
+            name, family, paper, layout, depth=depth, **fixed, **_deep(depth)
+        )
+
+
+_depth_variants("resnet", "resnet", HE2016, "cifar", (20, 32, 44, 56, 110, 1202))
+_depth_variants("resnet", "resnet", HE2016, "imagenet", (18, 34, 50, 101, 152))
+_depth_variants("plain", "plain", HE2016, "cifar", (20, 32, 44, 56, 110), residual=False)
+_depth_variants("preact_resnet", "preact_resnet", HE2016B, "cifar", (20, 56, 110), version=2)
+_depth_variants(
+    "preact_resnet", "preact_resnet", HE2016B, "cifar", (164, 1001),
+    version=2, block="bottleneck", shortcut="B",
+)  # fmt: skip
+_depth_variants(
+    "preact_resnet", "preact_resnet", HE2016B, "imagenet", (18, 34, 50, 101, 152), version=2
+)
 
 for _g in (8, 16):
     globals()[f"resnext29_{_g}x64d"] = _variant(
