@@ -9,23 +9,47 @@
   ``probabilities``, ``class_ids`` and ``class_names``; class names stored with the model.
 * ``onnx_export(model, path)``: ONNX through Keras's exporter (needs the ``onnx`` extra).
 * ``predict_files(saved_model_dir, files)``: top-k classes of image files, with TensorFlow only.
+* ``check_export_target(base_dir, version)``: the checks ``serving_export`` makes on its target
+  before writing, for callers that want them before training (the CLI).
+
+Everything that needs TensorFlow imports it through :func:`kerascnn.backends.require_tensorflow`
+(one line naming what to install); importing this module does not import TensorFlow.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import re
 import shutil
+import time
+import warnings
 
 import keras
 import numpy as np
 
+from kerascnn.backends import require_tensorflow
+
 CLASS_NAMES_FILE = "class_names.txt"  # in assets.extra/, TensorFlow Serving's folder for extras
+SIGNATURE_FILE = "signature.json"  # in assets.extra/: image shape and classes of the version
+FEATURE = "SavedModel export"
+STALE_TEMPORARY_SECONDS = 24 * 3600  # a temporary folder this old is stale whatever its PID
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-(\d+)$")  # .tmp-VERSION-PID, see _write_version
 
 
-def _input_signature(model):
-    import tensorflow as tf
+class ExportTargetError(ValueError):
+    """The export target cannot take a new version: an existing file, a version folder given
+    as the model folder, an unwritable location, an existing version or another signature.
+    Raised by :func:`check_export_target` before anything is written."""
 
+
+class ExportError(OSError):
+    """Writing an export failed (disk full, read-only file system, ...). Nothing was left
+    behind: no partial version and no temporary folder. ``errno`` is the OS error's."""
+
+
+def _input_signature(model, tf):
     inputs = getattr(model, "inputs", None)
     if not inputs:
         raise ValueError(
@@ -51,7 +75,8 @@ def saved_model(
         ``path`` as a string. Load with ``tf.saved_model.load(path)`` and call
         ``.serve(x)`` or ``.signatures["serving_default"]``.
     """
-    signature = input_signature or _input_signature(model)
+    tf = require_tensorflow(FEATURE)
+    signature = input_signature or _input_signature(model, tf)
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -64,17 +89,232 @@ def saved_model(
 
 
 def _versions(base: pathlib.Path) -> list[int]:
-    if not base.exists():
+    if not base.is_dir():
         return []
     return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def _is_saved_model(path: pathlib.Path) -> bool:
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+
+
+def _output_layer(model: keras.Model):
+    """The layer that computes ``model``'s (first) output, looking inside nested models."""
+    layer = model
+    while isinstance(layer, keras.Model):
+        outputs = getattr(layer, "outputs", None)
+        history = getattr(outputs[0], "_keras_history", None) if outputs else None
+        if history is not None and history.operation is not layer:
+            layer = history.operation
+        elif layer.layers:  # a subclassed model: its last layer is the best guess
+            layer = layer.layers[-1]
+        else:
+            return None
+    return layer
+
+
 def _outputs_are_probabilities(model: keras.Model) -> bool:
-    last = model.layers[-1]
-    while isinstance(last, keras.Model):
-        last = last.layers[-1]
-    activation = getattr(last, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
+    """Whether ``model`` ends in a softmax: a ``keras.layers.Softmax``, an
+    ``Activation("softmax")`` or any layer with ``activation="softmax"``, also as the last
+    layer of a nested model."""
+    last = _output_layer(model)
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+
+
+# --------------------------------------------------------------------------- the target
+def _signature(image_shape, class_names) -> dict:
+    """The parts of a ``serving_default`` signature that clients depend on."""
+    signature = {}
+    if image_shape is not None:
+        signature["image_shape"] = [int(d) for d in image_shape]
+    if class_names is not None:
+        signature["num_classes"] = len(class_names)
+        signature["class_names"] = [str(c) for c in class_names]
+    return signature
+
+
+def _describe(signature: dict) -> str:
+    """``images (32, 32, 3), 10 classes [airplane, automobile, bird, cat, ...]``."""
+    parts = []
+    if signature.get("image_shape"):
+        parts.append(f"images ({', '.join(str(d) for d in signature['image_shape'])})")
+    if "num_classes" in signature:
+        parts.append(f"{signature['num_classes']} classes")
+    names = signature.get("class_names")
+    if names:
+        parts[-1] += " [" + ", ".join(names[:4]) + (", ...]" if len(names) > 4 else "]")
+    return ", ".join(parts)
+
+
+def saved_signature(version_dir: str | os.PathLike) -> dict | None:
+    """Image shape, number of classes and class names of a version written by
+    :func:`serving_export`: from its ``assets.extra/signature.json``, or else (older exports)
+    from its ``serving_default`` signature and ``class_names.txt``; None when unreadable."""
+    version_dir = pathlib.Path(version_dir)
+    path = version_dir / "assets.extra" / SIGNATURE_FILE
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            pass  # fall back to the SavedModel itself
+    tf = require_tensorflow(FEATURE)
+    try:
+        serving = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        images = next(iter(serving.structured_input_signature[1].values()))
+        outputs = serving.structured_outputs
+        scores = outputs.get("logits", next(iter(outputs.values())))
+        signature = _signature(images.shape[1:], load_class_names(version_dir))
+        signature["num_classes"] = int(scores.shape[-1])
+        return signature
+    except (OSError, KeyError, ValueError, TypeError, StopIteration, tf.errors.OpError):
+        return None
+
+
+def check_export_target(
+    base_dir: str | os.PathLike,
+    version: int | None = None,
+    *,
+    image_shape=None,
+    class_names=None,
+    allow_new_signature: bool = False,
+) -> pathlib.Path:
+    """Check that ``base_dir`` can take a new version and return its folder, ``base_dir/VERSION``.
+
+    Cheap (no TensorFlow unless an old export without ``signature.json`` must be read), so
+    that callers can run it before training. Raises :class:`ExportTargetError` (a
+    ``ValueError``) with one line when:
+
+    * ``version`` is not a positive integer or None;
+    * ``base_dir`` is an existing file, or lies under one;
+    * ``base_dir`` is a version folder (holds a ``saved_model.pb``, or is a numbered folder
+      next to such versions): pass the model folder, its parent;
+    * ``base_dir``, or its nearest existing ancestor, is not writable (permissions or a
+      read-only file system);
+    * ``base_dir/version`` already exists (versions are never overwritten);
+    * ``image_shape`` or ``class_names`` is given and differs from the latest existing
+      version's (a new signature would break that model's clients), unless
+      ``allow_new_signature`` is true.
+
+    Args:
+        base_dir: the model's folder, e.g. ``saved_models/resnet20``.
+        version: the version to write; None for one more than the highest existing one.
+        image_shape: ``(height, width, channels)`` of the model to export, if known.
+        class_names: its class names (their number is the number of classes), if known.
+        allow_new_signature: accept another image shape or other classes than the latest
+            version's.
+    """
+    base = pathlib.Path(base_dir)
+    valid = isinstance(version, int) and not isinstance(version, bool) and version >= 1
+    if version is not None and not valid:
+        raise ExportTargetError(
+            "version must be a positive integer, or None for the next free version; "
+            f"received version={version!r}"
+        )
+    if base.exists() and not base.is_dir():
+        raise ExportTargetError(
+            f"base_dir {base} is an existing file; pass the model's folder, e.g. saved_models/NAME"
+        )
+    parent_has_versions = base.name.isdigit() and any(
+        _is_saved_model(base.parent / str(v)) for v in _versions(base.parent)
+    )
+    if _is_saved_model(base) or parent_has_versions:
+        raise ExportTargetError(
+            f"base_dir {base} is a version folder of a SavedModel; pass the model folder "
+            f"{base.parent} (versions are written inside it as {base.parent / 'N'})"
+        )
+    inside = next((p for p in base.parents if _is_saved_model(p)), None)
+    if inside is not None:
+        raise ExportTargetError(
+            f"base_dir {base} is inside the SavedModel {inside}; pass a model folder such as "
+            f"{inside.parent}"
+        )
+    anchor = base.absolute()
+    while not anchor.exists():
+        anchor = anchor.parent
+    if not anchor.is_dir():
+        raise ExportTargetError(f"cannot create base_dir {base}: {anchor} is a file")
+    if not os.access(anchor, os.W_OK | os.X_OK):
+        raise ExportTargetError(
+            f"cannot write to base_dir {base}: {anchor} is not writable (permissions or a "
+            "read-only file system)"
+        )
+    versions = _versions(base)
+    latest = versions[-1] if versions else 0
+    target = base / str(latest + 1 if version is None else version)
+    if target.exists() or target.is_symlink():
+        raise ExportTargetError(
+            f"{target} already exists; versions are never overwritten (omit version to use "
+            f"the next free one, {latest + 1})"
+        )
+    new = _signature(image_shape, class_names)
+    if versions and new and not allow_new_signature:
+        old = saved_signature(base / str(latest))
+        if old is not None and any(old.get(k, new[k]) != new[k] for k in new):
+            raise ExportTargetError(
+                f"{target} would change the serving signature of {base}: version {latest} has "
+                f"{_describe(old)}; the new model has {_describe(new)}; export to another model "
+                "folder, or pass allow_new_signature=True to publish it anyway"
+            )
+    return target
+
+
+def _remove_stale_temporaries(base: pathlib.Path) -> None:
+    """Delete the ``.tmp-VERSION-PID`` folders of exports that were killed: those whose
+    process no longer runs, or older than ``STALE_TEMPORARY_SECONDS``. Never those of a
+    running export (of this process or another one on this machine)."""
+    if not base.is_dir():
+        return
+    for path in base.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if match is None or int(match.group(2)) == os.getpid():
+            continue
+        try:
+            old = time.time() - path.stat().st_mtime > STALE_TEMPORARY_SECONDS
+        except OSError:
+            continue
+        if old or not _process_alive(int(match.group(2))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate it; rely on the age rule there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by another user
+        return True
+    return True
+
+
+def _write_version(archive, target: pathlib.Path, extras: dict[str, str], tf) -> None:
+    """Write ``archive`` and the ``assets.extra`` files to a temporary folder next to
+    ``target`` and rename it into place: a failure or a kill leaves no partial version."""
+    tmp = target.parent / f".tmp-{target.name}-{os.getpid()}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        archive.write_out(str(tmp), verbose=False)
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        for name, text in extras.items():
+            (extra / name).write_text(text)
+        os.rename(tmp, target)
+    except (OSError, tf.errors.OpError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "message", None) or error
+        # TensorFlow's messages carry the op's internals: {{function_node ...}} and [Op:...]
+        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(reason)).splitlines()[0]
+        failure = ExportError(
+            f"could not write the export {target}: {reason}; nothing was written (free some "
+            "space or choose another base_dir)"
+        )
+        failure.errno = getattr(error, "errno", None)
+        raise failure from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def serving_export(
@@ -83,46 +323,51 @@ def serving_export(
     version: int | None = None,
     class_names=None,
     fold_batchnorm: bool = True,
+    allow_new_signature: bool = False,
 ) -> str:
     """Export ``model`` for TensorFlow Serving at ``base_dir/VERSION`` and return that path.
 
-    The ``serving_default`` signature takes ``images``: a ``uint8`` batch of raw pixels of
-    the model's input shape (normalization belongs inside the model: see
-    ``kerascnn.pipelines.build(normalize_in="model")``), and returns ``logits`` (float32),
-    ``probabilities`` (softmax of the logits), ``class_ids`` (int64 argmax) and
-    ``class_names`` (string). The ``serve`` endpoint takes float32 pixels and returns the
-    logits. Every call runs the model with ``training=False``. The class names are also
-    written to ``VERSION/assets.extra/class_names.txt``.
+    The ``serving_default`` signature takes ``images``: a ``uint8`` batch of raw pixels
+    (0..255, as decoded from image files) of the model's input shape, and returns ``logits``
+    (float32), ``probabilities`` (softmax of the logits), ``class_ids`` (int64 argmax) and
+    ``class_names`` (string). The model must therefore take 0..255 pixels: normalization
+    belongs inside it (see ``kerascnn.pipelines.build(normalize_in="model")``); a model
+    trained on 0..1 floats would get inputs 255 times too large. The ``serve`` endpoint
+    takes float32 pixels and returns the logits. Every call runs the model with
+    ``training=False``. A model that ends in a softmax (``keras.layers.Softmax``,
+    ``Activation("softmax")`` or ``activation="softmax"``, also in a nested model) is
+    recognized: its outputs are the probabilities and their logarithms the logits.
+
+    The class names are written to ``VERSION/assets.extra/class_names.txt``, and the image
+    shape, number of classes and class names to ``VERSION/assets.extra/signature.json``.
 
     Args:
         model: a built Keras model with one image input and class scores as output
-            (logits, or probabilities when its last layer is a softmax).
-        base_dir: the model's folder, e.g. ``saved_models/resnet20``.
+            (logits, or probabilities when it ends in a softmax).
+        base_dir: the model's folder, e.g. ``saved_models/resnet20`` (not a version folder
+            such as ``saved_models/resnet20/1``).
         version: a positive integer; default: one more than the highest existing version.
-            An existing version is never overwritten (``FileExistsError``).
+            An existing version is never overwritten.
         class_names: one name per class; default ``"0"``, ``"1"``, ...
         fold_batchnorm: export a copy with every batch norm folded into the convolution
             before it (``kerascnn.fold``; faster inference, benchmarks/README.md). The copy
             is checked against ``model`` on a random batch and used only if every output
             agrees within 1e-4 relative to the largest; otherwise ``model`` is exported
             as it is, with a warning.
+        allow_new_signature: accept an image shape or classes that differ from the latest
+            existing version's (by default refused: it would break that model's clients).
 
-    The export is written to a temporary folder next to the target and renamed into place,
-    so an interrupted export leaves no partial version behind.
+    Raises:
+        ExportTargetError: (a ``ValueError``) the target cannot take the version; see
+            :func:`check_export_target`, which runs first, before anything is traced.
+        ExportError: (an ``OSError``) writing failed, e.g. the disk is full.
+        kerascnn.backends.MissingDependencyError: TensorFlow is not installed.
+
+    The export is written to a temporary folder ``base_dir/.tmp-VERSION-PID`` and renamed
+    into place, so an interrupted export leaves no partial version behind; the temporary
+    folders of killed exports (their process is gone) are removed by the next export.
     """
-    import tensorflow as tf
-
-    base = pathlib.Path(base_dir)
-    if version is None:
-        version = (_versions(base) or [0])[-1] + 1
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"version must be a positive integer; received version={version!r}")
-    target = base / str(version)
-    if target.exists():
-        raise FileExistsError(
-            f"{target} already exists; versions are never overwritten (omit version to use "
-            f"the next free one, {(_versions(base) or [0])[-1] + 1})"
-        )
+    tf = require_tensorflow(FEATURE)
     inputs = getattr(model, "inputs", None)
     if not inputs or len(inputs) != 1 or len(inputs[0].shape) != 4 or None in inputs[0].shape[1:]:
         raise ValueError(
@@ -138,6 +383,14 @@ def serving_export(
         raise ValueError(
             f"class_names must have one entry per output ({num_classes}); received {len(class_names)} names"
         )
+    target = check_export_target(
+        base_dir,
+        version,
+        image_shape=image_shape,
+        class_names=class_names,
+        allow_new_signature=allow_new_signature,
+    )
+    _remove_stale_temporaries(target.parent)
     probabilities_out = _outputs_are_probabilities(model)
     if fold_batchnorm:
         model = _folded_if_equivalent(model, image_shape)
@@ -188,23 +441,15 @@ def serving_export(
         serve,
         input_signature=[tf.TensorSpec((None, *image_shape), tf.float32, name="pixels")],
     )
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".tmp-{version}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        archive.write_out(str(tmp), verbose=False)
-        extra = tmp / "assets.extra"
-        extra.mkdir(exist_ok=True)
-        (extra / CLASS_NAMES_FILE).write_text("\n".join(class_names) + "\n")
-        os.rename(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    extras = {
+        CLASS_NAMES_FILE: "\n".join(class_names) + "\n",
+        SIGNATURE_FILE: json.dumps(_signature(image_shape, class_names), indent=1) + "\n",
+    }
+    _write_version(archive, target, extras, tf)
     return str(target)
 
 
 def _folded_if_equivalent(model: keras.Model, image_shape) -> keras.Model:
-    import warnings
-
     from kerascnn.fold import fold_batchnorm
 
     try:
@@ -248,7 +493,7 @@ def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> 
     Images are decoded with TensorFlow; an image of another size than the model's input
     is refused with a message naming the file and both sizes (resize it first).
     """
-    import tensorflow as tf
+    tf = require_tensorflow("Predicting from a SavedModel")
 
     if not pathlib.Path(saved_model_dir, "saved_model.pb").exists():
         raise FileNotFoundError(

@@ -1,6 +1,15 @@
 """``build``: from a :class:`~kerascnn.pipelines.Dataset` to batches ready for ``model.fit``.
 
-Order of the stages::
+Two loaders, the same batches' contents:
+
+* ``loader="numpy"`` (:class:`~kerascnn.pipelines.loader.BatchLoader`): shuffle + batch in
+  NumPy, on every Keras backend, without TensorFlow. Images stay ``uint8`` unless the
+  pipeline normalizes or mixes them (then float32). Augmentation must be in the model.
+* ``loader="tf.data"``: the ``tf.data`` pipeline below; needed for augmentation in the input
+  pipeline (``placement="pipeline"``) and tensorflow-datasets sources.
+
+``loader="auto"`` takes ``tf.data`` on the TensorFlow backend and wherever only it can do
+the job, NumPy otherwise. Order of the ``tf.data`` stages::
 
     source (uint8) -> cache -> shuffle(seed) -> batch -> float32
         -> augmentation layers (placement="pipeline", called with training=True)
@@ -21,16 +30,18 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from kerascnn.backends import backend, require_tensorflow
 from kerascnn.layers.augment.base import BaseAugmentation
 from kerascnn.pipelines.augment_spec import parse_augment
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
+from kerascnn.pipelines.loader import BatchLoader
 from kerascnn.pipelines.normalization import Normalization, resolve_normalization
 from kerascnn.zoo.common import check_choice, check_int
 
 PLACEMENTS = ("pipeline", "model")
 LABEL_FORMATS = ("sparse", "onehot")
+LOADERS = ("auto", "numpy", "tf.data")
 SHUFFLE_BUFFER_BYTES = 256 * 2**20
 
 
@@ -39,7 +50,9 @@ class Pipeline:
     """What :func:`build` returns.
 
     Attributes:
-        dataset: the batched ``tf.data.Dataset`` of ``(images float32, labels)``.
+        dataset: the batches of ``(images, labels)`` for ``model.fit``: a
+            :class:`~kerascnn.pipelines.loader.BatchLoader` (``loader="numpy"``) or a batched
+            ``tf.data.Dataset`` (``loader="tf.data"``).
         info: the source's :class:`DatasetInfo`.
         normalization: the resolved :class:`Normalization` (reuse it for validation data:
             ``build(val, normalize=train.normalization)``).
@@ -49,7 +62,7 @@ class Pipeline:
         mix: the kerascnn ``MixUp`` / ``CutMix`` layer applied after batching, or ``None``.
     """
 
-    dataset: tf.data.Dataset
+    dataset: object
     info: DatasetInfo
     normalization: Normalization
     augment_layers: list
@@ -60,6 +73,15 @@ class Pipeline:
 
     def __iter__(self):
         return iter(self.dataset)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        if isinstance(self.dataset, BatchLoader):
+            return len(self.dataset)
+        steps = int(self.dataset.cardinality())
+        if steps < 0:
+            raise ValueError("the tf.data pipeline has an unknown number of batches")
+        return steps
 
     def wrap(self, model: keras.Model, name: str | None = None) -> keras.Model:
         """``model`` with :attr:`model_layers` in front: a functional model taking raw pixels."""
@@ -89,6 +111,8 @@ def augmenter(layers, batch_size: int):
 
     if not layers or not all(isinstance(layer, BaseAugmentation) for layer in layers):
         return apply
+    import tensorflow as tf
+
     compiled = tf.function(apply, jit_compile=True)
 
     def augment(x):
@@ -125,6 +149,7 @@ def build(
     drop_remainder: bool = False,
     deterministic: bool = True,
     shuffle_buffer: int | None = None,
+    loader: str = "auto",
 ) -> Pipeline:
     """Batches of a dataset for ``model.fit``, with augmentation and normalization.
 
@@ -149,13 +174,17 @@ def build(
         labels: ``"sparse"`` (int class ids, for ``SparseCategoricalCrossentropy``) or
             ``"onehot"`` (for ``CategoricalCrossentropy``). Default: one-hot with MixUp /
             CutMix (which need it), else sparse.
-        cache: ``True`` caches decoded images in memory, a string caches to that file prefix,
-            ``False`` not at all. Sources already in memory (npz, the sample) are never cached.
+        cache: ``tf.data`` only: ``True`` caches decoded images in memory, a string caches to
+            that file prefix, ``False`` not at all. Sources already in memory (npz, the
+            sample) are never cached.
         drop_remainder: drop a last, smaller batch.
         deterministic: same seed, same batches in the same order (augmentation layers are then
             mapped sequentially, since their random state advances with each call).
             ``False`` maps them in parallel and lets tf.data reorder for speed.
-        shuffle_buffer: examples in the shuffle buffer; default: the whole dataset, up to 256 MiB.
+        shuffle_buffer: ``tf.data`` only: examples in the shuffle buffer; default: the whole
+            dataset, up to 256 MiB (the NumPy loader always shuffles the whole dataset).
+        loader: ``"numpy"``, ``"tf.data"`` or ``"auto"`` (see the module docstring).
+            ``"tf.data"`` needs TensorFlow (any Keras backend can train on it).
 
     Returns:
         A :class:`Pipeline`.
@@ -170,6 +199,7 @@ def build(
     check_choice("placement", placement, PLACEMENTS)
     normalize_in = placement if normalize_in is None else normalize_in
     check_choice("normalize_in", normalize_in, PLACEMENTS)
+    check_choice("loader", loader, LOADERS)
     if shuffle_buffer is not None:
         check_int("shuffle_buffer", shuffle_buffer)
     if any(d is None for d in dataset.image_shape):
@@ -194,6 +224,77 @@ def build(
             "use normalize_in='model' (the default for placement='model')"
         )
     norm = resolve_normalization(normalize, dataset, mean, std)
+    in_pipeline = list(plan.layers) if placement == "pipeline" else []
+    loader = _choose_loader(loader, dataset, in_pipeline)
+    make = _numpy_batches if loader == "numpy" else _tf_batches
+    ds = make(
+        dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, augment_layers=in_pipeline,
+        norm=norm if normalize_in == "pipeline" else None, onehot=labels == "onehot",
+        mix=plan.mix, cache=cache, drop_remainder=drop_remainder, deterministic=deterministic,
+        shuffle_buffer=shuffle_buffer,
+    )  # fmt: skip
+
+    model_layers = list(plan.layers) if placement == "model" else []
+    if normalize_in == "model":
+        layer = norm.layer()
+        if layer is not None:
+            model_layers.append(layer)
+    return Pipeline(
+        ds, dataset.info, norm, list(plan.layers), model_layers, placement, normalize_in, plan.mix
+    )
+
+
+def _choose_loader(loader: str, dataset: Dataset, augment_layers: list) -> str:
+    """``"numpy"`` or ``"tf.data"`` for ``build(loader=...)``; a one-line error when the
+    choice cannot work here."""
+    needs_tf = None
+    if augment_layers:
+        needs_tf = "augmentation in the input pipeline (placement='pipeline')"
+    elif not dataset.readable:
+        needs_tf = f"the tensorflow-datasets source {dataset.info.name!r}"
+    if loader == "numpy" and needs_tf:
+        raise ValueError(
+            f"loader='numpy' cannot serve {needs_tf}; use loader='tf.data' (needs TensorFlow)"
+            + (" or placement='model'" if augment_layers else "")
+        )
+    if loader == "auto":
+        loader = "tf.data" if needs_tf or backend() == "tensorflow" else "numpy"
+    if loader == "tf.data":
+        require_tensorflow(needs_tf or "loader='tf.data'")
+    return loader
+
+
+def _numpy_batches(
+    dataset, *, batch_size, shuffle, seed, norm, onehot, mix, drop_remainder, **_tf_only
+) -> BatchLoader:
+    """The NumPy loader: raw uint8 batches, normalized / one-hot / mixed when asked."""
+    num_classes = dataset.num_classes
+    eye = np.eye(num_classes, dtype=np.float32)
+
+    def prepare(x, y):
+        if norm is not None or mix is not None:
+            x = x.astype(np.float32)
+        if norm is not None:
+            x = norm(x)
+        if onehot:
+            y = eye[y]
+        if mix is not None:
+            x, y = (keras.ops.convert_to_numpy(t) for t in mix(x, y, training=True))
+        return x, y
+
+    plain = norm is None and not onehot and mix is None
+    return BatchLoader(
+        dataset, batch_size, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
+        transform=None if plain else prepare, random_transform=mix is not None,
+    )  # fmt: skip
+
+
+def _tf_batches(
+    dataset, *, batch_size, shuffle, seed, augment_layers, norm, onehot, mix, cache,
+    drop_remainder, deterministic, shuffle_buffer,
+):  # fmt: skip
+    """The ``tf.data`` pipeline of the module docstring."""
+    import tensorflow as tf
 
     ds = dataset.as_tf()
     if cache and not dataset.in_memory:
@@ -204,32 +305,21 @@ def build(
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     parallel = 1 if deterministic else tf.data.AUTOTUNE
-    in_pipeline = list(plan.layers) if placement == "pipeline" else []
-    augment_batch = augmenter(in_pipeline, batch_size)
+    augment_batch = augmenter(augment_layers, batch_size)
     num_classes = dataset.num_classes
 
     def prepare(x, y):
         x = augment_batch(tf.cast(x, tf.float32))
-        if normalize_in == "pipeline":
+        if norm is not None:
             x = norm(x)
-        if labels == "onehot":
+        if onehot:
             y = tf.one_hot(y, num_classes, dtype=tf.float32)
         return x, y
 
-    ds = ds.map(prepare, num_parallel_calls=parallel if in_pipeline else tf.data.AUTOTUNE)
-    if plan.mix is not None:
-        mixer = plan.mix
-        ds = ds.map(lambda x, y: mixer(x, y, training=True), num_parallel_calls=parallel)
+    ds = ds.map(prepare, num_parallel_calls=parallel if augment_layers else tf.data.AUTOTUNE)
+    if mix is not None:
+        ds = ds.map(lambda x, y: mix(x, y, training=True), num_parallel_calls=parallel)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic
-    ds = ds.with_options(options)
-
-    model_layers = list(plan.layers) if placement == "model" else []
-    if normalize_in == "model":
-        layer = norm.layer()
-        if layer is not None:
-            model_layers.append(layer)
-    return Pipeline(
-        ds, dataset.info, norm, list(plan.layers), model_layers, placement, normalize_in, plan.mix
-    )
+    return ds.with_options(options)

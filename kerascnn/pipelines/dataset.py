@@ -1,10 +1,14 @@
-"""The dataset object every source returns: a ``tf.data`` element stream plus its metadata.
+"""The dataset object every source returns: its examples, readable two ways, plus metadata.
 
 A :class:`Dataset` is a lazy, ordered collection of ``(image, label)`` pairs: images are
-``uint8`` (or the source's dtype) ``(height, width, channels)`` tensors with pixel values in
-[0, 255], labels are ``int32`` class ids. It knows its labels (for stratified splits), its
-class names and its per-channel mean / std (in pixel units, computed on demand when the
-source has no recorded values). :func:`kerascnn.pipelines.build` turns it into batches.
+``uint8`` (or the source's dtype) ``(height, width, channels)`` arrays with pixel values in
+[0, 255], labels are class ids. It knows its labels (for stratified splits), its class names
+and its per-channel mean / std (in pixel units, computed on demand when the source has no
+recorded values). :func:`kerascnn.pipelines.build` turns it into batches.
+
+Its images are read either as NumPy batches (:meth:`Dataset.read`: every source but
+tensorflow-datasets, on every Keras backend, without TensorFlow) or as a ``tf.data`` stream
+(:meth:`Dataset.as_tf`: every source, needs TensorFlow).
 """
 
 from __future__ import annotations
@@ -13,9 +17,13 @@ import dataclasses
 from collections.abc import Callable
 
 import numpy as np
-import tensorflow as tf
 
-MakeFn = Callable[[np.ndarray | None], tf.data.Dataset]
+from kerascnn.backends import require_tensorflow
+
+#: ``make(indices)``: the ``tf.data.Dataset`` of ``(image, label)`` for sorted source indices.
+MakeFn = Callable[[np.ndarray | None], "tf.data.Dataset"]  # noqa: F821
+#: ``read(indices)``: the images at those source indices as one NumPy array ``(n, H, W, C)``.
+ReadFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +64,10 @@ class Dataset:
     Args:
         info: the :class:`DatasetInfo`.
         make: ``make(indices)`` returns the ``tf.data.Dataset`` of ``(image, label)`` for the
-            given sorted source indices (``None``: all), in source order.
+            given sorted source indices (``None``: all), in source order (imports TensorFlow
+            when called).
+        read: ``read(indices)`` returns the images at the given source indices (any order)
+            as one NumPy array; ``None`` for sources only TensorFlow can read (tfds).
         labels: the labels of the whole source as an int array, or a function that returns
             them (called once, on first use).
         size: number of examples in the whole source.
@@ -72,6 +83,7 @@ class Dataset:
         indices: np.ndarray | None = None,
         in_memory: bool = False,
         arrays: np.ndarray | None = None,
+        read: ReadFn | None = None,
     ):
         self.info = info
         self._make = make
@@ -81,6 +93,9 @@ class Dataset:
         #: True when the elements come from arrays held in memory (caching would not help).
         self.in_memory = in_memory or arrays is not None
         self._arrays = arrays  # the images, when the source holds them in memory
+        if read is None and arrays is not None:
+            read = arrays.__getitem__
+        self._read = read
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -127,12 +142,31 @@ class Dataset:
         )
 
     # ------------------------------------------------------------------ data
-    def as_tf(self) -> tf.data.Dataset:
-        """The unbatched ``tf.data.Dataset`` of ``(image, label)``, in a fixed order."""
+    @property
+    def readable(self) -> bool:
+        """True when :meth:`read` works (every source but tensorflow-datasets)."""
+        return self._read is not None
+
+    def read(self, positions) -> np.ndarray:
+        """The images at ``positions`` (indices into this dataset, any order) as one NumPy array
+        ``(len(positions), H, W, C)``. No TensorFlow needed."""
+        if self._read is None:
+            raise ValueError(
+                f"{self.info.name!r} is a tensorflow-datasets source, read through tf.data only "
+                "(Dataset.as_tf()); convert it to an .npz file to use it without TensorFlow"
+            )
+        return self._read(self.indices[np.asarray(positions, dtype=np.int64)])
+
+    def as_tf(self):
+        """The unbatched ``tf.data.Dataset`` of ``(image, label)``, in a fixed order (needs
+        TensorFlow)."""
+        require_tensorflow("tf.data input pipelines")
         return self._make(self._indices)
 
     def numpy(self) -> tuple[np.ndarray, np.ndarray]:
         """All images and labels as NumPy arrays (fixed-size images only; meant for small data)."""
+        if self.readable:
+            return self.read(np.arange(len(self))), self.labels.astype(np.int32)
         xs, ys = [], []
         for x, y in self.as_tf().batch(1024):
             xs.append(x.numpy())
@@ -152,23 +186,25 @@ class Dataset:
         source_idx = np.unique(self.indices[indices])
         info = dataclasses.replace(self.info, split=split or self.info.split, **info_changes)
         return Dataset(
-            info, self._make, self._labels, self._size, source_idx, self.in_memory, self._arrays
-        )
+            info, self._make, self._labels, self._size, source_idx, self.in_memory, self._arrays,
+            self._read,
+        )  # fmt: skip
 
     def with_info(self, **changes) -> Dataset:
         """A copy with some metadata fields replaced."""
         info = dataclasses.replace(self.info, **changes)
         return Dataset(
-            info, self._make, self._labels, self._size, self._indices, self.in_memory, self._arrays
-        )
+            info, self._make, self._labels, self._size, self._indices, self.in_memory,
+            self._arrays, self._read,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ statistics
     def compute_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and standard deviation of the pixels of this dataset, computed now."""
         from kerascnn.pipelines.normalization import compute_stats, compute_stats_numpy
 
-        if self._arrays is not None:
-            return compute_stats_numpy(self._arrays, self._indices)
+        if self.readable:
+            return compute_stats_numpy(self.read, len(self))
         return compute_stats(self.as_tf())
 
     def _stats(self):

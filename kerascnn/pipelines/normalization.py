@@ -1,8 +1,9 @@
 """Per-channel statistics and normalization, in the pipeline or as a layer in the model.
 
 Statistics are in pixel units (images in [0, 255]). The same arithmetic runs in both places:
-``(x - mean) / std`` in ``tf.data`` and ``kerascnn.layers.Standardize(mean, std)``
-in the model, so a model that carries the layer takes raw pixels and its exports do too.
+``(x - mean) / std`` in the input pipeline (``tf.data`` or NumPy) and
+``kerascnn.layers.Standardize(mean, std)`` in the model, so a model that carries the layer takes
+raw pixels and its exports do too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from kerascnn.zoo.common import check_choice
 
@@ -30,11 +30,13 @@ PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 NORMALIZE_MODES = ("standardize", "scale", "none")
 
 
-def compute_stats(ds: tf.data.Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and (population) standard deviation of the images of ``(image, label)``.
+def compute_stats(ds) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) standard deviation of the images of a ``tf.data``
+    stream of ``(image, label)`` (needs TensorFlow).
 
     Sums in float64, image by image, so images of different sizes are fine.
     """
+    import tensorflow as tf
 
     def per_image(x, _y):
         x = tf.cast(x, tf.float64)
@@ -54,15 +56,19 @@ def compute_stats(ds: tf.data.Dataset) -> tuple[tuple[float, ...], tuple[float, 
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def compute_stats_numpy(x: np.ndarray, indices=None, chunk: int = 4096):
-    """Like :func:`compute_stats` for an in-memory image array (rows ``indices``, or all)."""
-    rows = np.arange(len(x)) if indices is None else np.asarray(indices)
-    if len(rows) == 0:
+def compute_stats_numpy(read, size: int, chunk: int = 4096):
+    """Like :func:`compute_stats` for images that ``read(positions)`` returns as NumPy
+    arrays, for positions ``0 .. size - 1`` (an in-memory array's ``__getitem__``, or
+    :meth:`Dataset.read <kerascnn.pipelines.Dataset.read>`)."""
+    if size == 0:
         raise ValueError("cannot compute mean/std of an empty dataset")
-    c = x.shape[-1]
-    total, total_sq, count = np.zeros(c), np.zeros(c), 0
-    for i in range(0, len(rows), chunk):
-        part = x[rows[i : i + chunk]].reshape(-1, c).astype(np.float64)
+    total = total_sq = None
+    count = 0
+    for i in range(0, size, chunk):
+        part = np.asarray(read(np.arange(i, min(i + chunk, size))))
+        part = part.reshape(-1, part.shape[-1]).astype(np.float64)
+        if total is None:
+            total, total_sq = np.zeros(part.shape[1]), np.zeros(part.shape[1])
         total += part.sum(0)
         total_sq += np.einsum("ij,ij->j", part, part)
         count += len(part)
@@ -80,12 +86,12 @@ class Normalization:
     std: tuple[float, ...] | None = None
 
     def __call__(self, x):
-        """Normalize a float tensor of images (any leading batch dimensions)."""
+        """Normalize a float32 tensor or array of images (any leading batch dimensions)."""
         if self.mode == "scale":
-            return x * (1.0 / 255.0)
+            return x * np.float32(1.0 / 255.0)
         if self.mode == "standardize":
-            mean = tf.constant(self.mean, tf.float32)
-            std = tf.maximum(tf.constant(self.std, tf.float32), keras.backend.epsilon())
+            mean = np.asarray(self.mean, np.float32)
+            std = np.maximum(np.asarray(self.std, np.float32), np.float32(keras.backend.epsilon()))
             return (x - mean) / std
         return x
 

@@ -13,10 +13,11 @@ import json
 import os
 import pathlib
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import tensorflow as tf
 
+from kerascnn.backends import INSTALL_HINT, MissingDependencyError
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.normalization import PUBLISHED_STATS
 from kerascnn.pipelines.splits import train_val_split
@@ -31,6 +32,8 @@ SAMPLE_META = DATA_DIR / "cifar10_sample.json"
 #: ``image`` / ``label`` features works too).
 TFDS_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped", "imagenette")
 BAD_FILE_POLICIES = ("error", "skip")
+#: Image formats an image folder may hold (what ``tf.io.decode_image`` decodes too).
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -166,8 +169,11 @@ def _local_sources_hint(data_dir) -> str:
     )
 
 
-def _resize_image(image, size, dtype=tf.uint8):
-    """Resize one image to ``size`` unless it already has it; keep ``dtype``."""
+def _resize_image(image, size, dtype=None):
+    """Resize one image tensor to ``size`` unless it already has it; keep ``dtype`` (tf.data)."""
+    import tensorflow as tf
+
+    dtype = dtype or tf.uint8
     size = tuple(int(v) for v in size)
 
     def resize():
@@ -181,11 +187,33 @@ def _resize_image(image, size, dtype=tf.uint8):
     return tf.ensure_shape(out, [*size, image.shape[-1]])
 
 
+def resize_images(images: np.ndarray, size) -> np.ndarray:
+    """Resize a NumPy batch ``(n, H, W, C)`` to ``size`` as :func:`_resize_image` does
+    (bilinear, antialiased, integer images rounded and clipped back to their dtype), with
+    ``keras.ops`` on the running backend; images already that size are returned as they are."""
+    import keras
+
+    size = tuple(int(v) for v in size)
+    if tuple(images.shape[1:3]) == size:
+        return images
+    out = keras.ops.image.resize(
+        images.astype(np.float32), size, interpolation="bilinear", antialias=True
+    )
+    out = keras.ops.convert_to_numpy(out)
+    if np.issubdtype(images.dtype, np.integer):
+        info = np.iinfo(images.dtype)
+        out = np.clip(np.round(out), info.min, info.max)
+    return out.astype(images.dtype)
+
+
 def _resized(ds: Dataset, image_size) -> Dataset:
     make = ds._make
+    read = ds._read
     dtype = None
 
     def make_resized(indices):
+        import tensorflow as tf
+
         nonlocal dtype
         base = make(indices)
         dtype = base.element_spec[0].dtype
@@ -193,6 +221,9 @@ def _resized(ds: Dataset, image_size) -> Dataset:
             lambda x, y: (_resize_image(x, image_size, dtype), y),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
+
+    def read_resized(indices):
+        return resize_images(read(indices), image_size)
 
     info = ds.info
     shape = (*image_size, info.image_shape[-1])
@@ -204,6 +235,7 @@ def _resized(ds: Dataset, image_size) -> Dataset:
         ds._labels,
         ds._size,
         ds._indices,
+        read=None if read is None else read_resized,
     )
     return out
 
@@ -216,6 +248,8 @@ def array_dataset(
     ``mean`` / ``std`` / ``stats_source`` are the recorded normalization statistics, if any."""
 
     def make(indices):
+        import tensorflow as tf
+
         xs, ys = (x, y) if indices is None else (x[indices], y[indices])
         return tf.data.Dataset.from_tensor_slices((xs, ys.astype(np.int32)))
 
@@ -305,25 +339,36 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
 
 # --------------------------------------------------------------------------- image folders
 def _decode(data, channels):
+    import tensorflow as tf
+
     image = tf.io.decode_image(data, channels=channels, expand_animations=False)
     return tf.ensure_shape(image, [None, None, channels])
 
 
+def decode_file(path: str, channels: int) -> np.ndarray:
+    """One image file (JPEG, PNG, GIF or BMP; a GIF's first frame) as a uint8 array
+    ``(H, W, channels)``, decoded with Pillow (no TensorFlow). Raises ``OSError`` /
+    ``ValueError`` for a file that is not such an image."""
+    from PIL import Image
+
+    with Image.open(path, formats=IMAGE_FORMATS) as image:
+        array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    return array[..., None] if channels == 1 else array
+
+
 def _scan_folder(paths: list[str], channels: int) -> tuple[list[int], list[tuple[int, int]]]:
-    """Decode every file once (in parallel): indices of the bad files, sizes of the good ones."""
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), np.array(paths)))
+    """Decode every file once (in threads): indices of the bad files, sizes of the good ones."""
 
-    def probe(i, p):
-        return i, tf.shape(_decode(tf.io.read_file(p), channels))[:2]
+    def probe(path):
+        try:
+            return decode_file(path, channels).shape[:2]
+        except (OSError, ValueError, SyntaxError):  # Pillow's errors for bad or truncated files
+            return None
 
-    ds = ds.map(probe, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=False)
-    ok, sizes = {}, {}
-    for i, hw in ds.batch(4096):
-        for j, s in zip(i.numpy().tolist(), hw.numpy().tolist(), strict=True):
-            ok[j] = True
-            sizes[j] = tuple(s)
-    bad = [j for j in range(len(paths)) if j not in ok]
-    return bad, [sizes[j] for j in sorted(sizes)]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(probe, paths, chunksize=64))
+    bad = [j for j, hw in enumerate(found) if hw is None]
+    return bad, [tuple(hw) for hw in found if hw is not None]
 
 
 def _load_folder(
@@ -372,6 +417,8 @@ def _load_folder(
     labels_arr = np.array(labels, dtype=np.int64)
 
     def make(indices):
+        import tensorflow as tf
+
         ps, ys = (
             (paths_arr, labels_arr)
             if indices is None
@@ -386,6 +433,13 @@ def _load_folder(
             read, num_parallel_calls=tf.data.AUTOTUNE
         )
 
+    def read_files(indices):
+        images = [decode_file(paths_arr[i], channels) for i in indices]
+        out = np.empty((len(images), *image_size, channels), np.uint8)
+        for k, image in enumerate(images):
+            out[k] = resize_images(image[None], image_size)[0]
+        return out
+
     info = DatasetInfo(
         os.fspath(root),
         split,
@@ -393,7 +447,7 @@ def _load_folder(
         (*image_size, channels),
         skipped_files=skipped,
     )
-    return Dataset(info, make, labels_arr, len(paths))
+    return Dataset(info, make, labels_arr, len(paths), read=read_files)
 
 
 # --------------------------------------------------------------------------- tensorflow-datasets
@@ -413,7 +467,15 @@ def _tfds_error(name, data_dir, detail: str) -> DataNotFoundError:
 
 
 def _load_tfds(name: str, split: str, data_dir, download: bool, image_size) -> Dataset:
-    import tensorflow_datasets as tfds
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError:
+        raise MissingDependencyError(
+            f"source={name!r} is neither 'cifar10-sample' nor an existing .npz file or folder; "
+            "as a tensorflow-datasets name it needs TensorFlow and tensorflow-datasets, which "
+            f"are not installed here: {INSTALL_HINT}"
+        ) from None
 
     data_dir = os.fspath(pathlib.Path(data_dir).expanduser()) if data_dir is not None else None
     try:

@@ -209,13 +209,14 @@ def jax_distribution(devices=None):
 def resolve_for_backend(strategy="auto", *, devices=None):
     """:func:`resolve_strategy` on TensorFlow; on JAX ``"auto"`` and ``"mirrored"`` give
     :func:`jax_distribution` (``None`` with one device), ``"none"`` gives ``None`` and
-    ``"multiworker"`` is refused (see docs/distributed.md for multi-process JAX)."""
+    ``"multiworker"`` is refused (see docs/distributed.md for multi-process JAX); on PyTorch
+    ``"auto"`` and ``"none"`` give ``None`` (one device) and the others are refused."""
     if keras.backend.backend() == "tensorflow":
         return resolve_strategy(strategy, devices=devices)
     if not isinstance(strategy, str):
         return strategy  # a keras.distribution.Distribution
     _check("strategy", strategy, STRATEGIES)
-    if strategy == "none":
+    if strategy == "none" or (strategy == "auto" and keras.backend.backend() != "jax"):
         return None
     if strategy == "multiworker" or keras.backend.backend() != "jax":
         raise ValueError(

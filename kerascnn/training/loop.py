@@ -52,14 +52,34 @@ class FitResult:
     out_dir: str | None
 
 
+def steps_per_epoch(batches) -> int:
+    """Batches per epoch of a ``keras.utils.PyDataset`` or a batched ``tf.data.Dataset``;
+    ``ValueError`` when unknown, infinite or empty."""
+    if isinstance(batches, keras.utils.PyDataset):
+        steps = batches.num_batches
+        steps = -1 if steps is None else steps
+    elif hasattr(batches, "cardinality"):
+        steps = int(batches.cardinality())
+    else:
+        steps = -1
+    if steps <= 0:
+        raise ValueError(
+            "train must be finite batches with a known length: a kerascnn Pipeline, a "
+            f"keras.utils.PyDataset or a batched tf.data.Dataset; received {type(batches).__name__} "
+            f"with {steps if steps >= 0 else 'an unknown number of'} batches"
+        )
+    return steps
+
+
 def resolve_jit_compile(jit_compile) -> bool:
-    """``"auto"``: XLA on when a GPU is visible, off on CPU, where REFERENCES.md item 8
-    measured it slower (61 vs 104 images/s for a ResNet-56 train step)."""
+    """``"auto"``: on JAX always (its only compiled path); on TensorFlow XLA on when a GPU is
+    visible, off on CPU, where REFERENCES.md item 8 measured it slower (61 vs 104 images/s
+    for a ResNet-56 train step); on PyTorch off (eager)."""
     if jit_compile == "auto":
         if keras.backend.backend() == "jax":
-            import jax
-
-            return jax.default_backend() != "cpu"
+            return True  # JAX without jit runs op by op: far slower everywhere
+        if keras.backend.backend() == "torch":
+            return False  # torch.compile: not measured faster for these nets; opt in with True
         import tensorflow as tf
 
         return bool(tf.config.list_physical_devices("GPU"))
@@ -128,7 +148,9 @@ def fit(
 
     Args:
         model: a Keras model (augmentation layers in front are fine).
-        train, validation: ``tf.data.Dataset``s of batches (or kerascnn ``Pipeline``s).
+        train, validation: kerascnn ``Pipeline``s, or what they hold: ``keras.utils.PyDataset``s
+            (such as :class:`~kerascnn.pipelines.loader.BatchLoader`) or batched
+            ``tf.data.Dataset``s, finite with a known number of batches.
         recipe: a :class:`Recipe` (default ``get_recipe("resnet-cifar")``).
         out_dir: where the best model, the CSV log, the backup for resuming, the final
             ``model.keras`` and ``result.json`` go; ``None`` writes nothing. Running again
@@ -147,11 +169,7 @@ def fit(
     recipe = recipe or get_recipe("resnet-cifar")
     train_ds = getattr(train, "dataset", train)
     val_ds = getattr(validation, "dataset", validation)
-    steps = int(train_ds.cardinality()) if hasattr(train_ds, "cardinality") else -1
-    if steps <= 0:
-        raise ValueError(
-            "train must be a finite, batched tf.data.Dataset with a known number of batches"
-        )
+    steps = steps_per_epoch(train_ds)
     out = None
     if out_dir is not None:
         out = pathlib.Path(out_dir)

@@ -225,14 +225,16 @@ class Builder:
     def conv_norm_act(
         self, x, filters, kernel_size, name: str, strides=1, groups=1, activation=None, suffix=""
     ):
-        """conv -> norm -> activation with names ``{name}_conv{suffix}``, ``_bn``, ``_relu``."""
+        """conv -> norm -> activation with names ``{name}_conv{suffix}``, ``_bn``, ``_relu``
+        (the activation's short name, :func:`activation_suffix`)."""
         x = self.conv(
             x, filters, kernel_size, f"{name}_conv{suffix}", strides=strides, groups=groups
         )
         x = self.normalize(x, f"{name}_bn{suffix}")
         if activation is False:
             return x
-        return self.act(x, f"{name}_{activation or self.activation}{suffix}", activation)
+        short = activation_suffix(activation or self.activation)
+        return self.act(x, f"{name}_{short}{suffix}", activation)
 
     def dense(self, x, units: int, name: str, activation=None, use_bias: bool = True):
         return keras.layers.Dense(
@@ -270,3 +272,40 @@ def check_classifier_activation(value):
             f"received classifier_activation={value!r}"
         )
     return value
+
+
+# Short names of activations in layer names (``block3_dw_hswish``).
+ACTIVATION_SUFFIX = {
+    "relu": "relu",
+    "relu6": "relu6",
+    "swish": "swish",
+    "silu": "swish",
+    "hard_swish": "hswish",
+    "hard_silu": "hswish",
+    "sigmoid": "sigmoid",
+    "hard_sigmoid": "hsigmoid",
+    "gelu": "gelu",
+}
+
+
+def activation_suffix(activation: str) -> str:
+    """The short name of ``activation`` used in layer names."""
+    return ACTIVATION_SUFFIX.get(activation, activation)
+
+
+def squeeze_excite(
+    b: Builder, x, squeeze_channels: int, name: str, activation="relu", gate="sigmoid"
+):
+    """Squeeze-and-excitation (Hu et al. 2018): global average pool, 1x1 conv to
+    ``squeeze_channels`` + ``activation``, 1x1 conv back + ``gate``, channel-wise rescale.
+
+    Both 1x1 convolutions carry biases (torchvision's ``SqueezeExcitation``). Layers are
+    named ``{name}_pool``, ``_reduce``, ``_{activation}``, ``_expand``, ``_{gate}``, ``_scale``.
+    """
+    channels = x.shape[-1]
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
+    s = b.conv(s, squeeze_channels, 1, f"{name}_reduce", use_bias=True)
+    s = b.act(s, f"{name}_{activation_suffix(activation)}", activation)
+    s = b.conv(s, channels, 1, f"{name}_expand", use_bias=True)
+    s = b.act(s, f"{name}_{activation_suffix(gate)}", gate)
+    return keras.layers.Multiply(name=f"{name}_scale")([x, s])

@@ -1,4 +1,5 @@
-"""MobileNet v1 (depthwise separable convs) and v2 (inverted residuals)."""
+"""MobileNet v1 (depthwise separable convs), v2 (inverted residuals) and v3 (inverted
+residuals with squeeze-and-excitation and hard-swish): one builder."""
 
 from __future__ import annotations
 
@@ -28,6 +29,46 @@ V2_BLOCKS = [
     (6, 160, 3, 2),
     (6, 320, 1, 1),
 ]
+# v3 (Howard et al. 2019, Tables 1 and 2; torchvision's layout): kernel, expansion (hidden)
+# channels, output channels, squeeze-and-excitation, activation ("RE" ReLU, "HS"
+# hard-swish), stride; one row per block. Stem: 3x3/2 conv with 16 filters + hard-swish.
+# Head: 1x1 conv to 6 x the last block's channels, pooling, a 1x1 (dense) layer to
+# ``V3_LAST`` channels + hard-swish, dropout 0.2, classifier.
+V3_BLOCKS = {
+    "large": [
+        (3, 16, 16, False, "RE", 1),
+        (3, 64, 24, False, "RE", 2),
+        (3, 72, 24, False, "RE", 1),
+        (5, 72, 40, True, "RE", 2),
+        (5, 120, 40, True, "RE", 1),
+        (5, 120, 40, True, "RE", 1),
+        (3, 240, 80, False, "HS", 2),
+        (3, 200, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1),
+        (3, 184, 80, False, "HS", 1),
+        (3, 480, 112, True, "HS", 1),
+        (3, 672, 112, True, "HS", 1),
+        (5, 672, 160, True, "HS", 2),
+        (5, 960, 160, True, "HS", 1),
+        (5, 960, 160, True, "HS", 1),
+    ],
+    "small": [
+        (3, 16, 16, True, "RE", 2),
+        (3, 72, 24, False, "RE", 2),
+        (3, 88, 24, False, "RE", 1),
+        (5, 96, 40, True, "HS", 2),
+        (5, 240, 40, True, "HS", 1),
+        (5, 240, 40, True, "HS", 1),
+        (5, 120, 48, True, "HS", 1),
+        (5, 144, 48, True, "HS", 1),
+        (5, 288, 96, True, "HS", 2),
+        (5, 576, 96, True, "HS", 1),
+        (5, 576, 96, True, "HS", 1),
+    ],
+}
+V3_LAST = {"large": 1280, "small": 1024}
+V3_ACTIVATIONS = {"RE": "relu", "HS": "hard_swish"}
+SIZES = ("large", "small")
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -42,6 +83,7 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 def mobilenet(
     version: int = 2,
     *,
+    size: str | None = None,
     width_multiplier: float = 1.0,
     input_shape=None,
     num_classes: int | None = None,
@@ -52,22 +94,35 @@ def mobilenet(
     kernel_regularizer=None,
     name: str | None = None,
 ) -> keras.Model:
-    """MobileNet v1 or v2 (torchvision's layout and channel rounding).
+    """MobileNet v1, v2 or v3 (torchvision's layout and channel rounding).
 
     v1: 3x3 stride-2 stem with 32 filters, 13 depthwise separable blocks (depthwise 3x3 +
     norm + ReLU, pointwise 1x1 + norm + ReLU), global pooling, dropout, classifier.
     v2: stem, 17 inverted residual blocks (1x1 expansion + ReLU6, depthwise 3x3 + ReLU6,
     linear 1x1 projection; identity shortcut when the shape allows), 1x1 conv to 1280,
     pooling, dropout 0.2, classifier: 3,504,872 parameters at 224x224x3 / 1000 classes.
+    v3: 3x3/2 stem + hard-swish, the blocks of ``V3_BLOCKS[size]`` (v2's inverted residual
+    with a k x k depthwise conv, ReLU or hard-swish, and in some blocks squeeze-and-excitation
+    with a hard-sigmoid gate), 1x1 conv + hard-swish, pooling, dense 1280 (large) or 1024
+    (small) + hard-swish, dropout 0.2, classifier; norm eps 1e-3 and momentum 0.99 as
+    torchvision: 5,483,032 (large) and 2,542,856 (small) parameters.
 
     Args:
-        version: 1 or 2.
+        version: 1, 2 or 3.
+        size: v3 only, ``"large"`` (default) or ``"small"``.
         width_multiplier: alpha, scales every layer's channels (v2 keeps the last 1280
-            unless alpha > 1).
-        dropout: before the classifier (default 0.001 for v1 as Keras, 0.2 for v2).
+            unless alpha > 1; v3 scales its last layers too).
+        dropout: before the classifier (default 0.001 for v1 as Keras, 0.2 for v2 and v3).
         norm, l2, kernel_regularizer: the usual zoo hooks.
     """
-    common.check_choice("version", version, (1, 2))
+    common.check_choice("version", version, (1, 2, 3))
+    if version == 3:
+        size = common.check_choice("size", "large" if size is None else size, SIZES)
+    elif size is not None:
+        raise ValueError(
+            f"size applies to version=3 only ('large' or 'small'); received size={size!r} "
+            f"with version={version}"
+        )
     common.check_float("width_multiplier", width_multiplier, 0.01, 10.0, high_inclusive=True)
     dropout = (0.001 if version == 1 else 0.2) if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
@@ -75,8 +130,20 @@ def mobilenet(
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
     common.minimum_input(input_shape, 32)
     num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
     alpha = width_multiplier
+    if version == 3:
+        b = common.Builder.from_args(
+            norm, l2, kernel_regularizer, activation="hard_swish", epsilon=1e-3, momentum=0.99
+        )
+        x = _v3_features(b, inputs, size, alpha)
+        last = make_divisible(V3_LAST[size] * alpha)
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = b.dense(x, last, "head_fc1")
+        x = b.act(x, "head_hswish")
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+        outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+        return keras.Model(inputs, outputs, name=name or f"mobilenet_v3_{size}")
+    b = common.Builder.from_args(norm, l2, kernel_regularizer)
 
     if version == 1:
         x = b.conv_norm_act(inputs, make_divisible(32 * alpha), 3, "stem", strides=2)
@@ -112,17 +179,48 @@ def mobilenet(
     return keras.Model(inputs, outputs, name=name or f"mobilenet_v{version}")
 
 
-def _variant(version, paper):
-    name = f"mobilenet_v{version}"
+def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
+    """MobileNet v3's stem, inverted residual blocks and last 1x1 conv."""
+    x = b.conv_norm_act(
+        inputs, make_divisible(16 * alpha), 3, "stem", strides=2, activation="hard_swish"
+    )
+    for index, (k, hidden, c, se, act, stride) in enumerate(V3_BLOCKS[size], start=1):
+        name_i = f"block{index}"
+        activation = V3_ACTIVATIONS[act]
+        suffix = common.activation_suffix(activation)
+        hidden, out = make_divisible(hidden * alpha), make_divisible(c * alpha)
+        y = x
+        if hidden != x.shape[-1]:
+            y = b.conv_norm_act(y, hidden, 1, f"{name_i}_expand", activation=activation)
+        y = b.depthwise(y, k, f"{name_i}_dw", strides=stride)
+        y = b.act(b.normalize(y, f"{name_i}_dw_bn"), f"{name_i}_dw_{suffix}", activation)
+        if se:
+            squeeze = make_divisible(hidden // 4)
+            y = common.squeeze_excite(b, y, squeeze, f"{name_i}_se", gate="hard_sigmoid")
+        y = b.conv_norm_act(y, out, 1, f"{name_i}_project", activation=False)
+        if stride == 1 and x.shape[-1] == out:
+            y = keras.layers.Add(name=f"{name_i}_add")([x, y])
+        x = y
+    return b.conv_norm_act(x, 6 * x.shape[-1], 1, "last", activation="hard_swish")
+
+
+def _variant(version, paper, size=None):
+    name = f"mobilenet_v{version}" + (f"_{size}" if size else "")
+    fixed = {"version": version, **({"size": size} if size else {})}
 
     @register(name, family="mobilenet", input_shape=(224, 224, 3), num_classes=1000, paper=paper)
     def build(**overrides):
-        return mobilenet(**{"version": version, "name": name, **overrides})
+        return mobilenet(**{**fixed, "name": name, **overrides})
 
     build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"MobileNet v{version}, ``mobilenet(version={version})``."
+    args = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+    build.__doc__ = f"MobileNet v{version}{' ' + size if size else ''}, ``mobilenet({args})``."
     return build
 
 
+HOWARD2019 = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)"
+
 mobilenet_v1 = _variant(1, HOWARD2017)
 mobilenet_v2 = _variant(2, SANDLER2018)
+mobilenet_v3_large = _variant(3, HOWARD2019, "large")
+mobilenet_v3_small = _variant(3, HOWARD2019, "small")

@@ -1,0 +1,206 @@
+"""EfficientNet B0-B7 (Tan & Le 2019): MBConv blocks with squeeze-and-excitation and swish,
+scaled from the B0 table by compound width / depth / resolution coefficients.
+
+The architecture is data: ``B0_STAGES`` is the paper's Table 1 and ``VARIANTS`` holds each
+variant's width and depth coefficients, resolution and dropout. Channel counts are rounded
+to multiples of 8 and repeats rounded up, as in the reference TensorFlow implementation and
+torchvision, so the parameter counts equal torchvision's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+
+from kerascnn.zoo import common
+from kerascnn.zoo.mobilenet import make_divisible
+from kerascnn.zoo.registry import register
+
+TAN2019 = (
+    "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks "
+    "(arXiv:1905.11946)"
+)
+
+# B0 (Table 1): expansion ratio, kernel size, stride of the stage's first block, output
+# channels, repeats; one row per stage (stem: 3x3/2 conv with 32 filters; head: 1x1 conv to
+# 4 x the last stage's channels = 1280).
+B0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+B0_STEM = 32
+HEAD_EXPANSION = 4
+
+# Compound scaling: (width coefficient, depth coefficient, resolution, dropout), as the
+# reference implementation's ``efficientnet_params`` and torchvision.
+VARIANTS = {
+    "b0": (1.0, 1.0, 224, 0.2),
+    "b1": (1.0, 1.1, 240, 0.2),
+    "b2": (1.1, 1.2, 260, 0.3),
+    "b3": (1.2, 1.4, 300, 0.3),
+    "b4": (1.4, 1.8, 380, 0.4),
+    "b5": (1.6, 2.2, 456, 0.4),
+    "b6": (1.8, 2.6, 528, 0.5),
+    "b7": (2.0, 3.1, 600, 0.5),
+}
+# torchvision's B5-B7 use BatchNorm eps 1e-3 and PyTorch momentum 0.01 (Keras 0.99), the
+# reference implementation's values; B0-B4 use PyTorch's defaults (1e-5, 0.1).
+NORM_DEFAULTS = {
+    "b5": {"epsilon": 1e-3, "momentum": 0.99},
+    "b6": {"epsilon": 1e-3, "momentum": 0.99},
+    "b7": {"epsilon": 1e-3, "momentum": 0.99},
+}
+
+
+def scaled_stages(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
+    """``B0_STAGES`` scaled: channels ``make_divisible(c * width, 8)``, repeats
+    ``ceil(n * depth)``."""
+    return [
+        (t, k, s, make_divisible(c * width), int(math.ceil(n * depth)))
+        for t, k, s, c, n in B0_STAGES
+    ]
+
+
+def mbconv(
+    b: common.Builder,
+    x,
+    *,
+    expansion: int,
+    kernel_size: int,
+    strides: int,
+    filters: int,
+    se_ratio: float,
+    drop_rate: float,
+    name: str,
+):
+    """One MBConv block: 1x1 expansion + norm + swish (when ``expansion > 1``), k x k
+    depthwise + norm + swish, squeeze-and-excitation (squeezing to ``se_ratio`` x the
+    block's *input* channels), linear 1x1 projection + norm; identity shortcut with
+    stochastic depth when stride is 1 and the channels match."""
+    in_channels = x.shape[-1]
+    expanded = in_channels * expansion
+    y = x
+    if expansion != 1:
+        y = b.conv_norm_act(y, expanded, 1, f"{name}_expand")
+    y = b.depthwise(y, kernel_size, f"{name}_dw", strides=strides)
+    y = b.act(b.normalize(y, f"{name}_dw_bn"), f"{name}_dw_swish")
+    if se_ratio > 0:
+        squeeze = max(1, int(in_channels * se_ratio))
+        y = common.squeeze_excite(b, y, squeeze, f"{name}_se", activation="swish")
+    y = b.conv_norm_act(y, filters, 1, f"{name}_project", activation=False)
+    if strides == 1 and in_channels == filters:
+        if drop_rate > 0:
+            from kerascnn.layers import StochasticDepth
+
+            y = StochasticDepth(drop_rate, name=f"{name}_drop_path")(y)
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return y
+
+
+def efficientnet(
+    variant: str = "b0",
+    *,
+    width_coefficient: float | None = None,
+    depth_coefficient: float | None = None,
+    se_ratio: float = 0.25,
+    drop_path_rate: float = 0.2,
+    input_shape=None,
+    num_classes: int | None = None,
+    dropout: float | None = None,
+    classifier_activation=None,
+    norm: common.NormSpec = "batch",
+    l2: float | None = None,
+    kernel_regularizer=None,
+    name: str | None = None,
+) -> keras.Model:
+    """EfficientNet (torchvision's layout, rounding and parameter counts).
+
+    Stem 3x3/2 conv + norm + swish; seven stages of MBConv blocks (``B0_STAGES`` scaled by
+    the width and depth coefficients); 1x1 conv to 4x the last stage's channels + norm +
+    swish; global average pooling, dropout, linear classifier. B0 at 224x224x3 / 1000
+    classes: 5,288,548 trainable parameters, about 0.39 G multiply-adds.
+
+    Args:
+        variant: ``"b0"`` ... ``"b7"``: the width / depth coefficients, default input
+            resolution and dropout of that variant.
+        width_coefficient, depth_coefficient: override the variant's coefficients.
+        se_ratio: squeeze-and-excitation bottleneck as a fraction of each block's input
+            channels (0.25 in the paper); 0 removes the SE modules.
+        drop_path_rate: stochastic depth (0.2 in the paper and torchvision); block ``i``
+            (0-based) of ``N`` drops its residual branch with rate ``drop_path_rate * i / N``,
+            as the reference implementation. Blocks without an identity shortcut have none.
+        input_shape: default ``(r, r, 3)`` with the variant's resolution ``r``.
+        dropout: before the classifier (the variant's, 0.2 to 0.5, by default).
+        norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
+
+    Returns:
+        A functional ``keras.Model`` with layer names like ``stage2_block1_expand_conv``.
+    """
+    common.check_choice("variant", variant, tuple(VARIANTS))
+    width, depth, resolution, default_dropout = VARIANTS[variant]
+    if width_coefficient is not None:
+        width = common.check_float("width_coefficient", width_coefficient, 0.1, 10.0, True)
+    if depth_coefficient is not None:
+        depth = common.check_float("depth_coefficient", depth_coefficient, 0.1, 10.0, True)
+    common.check_float("se_ratio", se_ratio, 0.0, 1.0, high_inclusive=True)
+    common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
+    dropout = default_dropout if dropout is None else dropout
+    common.check_float("dropout", dropout, 0.0, 1.0)
+    common.check_classifier_activation(classifier_activation)
+    input_shape, inputs = common.model_inputs(input_shape, (resolution, resolution, 3))
+    common.minimum_input(input_shape, 32)
+    num_classes = common.resolve_num_classes(num_classes, 1000)
+    b = common.Builder.from_args(
+        norm, l2, kernel_regularizer, activation="swish", **NORM_DEFAULTS.get(variant, {})
+    )
+
+    stages = scaled_stages(width, depth)
+    total_blocks = sum(n for *_, n in stages)
+    x = b.conv_norm_act(inputs, make_divisible(B0_STEM * width), 3, "stem", strides=2)
+    index = 0
+    for stage, (t, k, s, c, n) in enumerate(stages, start=1):
+        for i in range(1, n + 1):
+            x = mbconv(
+                b,
+                x,
+                expansion=t,
+                kernel_size=k,
+                strides=s if i == 1 else 1,
+                filters=c,
+                se_ratio=se_ratio,
+                drop_rate=drop_path_rate * index / total_blocks,
+                name=f"stage{stage}_block{i}",
+            )
+            index += 1
+    x = b.conv_norm_act(x, HEAD_EXPANSION * x.shape[-1], 1, "top")
+    outputs = b.classifier(x, num_classes, classifier_activation, dropout)
+    return keras.Model(inputs, outputs, name=name or f"efficientnet_{variant}")
+
+
+def _variant(variant):
+    name = f"efficientnet_{variant}"
+    resolution = VARIANTS[variant][2]
+
+    @register(
+        name,
+        family="efficientnet",
+        input_shape=(resolution, resolution, 3),
+        num_classes=1000,
+        paper=TAN2019,
+    )
+    def build(**overrides):
+        return efficientnet(**{"variant": variant, "name": name, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"EfficientNet-{variant.upper()}, ``efficientnet({variant!r})``."
+    return build
+
+
+for _v in VARIANTS:
+    globals()[f"efficientnet_{_v}"] = _variant(_v)
