@@ -1,8 +1,8 @@
 """GPU training-step benchmark: kerascnn on Keras/JAX (XLA) vs PyTorch eager and torch.compile.
 
 For a machine with JAX (CUDA) and PyTorch but no TensorFlow and no network. Keras and its
-small pure-Python dependencies travel as wheels; kerascnn is used from this checkout without
-running ``kerascnn/__init__.py`` (which imports the tf.data pipelines):
+small pure-Python dependencies travel as wheels; kerascnn is imported plainly from this
+checkout (it needs no TensorFlow on the JAX backend):
 
     pip install --no-index --find-links wheels/ keras        # wheels made with `pip download keras`
     python benchmarks/gpu_jax.py                               # full run on the GPU
@@ -39,7 +39,6 @@ import re
 import statistics
 import sys
 import time
-import types
 
 os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -57,23 +56,7 @@ if keras.backend.backend() != "jax":
     raise SystemExit("set KERAS_BACKEND=jax before keras is imported (this script does)")
 
 
-def import_kerascnn():
-    """kerascnn's zoo and layers without ``kerascnn/__init__.py`` (no TensorFlow needed)."""
-    if "kerascnn" not in sys.modules:
-        pkg = types.ModuleType("kerascnn")
-        pkg.__path__ = [str(ROOT / "kerascnn")]
-        pkg.__version__ = re.search(
-            r'__version__ = "([^"]+)"', (ROOT / "kerascnn" / "__init__.py").read_text()
-        ).group(1)
-        sys.modules["kerascnn"] = pkg
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), 30_000))
-    import kerascnn.layers  # noqa: F401
-    import kerascnn.zoo  # noqa: F401
-
-    return sys.modules["kerascnn"]
-
-
-kerascnn = import_kerascnn()
+import kerascnn  # noqa: E402  (no TensorFlow needed on the JAX backend)
 from benchmarks import nets  # noqa: E402
 
 

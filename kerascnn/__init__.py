@@ -21,6 +21,24 @@ RECURSION_LIMIT = 30_000
 if sys.getrecursionlimit() < RECURSION_LIMIT:
     sys.setrecursionlimit(RECURSION_LIMIT)
 
+
+def _launched_as_cli() -> bool:
+    """True in the ``kerascnn`` console script and in ``python -m kerascnn.cli``."""
+    argv = sys.orig_argv
+    as_module = any(a == "-m" and b == "kerascnn.cli" for a, b in zip(argv, argv[1:], strict=False))
+    return as_module or os.path.basename(sys.argv[0] if sys.argv else "") == "kerascnn"
+
+
+# Keras reads its backend once, when it is first imported (just below): the command line's
+# `--backend` must be applied before that.
+if _launched_as_cli() and "keras" not in sys.modules:
+    from kerascnn.backends import select_backend
+
+    try:
+        select_backend(sys.argv[1:])
+    except (ValueError, SystemExit):
+        pass  # main() reports it
+
 # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
 # `keras.models.load_model` finds them after a plain `import kerascnn`.
 from kerascnn import export, fold, layers, pipelines, training, zoo  # noqa: E402,F401

@@ -9,10 +9,12 @@ line naming what to install instead of a traceback.
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import os
+import sys
 
-import keras
-
+BACKENDS = ("tensorflow", "jax", "torch")
 INSTALL_HINT = "pip install tensorflow"
 
 
@@ -22,6 +24,8 @@ class MissingDependencyError(ImportError):
 
 def backend() -> str:
     """The running Keras backend: ``"tensorflow"``, ``"jax"`` or ``"torch"``."""
+    import keras
+
     return keras.backend.backend()
 
 
@@ -35,3 +39,23 @@ def require_tensorflow(feature: str):
             f"{feature} needs TensorFlow, which is not installed in this environment "
             f"(Keras backend: {backend()}): {INSTALL_HINT}"
         ) from None
+
+
+def select_backend(argv: list[str]) -> str | None:
+    """Set ``KERAS_BACKEND`` from a ``--backend NAME`` option in ``argv`` (the command line's)
+    before Keras is imported; return the name, or ``None`` when the option is absent.
+    ``ValueError`` for a backend other than the one already loaded in this process (Keras
+    picks it once, at import)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--backend", choices=BACKENDS)
+    known, _ = parser.parse_known_args(argv)
+    if known.backend is None:
+        return None
+    if "keras" in sys.modules:
+        loaded = sys.modules["keras"].backend.backend()
+        if loaded != known.backend:
+            raise ValueError(
+                f"--backend {known.backend}: Keras is already running on {loaded} in this process"
+            )
+    os.environ["KERAS_BACKEND"] = known.backend
+    return known.backend

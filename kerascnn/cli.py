@@ -1,7 +1,8 @@
 """The ``kerascnn`` command line: thin subcommands over the library.
 
-Errors a user can fix (unknown model, bad argument) print one line and exit with 2,
-without a traceback.
+Errors a user can fix (unknown model, bad argument, a missing optional dependency) print one
+line and exit with 2, without a traceback. ``--backend jax|torch|tensorflow`` (before the
+subcommand) or the ``KERAS_BACKEND`` environment variable picks the Keras backend.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from kerascnn.backends import BACKENDS, select_backend
 
 
 class UserError(Exception):
@@ -65,7 +68,16 @@ def cmd_summary(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import keras
+
     from kerascnn.training.run import train_from_names
+
+    if args.export and keras.backend.backend() != "tensorflow":
+        raise UserError(
+            f"--export writes a SavedModel, which needs the TensorFlow backend (running: "
+            f"{keras.backend.backend()}); train without it, then run `kerascnn --backend "
+            f"tensorflow export RUN/model.keras {args.export}`"
+        )
 
     recipe_overrides = {
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
@@ -87,7 +99,13 @@ def cmd_train(args) -> int:
     print(f"trained {args.model} on {args.dataset}: {result.epochs_run} epochs{stop}")
     if result.val_accuracy is not None:
         print(f"validation accuracy: {result.val_accuracy:.4f}")
-    print(f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json)")
+    from kerascnn.inference import CLASS_NAMES_FILE
+
+    with open(os.path.join(out_dir, CLASS_NAMES_FILE), "w") as f:
+        f.write("\n".join(run.class_names) + "\n")
+    print(
+        f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
+    )
     if args.export:
         _export(run.model, args.export, None, run.class_names)
     return 0
@@ -143,9 +161,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from kerascnn import export
+    from kerascnn import inference
 
-    for line in export.predict_files(args.saved_model, args.images, top_k=args.top_k):
+    for line in inference.predict_files(args.model, args.images, top_k=args.top_k):
         print(line)
     return 0
 
@@ -162,6 +180,12 @@ def cmd_experiment(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kerascnn", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow); jax and torch need no "
+        "TensorFlow except for SavedModel export and tfds sources",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered models with parameters and MACs")
@@ -251,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-names", help="comma-separated class names stored with the model")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("predict", help="top-k classes of image files from an exported SavedModel")
-    p.add_argument("saved_model")
+    p = sub.add_parser(
+        "predict", help="top-k classes of image files from a .keras model or an exported SavedModel"
+    )
+    p.add_argument("model", help="RUN/model.keras (any backend) or saved_models/NAME/VERSION")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
@@ -270,12 +296,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        select_backend(argv)
+    except ValueError as error:
+        print(f"kerascnn: error: {error}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
+    from kerascnn.backends import MissingDependencyError
     from kerascnn.training.loop import TrainingDiverged
 
+    expected = (
+        UserError, ValueError, FileNotFoundError, FileExistsError, TrainingDiverged,
+        MissingDependencyError,
+    )  # fmt: skip
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError, FileExistsError, TrainingDiverged) as error:
+    except expected as error:
         print(f"kerascnn {args.command}: error: {error}", file=sys.stderr)
         return 2
 

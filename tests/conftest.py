@@ -6,10 +6,26 @@ Markers:
 """
 
 import csv
+import importlib.util
 import os
 import pathlib
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# KERASCNN_NO_TENSORFLOW=1: run as on a machine without TensorFlow. `import tensorflow` then
+# fails in this process and in the subprocesses the tests start (PYTHONPATH carries the
+# blocker, tests/no_tensorflow/sitecustomize.py).
+NO_TENSORFLOW = os.environ.get("KERASCNN_NO_TENSORFLOW") == "1"
+if NO_TENSORFLOW:
+    _blocker_dir = pathlib.Path(__file__).resolve().parent / "no_tensorflow"
+    _spec = importlib.util.spec_from_file_location(
+        "_no_tensorflow", _blocker_dir / "sitecustomize.py"
+    )
+    _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_blocker_dir), os.environ.get("PYTHONPATH")) if p
+    )
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -21,26 +37,44 @@ CIFAR_NPZ = SHARED / "data" / "cifar10" / "train.npz"
 JPEG_SAMPLE = SHARED / "data" / "cifar10-jpeg-sample"
 
 
+_IMPORTS_TENSORFLOW = re.compile(r"^(import|from) tensorflow", re.MULTILINE)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Without TensorFlow, test modules that import it at the top are not collected (their
+    tests are the TensorFlow-only ones: tf.data, SavedModel, tf.distribute)."""
+    if NO_TENSORFLOW and collection_path.suffix == ".py" and collection_path.is_file():
+        return bool(_IMPORTS_TENSORFLOW.search(collection_path.read_text())) or None
+    return None
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "jax: backend-agnostic test, also run with KERAS_BACKEND=jax"
     )
 
 
+def _shared(path: pathlib.Path, what: str) -> pathlib.Path:
+    """``path`` if it exists; otherwise fail under CI (``CI`` set, as CI services do: the
+    shared data must be there) and skip elsewhere."""
+    if not path.exists():
+        message = f"{what} not found at {path} (set KERASCNN_SHARED)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"{message}; CI={os.environ['CI']} requires it", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture
 def cifar_npz():
-    """Path of the shared real CIFAR-10 training split, or skip."""
-    if not CIFAR_NPZ.exists():
-        pytest.skip(f"shared CIFAR-10 data not found at {CIFAR_NPZ} (set KERASCNN_SHARED)")
-    return CIFAR_NPZ
+    """Path of the shared real CIFAR-10 training split; fails under CI, skips elsewhere."""
+    return _shared(CIFAR_NPZ, "shared CIFAR-10 data")
 
 
 @pytest.fixture
 def jpeg_sample_dir():
-    """Path of the shared CIFAR-10 JPEG sample folder, or skip."""
-    if not JPEG_SAMPLE.exists():
-        pytest.skip(f"shared JPEG sample not found at {JPEG_SAMPLE} (set KERASCNN_SHARED)")
-    return JPEG_SAMPLE
+    """Path of the shared CIFAR-10 JPEG sample folder; fails under CI, skips elsewhere."""
+    return _shared(JPEG_SAMPLE, "shared JPEG sample")
 
 
 @pytest.fixture(autouse=True)

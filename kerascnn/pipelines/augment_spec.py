@@ -126,6 +126,18 @@ def _make_layer(item: str, name: str, args: list[str], seed, image_shape):
     return need("RandomZoom")(factor=_number(item, args[0]) if args else 0.2, seed=seed)
 
 
+def _check_image_size(item, layer, image_shape) -> None:
+    """Refuse up front a layer whose size argument does not fit ``image_shape`` (``Cutout``
+    larger than the image, ``RandomPadCrop`` padding beyond what its fill allows)."""
+    check = getattr(layer, "check_image_shape", None)
+    if check is None or image_shape is None or len(image_shape) < 2:
+        return
+    try:
+        check((image_shape[0], image_shape[1], None))
+    except ValueError as error:
+        raise ValueError(f"augment item {item!r}: {error}") from None
+
+
 def _is_mixer(layer) -> bool:
     classes = tuple(c for c in (kerascnn_layer("MixUp"), kerascnn_layer("CutMix")) if c is not None)
     return bool(classes) and isinstance(layer, classes)
@@ -138,6 +150,9 @@ def parse_augment(
 
     Layers built from a spec get seeds ``seed, seed + 1, ...`` in order, so the same spec and
     seed give the same augmentation. Layer instances are used as they are (their own seeds).
+    With ``image_shape`` (``(height, width, channels)``), sizes are checked against it here,
+    before any training: ``padcrop:40`` or ``cutout:100`` on 32x32 images raise a
+    ``ValueError`` naming the item.
     """
     if augment is None or augment == "" or augment == []:
         return AugmentPlan([])
@@ -152,6 +167,7 @@ def parse_augment(
                     )
                 plan.mix = item
             else:
+                _check_image_size(item.name, item, image_shape)
                 plan.layers.append(item)
             continue
         if not isinstance(item, str):
@@ -176,7 +192,9 @@ def parse_augment(
                 raise ValueError(f"augment item {item!r} needs kerascnn.layers.MixUp / CutMix")
             plan.mix = cls(alpha=alpha, num_classes=num_classes, seed=item_seed)
         elif name in LAYER_NAMES:
-            plan.layers.append(_make_layer(item, name, args, item_seed, image_shape))
+            layer = _make_layer(item, name, args, item_seed, image_shape)
+            _check_image_size(item, layer, image_shape)
+            plan.layers.append(layer)
         else:
             raise ValueError(
                 f"unknown augment item {item!r}; known: {', '.join(LAYER_NAMES + MIX_KINDS)} "

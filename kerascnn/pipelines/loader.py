@@ -39,10 +39,11 @@ class BatchLoader(keras.utils.PyDataset):
         transform: ``transform(images, labels) -> (images, labels)`` applied to each batch
             (normalization, one-hot labels, MixUp / CutMix); ``None`` yields the raw uint8
             images and int32 labels.
+        random_transform: ``transform`` draws random numbers (MixUp / CutMix): batches are
+            then read in one thread, so that the draws follow the batch order.
         workers: threads reading batches ahead (``keras.utils.PyDataset``); default: 1 for data
-            held in memory (a batch is one NumPy gather, microseconds) and with a
-            ``transform`` that draws random numbers (kept in one thread, so that the draws
-            follow the batch order), else up to 4 for files decoded on the fly.
+            held in memory (a batch is one NumPy gather, microseconds) and with a random
+            ``transform``, else up to 4 for files decoded on the fly.
     """
 
     def __init__(
@@ -98,9 +99,15 @@ class BatchLoader(keras.utils.PyDataset):
             images, labels = self.transform(images, labels)
         return images, labels
 
+    def set_epoch(self, epoch: int) -> None:
+        """Serve epoch ``epoch``'s order next (``kerascnn.training.fit`` calls it at every epoch
+        start, so a run resumed at epoch ``k`` sees the batches an uninterrupted run saw)."""
+        if epoch != self.epoch:
+            self.epoch = int(epoch)
+            self._order = self._order_of(self.epoch)
+
     def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._order_of(self.epoch)
+        self.set_epoch(self.epoch + 1)
 
     def __iter__(self):
         """One epoch of batches (then the next epoch's order is drawn)."""

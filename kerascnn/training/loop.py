@@ -11,8 +11,10 @@ import json
 import math
 import os
 import pathlib
+import warnings
 
 import keras
+import numpy as np
 
 from kerascnn.training.recipes import Recipe
 
@@ -38,6 +40,57 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.where = (self.epoch + 1, batch + 1, float(loss))
             self.model.stop_training = True
+
+
+class LoaderEpoch(keras.callbacks.Callback):
+    """Tell a :class:`~kerascnn.pipelines.loader.BatchLoader` which epoch starts, so that its
+    shuffle follows the training epoch (also when ``BackupAndRestore`` resumes mid-run)."""
+
+    def __init__(self, loader):
+        super().__init__()
+        self.loader = loader
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.loader.set_epoch(epoch)
+
+
+class RandomStateBackup(keras.callbacks.Callback):
+    """Back up the model's random-generator states (augmentation, dropout) next to
+    ``BackupAndRestore``'s weights at every epoch end, and restore them when a run resumes.
+
+    Keras's weights files leave ``SeedGenerator`` states out, so without this a resumed run
+    would draw other augmentations than the uninterrupted run from the same seed."""
+
+    FILE = "random_states.npz"
+
+    def __init__(self, backup_dir: pathlib.Path):
+        super().__init__()
+        self.path = pathlib.Path(backup_dir) / self.FILE
+
+    def _states(self) -> list:
+        return [v for v in self.model.non_trainable_variables if v.name == "seed_generator_state"]
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            return
+        states = self._states()
+        with np.load(self.path) as saved:
+            values = [saved[f"s{i}"] for i in range(len(saved.files))]
+        if [v.shape for v in values] != [tuple(s.shape) for s in states]:
+            warnings.warn(
+                f"{self.path} does not match this model's random generators; not restored",
+                stacklevel=2,
+            )
+            return
+        for state, value in zip(states, values, strict=True):
+            state.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = {f"s{i}": keras.ops.convert_to_numpy(s) for i, s in enumerate(self._states())}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
+        np.savez(tmp, **values)
+        os.replace(tmp, self.path)
 
 
 @dataclasses.dataclass
@@ -118,6 +171,7 @@ def default_callbacks(
         # one the run starts from scratch and so does its log.
         resuming = (out_dir / "backup").exists()
         callbacks.append(keras.callbacks.BackupAndRestore(str(out_dir / "backup")))
+        callbacks.append(RandomStateBackup(out_dir / "backup"))
         callbacks.append(keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=resuming))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))
@@ -180,8 +234,11 @@ def fit(
         jit_compile=resolve_jit_compile(jit_compile),
         steps_per_execution=steps_per_execution,
     )
+    extra = list(callbacks)
+    if hasattr(train_ds, "set_epoch"):
+        extra.append(LoaderEpoch(train_ds))
     cbs = default_callbacks(
-        out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=callbacks
+        out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
     )
     history = model.fit(
         train_ds,

@@ -249,8 +249,8 @@ class CutMix(_BatchMixer):
 class MixTrainer(keras.Model):
     """Train ``model`` on batches mixed by ``mixer`` (a :class:`MixUp` or :class:`CutMix`).
 
-    The mixing happens at the start of each ``train_step`` (TensorFlow and JAX backends), so
-    it runs inside the compiled (XLA) training step; ``evaluate``, ``predict`` and ``call``
+    The mixing happens at the start of each ``train_step`` (TensorFlow, JAX and PyTorch
+    backends), so it runs inside the compiled (XLA) training step; ``evaluate``, ``predict`` and ``call``
     use the plain model. Compile with a loss for one-hot labels (e.g.
     ``"categorical_crossentropy"``). Save or export ``trainer.model``.
 
@@ -307,11 +307,7 @@ class MixTrainer(keras.Model):
         if keras.backend.backend() == "jax":
             state, data = self._mix_stateless(*args)
             return super().train_step(state, data)
-        if keras.backend.backend() == "tensorflow":
-            return super().train_step(self._mix(args[0]))
-        raise NotImplementedError(
-            f"MixTrainer supports the tensorflow and jax backends, not {keras.backend.backend()!r}"
-        )
+        return super().train_step(self._mix(args[0]))  # TensorFlow, PyTorch
 
     def get_config(self):
         return {

@@ -1,0 +1,78 @@
+"""Top-k classes of image files, from a ``.keras`` model (every backend) or a SavedModel.
+
+    kerascnn.inference.predict_files("runs/resnet20/model.keras", ["cat.png"])
+    kerascnn.inference.predict_files("saved_models/resnet20/1", ["cat.png"])   # TensorFlow
+
+A ``.keras`` model is loaded with Keras on the running backend and its images decoded with
+Pillow, so this works without TensorFlow; class names come from ``class_names.txt`` beside
+the file (``kerascnn train`` writes it into the run folder). A SavedModel folder goes to
+:func:`kerascnn.export.predict_files`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+CLASS_NAMES_FILE = "class_names.txt"
+
+
+def top_k_line(file, probabilities, names, top_k: int) -> str:
+    """``"FILE: name p, name p, ..."``: the ``top_k`` most probable classes of one image."""
+    order = np.argsort(-probabilities)[: max(1, min(top_k, len(probabilities)))]
+    ranked = ", ".join(f"{names[i] if names else i} {probabilities[i]:.3f}" for i in order)
+    return f"{file}: {ranked}"
+
+
+def read_class_names(folder) -> list[str] | None:
+    """The class names in ``folder/class_names.txt`` (one per line), or ``None``."""
+    path = pathlib.Path(folder) / CLASS_NAMES_FILE
+    return path.read_text().splitlines() if path.exists() else None
+
+
+def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[str]:
+    """One line per image file with its ``top_k`` classes and probabilities.
+
+    ``model_path`` is a ``.keras`` file or a SavedModel folder (``serving_export``'s
+    ``saved_models/NAME/VERSION``). Images must have the model's input size (a clear error
+    names the file and both sizes otherwise)."""
+    path = pathlib.Path(model_path)
+    if path.is_dir():
+        from kerascnn.export import predict_files as saved_model_predict_files
+
+        return saved_model_predict_files(path, files, top_k=top_k)
+    if path.suffix != ".keras":
+        raise FileNotFoundError(
+            f"no model at {model_path}: expected a .keras file or a SavedModel folder "
+            "(saved_models/NAME/VERSION)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {model_path}")
+    from kerascnn.export import _outputs_are_probabilities as outputs_are_probabilities
+    from kerascnn.pipelines.sources import decode_file
+
+    model = keras.models.load_model(path, safe_mode=True)
+    height, width, channels = model.inputs[0].shape[1:]
+    names = read_class_names(path.parent)
+    lines = []
+    for file in files:
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"image file not found: {file}")
+        try:
+            image = decode_file(file, channels)
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"{file} is not a decodable image ({error})") from None
+        if image.shape[:2] != (height, width):
+            raise ValueError(
+                f"{file} is {image.shape[0]}x{image.shape[1]}; the model takes {height}x{width} images"
+            )
+        out = keras.ops.convert_to_numpy(model(image[None].astype("float32"), training=False))
+        out = out[0].astype("float64")
+        if not outputs_are_probabilities(model):
+            out = np.exp(out - out.max())
+            out /= out.sum()
+        lines.append(top_k_line(file, out, names, top_k))
+    return lines

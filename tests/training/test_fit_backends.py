@@ -1,0 +1,83 @@
+"""``kerascnn.training.fit`` on every backend with the NumPy loader and the bundled sample:
+early stopping restores the best epoch, and a crashed run resumes to the weights of an
+uninterrupted one. CI runs these on JAX and PyTorch without TensorFlow."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+from conftest import RecordWeights
+
+import kerascnn
+from kerascnn import pipelines
+
+pytestmark = [pytest.mark.jax, pytest.mark.torch]
+
+
+def sample_run():
+    """A fresh small model with its pipelines, as a new process would build them: 256
+    training and 128 validation images of the bundled CIFAR-10 sample, flip + pad-crop and
+    standardization in the model."""
+    train = pipelines.load("cifar10-sample", "train").subset(np.arange(256))
+    val = pipelines.load("cifar10-sample", "validation").subset(np.arange(128))
+    pipe = pipelines.build(train, batch_size=64, seed=1, augment="flip,padcrop:2",
+                           placement="model", loader="numpy")  # fmt: skip
+    val_pipe = pipelines.build(val, batch_size=64, shuffle=False, normalize=pipe.normalization,
+                               normalize_in="model", loader="numpy")  # fmt: skip
+    keras.utils.set_random_seed(3)
+    core = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10),
+    ])  # fmt: skip
+    return pipe.wrap(core, name="small"), pipe, val_pipe
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
+    """With a learning rate of 1e-12 validation accuracy never improves after epoch 1, so
+    patience 2 stops after epoch 3 and the weights of epoch 1 come back."""
+    model, pipe, val_pipe = sample_run()
+    recipe = kerascnn.training.get_recipe("quick", epochs=10, lr=1e-12, early_stopping=2)
+    record = RecordWeights()
+    result = kerascnn.training.fit(model, pipe, val_pipe, recipe, callbacks=[record], verbose=0)
+    assert result.epochs_run == 3 and result.stopped_early and result.best_epoch == 1
+    for got, epoch1 in zip(model.weights, record.per_epoch[0], strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), epoch1)
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
+
+
+def test_crashed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """Crash after epoch 2 of 3, rerun: the log holds each epoch once and the final weights
+    equal the uninterrupted run's (the backup restores weights, optimizer, the loader's
+    epoch order and the augmentation's random state)."""
+    recipe = kerascnn.training.get_recipe("quick", epochs=3, early_stopping=0)
+    whole, pipe, val_pipe = sample_run()
+    kerascnn.training.fit(whole, pipe, val_pipe, recipe, out_dir=tmp_path / "a", verbose=0)
+
+    crashed, pipe, val_pipe = sample_run()
+    with pytest.raises(KeyboardInterrupt):
+        kerascnn.training.fit(crashed, pipe, val_pipe, recipe, out_dir=tmp_path / "b",
+                              callbacks=[CrashAfterEpoch(1)], verbose=0)  # fmt: skip
+    assert (tmp_path / "b" / "backup").exists()
+    resumed, pipe, val_pipe = sample_run()
+    result = kerascnn.training.fit(
+        resumed, pipe, val_pipe, recipe, out_dir=tmp_path / "b", verbose=0
+    )
+    assert result.epochs_run == 3
+    with open(tmp_path / "b" / "log.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2]
+    changed = False
+    for a, b, c in zip(whole.weights, resumed.weights, crashed.weights, strict=True):
+        a, b, c = (keras.ops.convert_to_numpy(t) for t in (a, b, c))
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        changed = changed or not np.allclose(c, a, atol=1e-6)
+    assert changed  # the third epoch moved the weights: the comparison above can fail
