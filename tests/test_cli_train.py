@@ -87,7 +87,7 @@ def test_export_refuses_an_existing_version(trained_run, capsys):
         (["train", "lenet5", "--recipe", "resnet-cifr"], "Did you mean: resnet-cifar"),
         (["evaluate", "missing.keras"], "model file not found: missing.keras"),
         (["export", "missing.keras", "saved_models/x"], "model file not found: missing.keras"),
-        (["predict", "no_saved_model_here", "x.png"], "no SavedModel at no_saved_model_here"),
+        (["predict", "no_saved_model_here", "x.png"], "no model at no_saved_model_here"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(argv, message, capsys):

@@ -74,13 +74,20 @@ def train_from_names(
     train, val = load_train_val(dataset, validation_fraction, seed, data_dir)
     one_hot = rec.needs_one_hot()
     labels = "onehot" if one_hot else "sparse"
+    # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
+    # loader does that on every backend, without tf.data's pause at each epoch's start
+    # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
+    # and for tf.distribute's multi-worker sharding.
+    numpy_ok = placement == "model" and train.readable and not multiworker
+    loader = "numpy" if numpy_ok else "auto"
     pipe = pipelines.build(
         train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
         placement=placement, normalize_in="model", labels=labels, drop_remainder=multiworker,
+        loader=loader,
     )  # fmt: skip
     val_pipe = pipelines.build(
         val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
-        normalize_in="model", labels=labels,
+        normalize_in="model", labels=labels, loader=loader,
     )  # fmt: skip
     previous_policy = keras.mixed_precision.global_policy()
 
