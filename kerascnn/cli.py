@@ -85,6 +85,10 @@ def cmd_train(args) -> int:
         "early_stopping": args.early_stopping,
     }  # fmt: skip
     out_dir = args.out or os.path.join("runs", args.model)
+    if args.export:  # a target that cannot take the export fails now, not after training
+        from kerascnn.export import check_export_target
+
+        check_export_target(args.export)
     run = train_from_names(
         args.model, args.dataset, recipe=args.recipe, out_dir=out_dir, placement=args.placement,
         validation_fraction=args.validation_fraction, seed=args.seed, data_dir=args.data_dir,
@@ -154,8 +158,13 @@ def cmd_export(args) -> int:
 
     if not os.path.exists(args.model_file):
         raise UserError(f"model file not found: {args.model_file}")
+    from kerascnn.inference import read_class_names
+
     model = keras.models.load_model(args.model_file, safe_mode=True)
-    class_names = args.class_names.split(",") if args.class_names else None
+    if args.class_names:
+        class_names = args.class_names.split(",")
+    else:  # the run folder's, written by `kerascnn train`
+        class_names = read_class_names(os.path.dirname(os.path.abspath(args.model_file)))
     _export(model, args.target, args.version, class_names)
     return 0
 
@@ -272,7 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--version", type=int, help="version number (default: next free); never overwritten"
     )
-    p.add_argument("--class-names", help="comma-separated class names stored with the model")
+    p.add_argument(
+        "--class-names",
+        help="comma-separated class names stored with the model (default: the run folder's "
+        "class_names.txt beside the .keras file, if any)",
+    )
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -304,11 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     from kerascnn.backends import MissingDependencyError
+    from kerascnn.export import ExportError
     from kerascnn.training.loop import TrainingDiverged
 
     expected = (
         UserError, ValueError, FileNotFoundError, FileExistsError, TrainingDiverged,
-        MissingDependencyError,
+        MissingDependencyError, ExportError,
     )  # fmt: skip
     try:
         return args.func(args)

@@ -30,8 +30,9 @@ import keras
 import numpy as np
 
 from kerascnn.backends import require_tensorflow
+from kerascnn.inference import CLASS_NAMES_FILE, read_class_names, top_k_line
 
-CLASS_NAMES_FILE = "class_names.txt"  # in assets.extra/, TensorFlow Serving's folder for extras
+# CLASS_NAMES_FILE goes in assets.extra/, TensorFlow Serving's folder for extras
 SIGNATURE_FILE = "signature.json"  # in assets.extra/: image shape and classes of the version
 FEATURE = "SavedModel export"
 STALE_TEMPORARY_SECONDS = 24 * 3600  # a temporary folder this old is stale whatever its PID
@@ -113,7 +114,7 @@ def _output_layer(model: keras.Model):
     return layer
 
 
-def _outputs_are_probabilities(model: keras.Model) -> bool:
+def outputs_are_probabilities(model: keras.Model) -> bool:
     """Whether ``model`` ends in a softmax: a ``keras.layers.Softmax``, an
     ``Activation("softmax")`` or any layer with ``activation="softmax"``, also as the last
     layer of a nested model."""
@@ -306,7 +307,7 @@ def _write_version(archive, target: pathlib.Path, extras: dict[str, str], tf) ->
     except (OSError, tf.errors.OpError) as error:
         reason = getattr(error, "strerror", None) or getattr(error, "message", None) or error
         # TensorFlow's messages carry the op's internals: {{function_node ...}} and [Op:...]
-        reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(reason)).splitlines()[0]
+        reason = (re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", str(reason)).splitlines() or [""])[0]
         failure = ExportError(
             f"could not write the export {target}: {reason}; nothing was written (free some "
             "space or choose another base_dir)"
@@ -391,7 +392,7 @@ def serving_export(
         allow_new_signature=allow_new_signature,
     )
     _remove_stale_temporaries(target.parent)
-    probabilities_out = _outputs_are_probabilities(model)
+    probabilities_out = outputs_are_probabilities(model)
     if fold_batchnorm:
         model = _folded_if_equivalent(model, image_shape)
 
@@ -483,8 +484,7 @@ def onnx_export(model: keras.Model, path: str | os.PathLike) -> str:
 
 
 def load_class_names(saved_model_dir: str | os.PathLike) -> list[str] | None:
-    path = pathlib.Path(saved_model_dir) / "assets.extra" / CLASS_NAMES_FILE
-    return path.read_text().splitlines() if path.exists() else None
+    return read_class_names(pathlib.Path(saved_model_dir) / "assets.extra")
 
 
 def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> list[str]:
@@ -520,7 +520,5 @@ def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> 
             )
         out = serving(images=image[None])
         probabilities = out["probabilities"].numpy()[0]
-        order = np.argsort(-probabilities)[: max(1, min(top_k, len(probabilities)))]
-        ranked = ", ".join(f"{names[i] if names else i} {probabilities[i]:.3f}" for i in order)
-        lines.append(f"{file}: {ranked}")
+        lines.append(top_k_line(file, probabilities, names, top_k))
     return lines

@@ -51,7 +51,7 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
         )
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {model_path}")
-    from kerascnn.export import _outputs_are_probabilities as outputs_are_probabilities
+    from kerascnn.export import outputs_are_probabilities
     from kerascnn.pipelines.sources import decode_file
 
     model = keras.models.load_model(path, safe_mode=True)

@@ -79,7 +79,9 @@ def _classifier(head="logits", shape=(8, 8, 3), classes=4):
         )
         x = inner(x)
     else:
-        x = keras.layers.Dense(classes, kernel_initializer=keras.initializers.RandomNormal(0, 2))(x)
+        x = keras.layers.Dense(
+            classes, kernel_initializer=keras.initializers.RandomNormal(0, 0.05)
+        )(x)
         if head == "softmax_layer":
             x = keras.layers.Softmax()(x)
     return keras.Model(inputs, x)
@@ -128,7 +130,7 @@ def test_stale_temporary_folders_of_killed_exports_are_removed(tmp_path):
     path = export.serving_export(_classifier(), base)
     assert path.endswith(os.path.join("m", "1"))
     assert not stale.exists() and running.exists()
-    assert sorted(p.name for p in base.iterdir()) == ["1", running.name]
+    assert sorted(p.name for p in base.iterdir()) == sorted(["1", running.name])
 
 
 @tf_only
@@ -216,7 +218,8 @@ def test_a_failed_write_leaves_no_version_and_no_temporary_folder(tmp_path, monk
         pathlib.Path(path, "saved_model.pb").write_bytes(b"half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(keras.export.ExportArchive, "write_out", disk_full)
+    archive_class = type(keras.export.ExportArchive())  # the backend's subclass
+    monkeypatch.setattr(archive_class, "write_out", disk_full)
     with pytest.raises(export.ExportError) as info:
         export.serving_export(model, base)
     message = str(info.value)

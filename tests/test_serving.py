@@ -136,7 +136,9 @@ def test_versions_are_never_overwritten(trained):
     first = export.serving_export(model, base, version=3)
     marker = pathlib.Path(first) / "saved_model.pb"
     before = marker.read_bytes()
-    with pytest.raises(FileExistsError, match="3 already exists; versions are never overwritten"):
+    with pytest.raises(
+        export.ExportTargetError, match="3 already exists; versions are never overwritten"
+    ):
         export.serving_export(model, base, version=3)
     assert marker.read_bytes() == before
     assert export.serving_export(model, base).endswith(os.path.join("versions", "4"))

@@ -131,3 +131,43 @@ def test_all_layers_together_fit_under_xla():
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
     assert model.jit_compile is True
+
+
+@pytest.mark.jax
+def test_sizes_larger_than_the_image_are_refused_when_built():
+    """Cutout larger than the image and RandomPadCrop padding beyond what its fill allows
+    (reflect and constant: < the smaller side; symmetric: <=) are refused with one line
+    naming the argument, the value and the image size: when a model is built, at an eager
+    call (also on a size other than the one built for) and by ``parse_augment``."""
+    from kerascnn import layers as L
+    from kerascnn.pipelines import parse_augment
+
+    x = _images(2)
+    for make, text in [
+        (lambda: L.Cutout(33), "size must be at most the smaller image side, 32 .* size=33"),
+        (lambda: L.RandomPadCrop(32), "padding must be at most 31 for 32x32 images .* padding=32"),
+        (lambda: L.RandomPadCrop(32, fill="constant"), "at most 31 .*'constant'"),
+        (lambda: L.RandomPadCrop(33, fill="symmetric"), "at most 32 .*'symmetric'"),
+    ]:
+        with pytest.raises(ValueError, match=text):
+            keras.Sequential([keras.Input((32, 32, 3)), make()])
+        with pytest.raises(ValueError, match=text):
+            make()(x, training=True)
+        layer = make()
+        layer.build((None, 64, 64, 3))  # fits larger images
+        with pytest.raises(ValueError, match=text):
+            layer(x[0])  # an unbatched 32x32 image, at inference too
+    # the limits themselves work on every backend, and a fraction always fits
+    for layer in (L.Cutout(32), L.RandomPadCrop(31), L.RandomPadCrop(32, fill="symmetric"),
+                  L.RandomPadCrop(31, fill="constant"), L.Cutout(1.0)):  # fmt: skip
+        assert layer(x, training=True).shape == x.shape
+    for spec, text in [
+        ("flip,padcrop:40", "augment item 'padcrop:40': padding must be at most 31"),
+        ("cutout:100", "augment item 'cutout:100': size must be at most the smaller image side"),
+        ([L.Cutout(40, name="big_cutout")], "augment item 'big_cutout': size must be"),
+    ]:
+        with pytest.raises(ValueError, match=text) as info:
+            parse_augment(spec, image_shape=(32, 32, 3))
+        assert "\n" not in str(info.value)
+    assert len(parse_augment("padcrop:40").layers) == 1  # no image shape: checked when built
+    assert len(parse_augment("padcrop:4,cutout:16", image_shape=(32, 32, 3)).layers) == 2

@@ -114,3 +114,54 @@ def test_mix_in_tf_data_map_after_batching():
     for xb, yb in ds:
         assert xb.shape == (16, 8, 8, 3) and yb.shape == (16, 4)
         np.testing.assert_allclose(yb.numpy().sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("mixer", ["mixup", "cutmix"])
+def test_mix_trainer_step_loss_and_update_equal_numpy_on_the_mixed_batch(mixer):
+    """One training step of MixTrainer: its loss and its SGD update equal the ones computed
+    with NumPy on the batch that a twin mixer (same seed) mixes, and differ from the unmixed
+    batch's: the model was trained on the mixed batch, not merely a random state moved.
+    Compiled with XLA on JAX; eagerly on TensorFlow (whose XLA and non-XLA stateless random
+    numbers differ, so the twin could not reproduce them outside the step)."""
+    n, classes, lr = 16, 4, 0.1
+
+    def make():
+        if mixer == "mixup":
+            return M.MixUp(0.4, num_classes=classes, seed=5)
+        return M.CutMix(1.0, num_classes=classes, seed=5)
+
+    init = keras.initializers.RandomNormal(0.0, 0.3, seed=1)
+    net = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(classes, kernel_initializer=init),
+        ]
+    )
+    kernel, bias = (_np(v).astype("float64") for v in net.weights)
+    trainer = M.MixTrainer(net, make())
+    trainer.compile(
+        keras.optimizers.SGD(lr),
+        keras.losses.CategoricalCrossentropy(from_logits=True),
+        jit_compile=keras.backend.backend() == "jax",
+    )
+    x = np.random.default_rng(0).normal(size=(n, 8, 8, 3)).astype("float32")
+    y = np.arange(n) % classes
+    loss = float(np.asarray(trainer.train_on_batch(x, y)))
+
+    def numpy_step(images, targets):
+        features = images.reshape(n, -1).astype("float64")
+        logits = features @ kernel + bias
+        logits -= logits.max(1, keepdims=True)
+        log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        error = (np.exp(log_p) - targets) / n  # d loss / d logits
+        return -(targets * log_p).sum(1).mean(), features.T @ error, error.sum(0)
+
+    xm, ym = (_np(t) for t in make()(x, y, training=True))
+    expected, grad_kernel, grad_bias = numpy_step(xm, ym)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert abs(loss - numpy_step(x, np.eye(classes)[y])[0]) > 1e-2  # mixing changed the loss
+    new_kernel, new_bias = (_np(v) for v in net.weights)
+    np.testing.assert_allclose(new_kernel, kernel - lr * grad_kernel, atol=1e-5)
+    np.testing.assert_allclose(new_bias, bias - lr * grad_bias, atol=1e-5)

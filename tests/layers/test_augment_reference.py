@@ -6,6 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from _augment_cases import PILLOW_FILL, cifar_images, pillow, pillow_affine
 
 from kerascnn.layers import augment as A
 
@@ -106,28 +107,22 @@ def test_posterize_solarize_invert_exact():
     np.testing.assert_allclose(_np(A.posterize(x / 255.0, 3, (0, 1))) * 255, xi & 0xE0, atol=1e-3)
 
 
-def _pillow(op, images):
-    from PIL import Image
-
-    return np.stack([np.asarray(op(Image.fromarray(i))) for i in images]).astype("float32")
-
-
 def test_equalize_and_autocontrast_match_pillow_on_cifar(cifar_npz):
     ImageOps = pytest.importorskip("PIL.ImageOps")
-    images = np.load(cifar_npz)["x"][:64]
+    images = cifar_images(cifar_npz)[:64]
     x = images.astype("float32")
     eq = _np(A.equalize(x))
-    assert np.abs(eq - _pillow(ImageOps.equalize, images)).max() <= 1.0
+    assert np.abs(eq - pillow(ImageOps.equalize, images)).max() <= 1.0
     ac = _np(A.autocontrast(x))
     # Pillow truncates (int()) the stretched value; ours is exact: within one grey level
-    assert np.abs(ac - _pillow(ImageOps.autocontrast, images)).max() <= 1.0 + 1e-3
+    assert np.abs(ac - pillow(ImageOps.autocontrast, images)).max() <= 1.0 + 1e-3
     # value_range (0, 1) gives the same result scaled
     np.testing.assert_allclose(_np(A.equalize(x / 255.0, (0, 1))) * 255.0, eq, atol=1e-3)
 
 
 def test_enhance_ops_match_pillow_image_enhance(cifar_npz):
     ImageEnhance = pytest.importorskip("PIL.ImageEnhance")
-    images = np.load(cifar_npz)["x"][:16]
+    images = cifar_images(cifar_npz)[:16]
     x = images.astype("float32")
     for fn, cls in [
         (A.adjust_brightness, ImageEnhance.Brightness),
@@ -136,11 +131,56 @@ def test_enhance_ops_match_pillow_image_enhance(cifar_npz):
     ]:
         for factor in (0.3, 1.7):
             ours = _np(fn(x, factor))
-            ref = _pillow(lambda im, cls=cls, factor=factor: cls(im).enhance(factor), images)
+            ref = pillow(lambda im, cls=cls, factor=factor: cls(im).enhance(factor), images)
             assert np.abs(ours - ref).max() <= 2.0, (fn.__name__, factor)
     ours = _np(A.adjust_contrast(x, 1.5))
-    ref = _pillow(lambda im: ImageEnhance.Contrast(im).enhance(1.5), images)
+    ref = pillow(lambda im: ImageEnhance.Contrast(im).enhance(1.5), images)
     assert np.abs(ours - ref).max() <= 2.0  # Pillow rounds the mean grey to an integer
+
+
+@pytest.mark.jax
+def test_posterize_solarize_invert_equal_pillow_image_ops(cifar_npz):
+    """``ImageOps.posterize`` / ``solarize`` / ``invert`` on real CIFAR-10 images, every bit
+    depth and thresholds inside, at and beyond the range: exact (measured: 0 difference)."""
+    ImageOps = pytest.importorskip("PIL.ImageOps")
+    images = cifar_images(cifar_npz)[:16]
+    x = images.astype("float32")
+    for bits in range(1, 9):
+        ref = pillow(lambda im, bits=bits: ImageOps.posterize(im, bits), images)
+        np.testing.assert_array_equal(_np(A.posterize(x, bits)), ref, err_msg=f"bits={bits}")
+    for threshold in (0, 1, 64, 128, 200.5, 255, 256):
+        ref = pillow(lambda im, t=threshold: ImageOps.solarize(im, t), images)
+        np.testing.assert_array_equal(_np(A.solarize(x, threshold)), ref, err_msg=f"{threshold}")
+    np.testing.assert_array_equal(_np(A.invert(x)), pillow(ImageOps.invert, images))
+
+
+@pytest.mark.jax
+def test_geometric_warps_equal_pillow_with_nearest_resampling(cifar_npz):
+    """Rotations (``Image.rotate``), shears and sub-pixel translations (``Image.transform``
+    AFFINE) with nearest resampling and a constant grey fill, on real CIFAR-10 images.
+    Measured (TensorFlow and JAX, 16 images): 0 differing pixels in every case. Bound: at
+    most 0.1 % of the pixels, for a source coordinate that lands exactly halfway between
+    two pixels and may round either way on another platform."""
+    Image = pytest.importorskip("PIL.Image")
+    images = cifar_images(cifar_npz)[:16]
+    x = images.astype("float32")
+    n, h, w, _ = x.shape
+    ones = np.ones(n, "float32")
+    cases = []
+    for degrees in (17.0, -45.0, 90.0, 133.0, 5.5):
+        matrix = A.rotation_matrix(ones * math.radians(degrees), h, w)
+        ref = lambda im, d=degrees: im.rotate(d, Image.NEAREST, fillcolor=PILLOW_FILL)  # noqa: E731
+        cases.append((f"rotate {degrees}", matrix, ref))
+    for sx, sy in ((0.1, 0.0), (-0.25, 0.0), (0.0, 0.3), (0.0, -0.17)):
+        matrix = A.shear_matrix(ones * sx, ones * sy, h, w)
+        cases.append((f"shear {sx}, {sy}", matrix, pillow_affine((1.0, sx, sy, 1.0))))
+    for dx, dy in ((3.0, -5.0), (2.4, 0.0), (-7.6, 11.3), (0.5, 0.5)):
+        matrix = A.translation_matrix(ones * dx, ones * dy)
+        cases.append((f"translate {dx}, {dy}", matrix, pillow_affine((1, 0, 0, 1), (dx, dy))))
+    for name, matrix, ref in cases:
+        ours = _np(A.affine_transform(x, matrix, "nearest", "constant", PILLOW_FILL[0]))
+        differ = (ours != pillow(ref, images)).mean()
+        assert differ <= 1e-3, (name, differ)
 
 
 @pytest.mark.jax

@@ -102,7 +102,9 @@ class BaseAugmentation(keras.layers.Layer):
     """Base of kerascnn's augmentation layers.
 
     Subclasses implement ``augment(images)`` for a batch of NHWC images (float or integer)
-    and put their arguments in ``get_config``. This class handles the ``seed`` argument, the
+    and put their arguments in ``get_config``; those with a size argument implement
+    ``check_image_size(height, width)``, which refuses images too small for it when the
+    layer is built (and at calls with a static size). This class handles the ``seed`` argument, the
     ``SeedGenerator``, the identity at inference (``training`` false or absent), unbatched
     ``(height, width, channels)`` inputs (as in a ``tf.data`` map before ``batch``) and the
     output dtype (same as the input).
@@ -114,7 +116,12 @@ class BaseAugmentation(keras.layers.Layer):
         self.generator = keras.random.SeedGenerator(seed)
         self.supports_jit = True
 
+    def build(self, input_shape):
+        self.check_image_shape(input_shape)
+        super().build(input_shape)
+
     def call(self, inputs, training=None):
+        self.check_image_shape(inputs.shape)  # also shapes other than the one built for
         if not training:  # None (no argument) and False both mean inference
             return inputs
         unbatched = len(inputs.shape) == 3
@@ -129,6 +136,19 @@ class BaseAugmentation(keras.layers.Layer):
 
     def augment(self, images):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def check_image_shape(self, shape) -> None:
+        """Raise a ``ValueError`` if images of ``shape`` (``(batch, height, width, channels)``
+        or ``(height, width, channels)``) are too small for this layer's arguments. Checked
+        when the layer is built and at each call where the spatial size is static; unknown
+        sizes (``None``) pass."""
+        if shape is not None and len(shape) in (3, 4):
+            height, width = shape[-3], shape[-2]
+            if isinstance(height, int) and isinstance(width, int):
+                self.check_image_size(height, width)
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """Subclasses with a size argument refuse ``height`` x ``width`` images too small for it."""
 
     def compute_output_shape(self, input_shape):
         return input_shape

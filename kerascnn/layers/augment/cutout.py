@@ -44,8 +44,9 @@ class Cutout(BaseAugmentation):
     inference, including when called without a ``training`` argument.
 
     Args:
-        size: side of the square: an integer number of pixels, or a float in (0, 1] for a
-            fraction of the smaller spatial side (useful on feature maps).
+        size: side of the square: an integer number of pixels, at most the smaller image
+            side (checked when the layer is built), or a float in (0, 1] for a fraction of
+            the smaller spatial side (useful on feature maps).
         fill_value: value written into the patch (0 for images normalised to mean 0).
         per_channel: if true, each channel gets its own patch (a spatial-dropout-like
             regularizer on feature maps).
@@ -85,6 +86,14 @@ class Cutout(BaseAugmentation):
         self.fill_value = check_number("fill_value", fill_value, -1e30, 1e30)
         self.per_channel = per_channel
         self.probability = check_number("probability", probability, 0.0, 1.0)
+
+    def check_image_size(self, height, width):
+        if isinstance(self.size, int) and self.size > min(height, width):
+            raise ValueError(
+                f"size must be at most the smaller image side, {min(height, width)} pixels for "
+                f"{height}x{width} images (or a float in (0, 1], a fraction of it); received "
+                f"size={self.size}"
+            )
 
     def augment(self, images):
         s = ops.shape(images)

@@ -15,6 +15,11 @@ from kerascnn.layers.augment.base import (
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 PAD_FILLS = ("reflect", "constant", "symmetric")
+# The largest padding of each fill, relative to the smaller image side: reflect mirrors
+# without the edge pixel, so it needs padding < side (tf.pad's limit; the same on every
+# backend); symmetric mirrors with it (padding <= side); constant padding < side keeps part
+# of the image in every crop.
+MAX_PADDING_BELOW_SIDE = {"reflect": 1, "symmetric": 0, "constant": 1}
 
 
 def gather_pixels(images, rows, cols):
@@ -126,8 +131,10 @@ class RandomPadCrop(BaseAugmentation):
     image), including when called without a ``training`` argument.
 
     Args:
-        padding: pixels added on each side (integer >= 0).
-        fill: ``"reflect"``, ``"symmetric"`` or ``"constant"``.
+        padding: pixels added on each side (integer >= 0), less than the smaller image side
+            (at most equal with ``fill="symmetric"``; checked when the layer is built).
+        fill: ``"reflect"`` (mirror without the edge pixel, as ``np.pad``), ``"symmetric"``
+            (mirror with it) or ``"constant"``.
         fill_value: value of the padding when ``fill="constant"``.
         seed: integer seed for repeatable runs, or None.
 
@@ -154,6 +161,15 @@ class RandomPadCrop(BaseAugmentation):
         self.padding = padding
         self.fill = check_choice("fill", fill, PAD_FILLS)
         self.fill_value = check_number("fill_value", fill_value, -1e30, 1e30)
+
+    def check_image_size(self, height, width):
+        limit = min(height, width) - MAX_PADDING_BELOW_SIDE[self.fill]
+        if self.padding > limit:
+            raise ValueError(
+                f"padding must be at most {limit} for {height}x{width} images with "
+                f"fill={self.fill!r} (padding < min(height, width), or <= with "
+                f"fill='symmetric'); received padding={self.padding}"
+            )
 
     def augment(self, images):
         if self.padding == 0:

@@ -9,11 +9,30 @@ applied by a single gather-based warp at the end. So the cost is one pass of the
 arithmetic per round and one warp in total, not 14 ops per slot as in
 ``keras.layers.RandAugment``.
 
-Folding the warps moves the geometric ops after the colour ops of the same image. Colour
-ops act per pixel (brightness, colour, posterize, solarize) or on whole-image statistics
-(contrast, autocontrast, equalize) or 3x3 neighbourhoods (sharpness), so the reordering
-changes only how the fill region and interpolated edges are treated: a small, documented
-approximation of the sequential policy that buys a single resampling (less blur, too).
+Folding the warps moves the geometric ops after the colour ops of the same image. It is
+exact when no geometric op comes before a colour op (colour ops first, or geometric ops
+only at the end of the image's sequence), up to the rounding to grey levels between ops.
+Otherwise the result is not the sequential policy's, and not by a rounding error: measured
+against the two ops applied in sequence (two warps, rounded in between), for every ordered
+pair of the 14 ops on 392 CIFAR-10 images at magnitude 9, bilinear
+(``tests/layers/test_augment_randaugment.py::test_folded_warp_against_the_operations_applied_in_sequence``):
+
+* geometric, then Brightness / Color / Posterize / Solarize / Sharpness: 17 % of the pixels
+  more than one grey level apart, mean 5.4 levels. Sequentially these ops also change the
+  grey fill (Brightness turns it to 232 or 24) and act on interpolated values (Posterize's
+  levels are blurred again by the folded warp); inside the image, with nearest
+  interpolation, Brightness, Color, Posterize and Solarize agree exactly.
+* geometric, then AutoContrast / Contrast / Equalize: 79 %, mean 13.7 levels. Sequentially
+  their statistics include the fill area; folded, they are the image's own.
+* geometric, then geometric: 22 %, mean 4.6 levels, from one interpolation instead of two
+  (less blur) and from corners that the first warp fills and the second brings back, which
+  the single warp takes from the image instead.
+* all pairs: 11 % of the pixels, mean 2.3 levels; the largest single differences (up to 210
+  levels) are fill against image content.
+
+So the fold buys a single resampling at the price of a policy that treats the fill area
+and the image statistics differently from the sequential one, for a third of the images
+with ``num_ops=2`` (first op geometric, second not the identity: 5/14 x 13/14).
 
 Cost (what makes it fast): the magnitude is fixed, so every operation's parameters depend
 only on the image's ``(operation, sign)`` pair, one of 28 codes, precomputed per magnitude
