@@ -47,9 +47,7 @@ class LayerScale(keras.layers.Layer):
         super().__init__(**kwargs)
         ok = isinstance(init_value, (int, float)) and not isinstance(init_value, bool)
         if not ok or init_value <= 0:
-            raise ValueError(
-                f"init_value must be a number > 0; received init_value={init_value!r}"
-            )
+            raise ValueError(f"init_value must be a number > 0; received init_value={init_value!r}")
         self.init_value = float(init_value)
 
     def build(self, input_shape):

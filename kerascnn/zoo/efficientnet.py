@@ -58,13 +58,29 @@ NORM_DEFAULTS = {
 }
 
 
-def scaled_stages(width: float, depth: float) -> list[tuple[int, int, int, int, int]]:
-    """``B0_STAGES`` scaled: channels ``make_divisible(c * width, 8)``, repeats
-    ``ceil(n * depth)``."""
+def scaled_stages(
+    width: float, depth: float, stages=B0_STAGES
+) -> list[tuple[int, int, int, int, int]]:
+    """``stages`` (default ``B0_STAGES``) scaled: channels ``make_divisible(c * width, 8)``,
+    repeats ``ceil(n * depth)``."""
     return [
-        (t, k, s, make_divisible(c * width), int(math.ceil(n * depth)))
-        for t, k, s, c, n in B0_STAGES
+        (t, k, s, make_divisible(c * width), int(math.ceil(n * depth))) for t, k, s, c, n in stages
     ]
+
+
+def _check_stages(stages):
+    rows = tuple(tuple(row) for row in stages) if isinstance(stages, (list, tuple)) else ()
+    ok = bool(rows) and all(
+        len(row) == 5
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in row)
+        for row in rows
+    )
+    if not ok:
+        raise ValueError(
+            "stages must be a non-empty list of (expansion, kernel, stride, filters, repeats) "
+            f"rows of integers >= 1, as B0_STAGES; received stages={stages!r}"
+        )
+    return rows
 
 
 def mbconv(
@@ -108,6 +124,7 @@ def efficientnet(
     *,
     width_coefficient: float | None = None,
     depth_coefficient: float | None = None,
+    stages=None,
     se_ratio: float = 0.25,
     drop_path_rate: float = 0.2,
     input_shape=None,
@@ -130,6 +147,8 @@ def efficientnet(
         variant: ``"b0"`` ... ``"b7"``: the width / depth coefficients, default input
             resolution and dropout of that variant.
         width_coefficient, depth_coefficient: override the variant's coefficients.
+        stages: a custom base table of ``(expansion, kernel, stride, filters, repeats)`` rows
+            instead of ``B0_STAGES`` (then scaled by the coefficients).
         se_ratio: squeeze-and-excitation bottleneck as a fraction of each block's input
             channels (0.25 in the paper); 0 removes the SE modules.
         drop_path_rate: stochastic depth (0.2 in the paper and torchvision); block ``i``
@@ -148,19 +167,20 @@ def efficientnet(
         width = common.check_float("width_coefficient", width_coefficient, 0.1, 10.0, True)
     if depth_coefficient is not None:
         depth = common.check_float("depth_coefficient", depth_coefficient, 0.1, 10.0, True)
+    stages = B0_STAGES if stages is None else _check_stages(stages)
     common.check_float("se_ratio", se_ratio, 0.0, 1.0, high_inclusive=True)
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     dropout = default_dropout if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
     input_shape, inputs = common.model_inputs(input_shape, (resolution, resolution, 3))
-    common.minimum_input(input_shape, 32)
+    common.minimum_input(input_shape, 2 * math.prod(row[2] for row in stages))
     num_classes = common.resolve_num_classes(num_classes, 1000)
     b = common.Builder.from_args(
         norm, l2, kernel_regularizer, activation="swish", **NORM_DEFAULTS.get(variant, {})
     )
 
-    stages = scaled_stages(width, depth)
+    stages = scaled_stages(width, depth, stages)
     total_blocks = sum(n for *_, n in stages)
     x = b.conv_norm_act(inputs, make_divisible(B0_STEM * width), 3, "stem", strides=2)
     index = 0

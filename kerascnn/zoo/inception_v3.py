@@ -220,7 +220,11 @@ def inception_v3(
 
 
 @register(
-    "inception_v3", family="inception", input_shape=(299, 299, 3), num_classes=1000, paper=SZEGEDY2016
+    "inception_v3",
+    family="inception",
+    input_shape=(299, 299, 3),
+    num_classes=1000,
+    paper=SZEGEDY2016,
 )
 def inception_v3_variant(**overrides):
     """Inception v3, ``inception_v3()``; ``aux_logits=True`` adds the auxiliary classifier."""

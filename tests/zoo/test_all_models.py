@@ -16,6 +16,15 @@ SLOW = {
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
     "resnet44", "resnet56", "resnet110", "plain44", "plain56", "plain110",
     "preact_resnet56", "preact_resnet110", "resnet34", "preact_resnet34",
+    # EfficientNet, MobileNet v3, DenseNet, ConvNeXt: the cheapest variant of each builder
+    # (efficientnet_b0, mobilenet_v3_small, convnext_tiny) stays in CI; the wider and deeper
+    # ones run the same code (8-36 s each here). densenet121 (429 layers) and inception_v3
+    # (24M weights) take 14-15 s each: CI builds and counts them (test_param_counts.py) and
+    # trains their blocks in the stand-in below.
+    "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4",
+    "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "mobilenet_v3_large",
+    "densenet121", "densenet169", "densenet201", "convnext_small", "convnext_base",
+    "inception_v3",
 }  # fmt: skip
 # 1000+ layers: minutes each to build, save and reload on 2 CPU cores. Not in CI's time budget
 # (deselected there with -m "not huge"); run them with `pytest -m huge tests/zoo`.
@@ -23,6 +32,8 @@ HUGE = {"resnet1202", "preact_resnet1001"}
 # A representative per family, also run on the JAX backend by CI (where building costs one XLA
 # compilation per distinct weight shape); the pre-activation bottleneck block (preact_resnet164)
 # runs there as an 11-layer stand-in with the same layers.
+# EfficientNet, MobileNet v3, DenseNet, ConvNeXt and Inception v3 run there as one small
+# network of their blocks (test_later_families_blocks_train_and_round_trip).
 JAX_SET = {"lenet5", "alexnet", "vgg11_bn", "resnet20", "preact_resnet20", "plain20", "resnet18",
            "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2", "googlenet"}  # fmt: skip
 
@@ -73,6 +84,55 @@ def test_preact_bottleneck_stand_in_has_preact_resnet164_layers():
 @pytest.mark.jax
 def test_preact_bottleneck_stand_in_trains(tmp_path):
     _check_forward_train_and_keras_round_trip(_preact_bottleneck_stand_in(), (32, 32, 3), tmp_path)
+
+
+def _later_families_stand_in():
+    """One small network through the block functions of the EfficientNet, MobileNet v3,
+    DenseNet, ConvNeXt and Inception v3 builders: MBConv with squeeze-and-excitation, swish
+    and stochastic depth; a hard-sigmoid SE gate and hard-swish; a dense layer and a
+    transition; a ConvNeXt block (LayerNorm over channels, GELU, per-position Dense, layer
+    scale, stochastic depth); an Inception v3 module with factorized 1x3 / 3x1 convolutions."""
+    import importlib
+
+    # the builder functions shadow their modules' names in kerascnn.zoo
+    common, convnext, densenet, efficientnet, inception_v3 = (
+        importlib.import_module(f"kerascnn.zoo.{m}")
+        for m in ("common", "convnext", "densenet", "efficientnet", "inception_v3")
+    )
+
+    b = common.Builder.from_args("batch", activation="swish")
+    ln = common.Builder.from_args(convnext._norm_factory("channel_layer"))
+    inputs = keras.Input((32, 32, 3))
+    x = b.conv_norm_act(inputs, 16, 3, "stem", strides=2)
+    for i, strides in enumerate((2, 1), start=1):
+        x = efficientnet.mbconv(
+            b, x, expansion=6, kernel_size=3, strides=strides, filters=16, se_ratio=0.25,
+            drop_rate=0.1, name=f"mbconv{i}",
+        )  # fmt: skip
+    x = common.squeeze_excite(b, x, 8, "v3_se", gate="hard_sigmoid")
+    x = b.act(x, "v3_hswish", "hard_swish")
+    x = densenet.dense_layer(b, x, 8, 4, 0.0, "dense")
+    x = densenet.transition(b, x, 16, "transition")
+    x = convnext.convnext_block(ln, x, 1e-6, 0.1, "convnext")
+    branches = [
+        {"pool": None, "convs": [(8, 1)], "split": [(8, (1, 3)), (8, (3, 1))]},
+        {"pool": "avg", "convs": [(8, 1)], "split": None},
+    ]
+    x = inception_v3.inception_block(b, x, branches, "mixed")
+    outputs = b.classifier(x, 5)
+    return keras.Model(inputs, outputs, name="later_families_stand_in")
+
+
+@pytest.mark.jax
+def test_later_families_blocks_train_and_round_trip(tmp_path):
+    # CI's JAX run trains this instead of efficientnet_b0, mobilenet_v3_small, densenet121,
+    # convnext_tiny and inception_v3 (24 to 112 s each there on 2 cores; even a 3-block model
+    # of one family costs about 20 s, mostly compiling each new weight shape's initializer),
+    # which TensorFlow's run builds, trains and round-trips above (the last two as slow tests).
+    model = _later_families_stand_in()
+    types = {type(layer).__name__ for layer in model.layers}
+    assert {"StochasticDepth", "LayerScale", "LayerNormalization", "Multiply"} <= types
+    _check_forward_train_and_keras_round_trip(model, (32, 32, 3), tmp_path)
 
 
 def _check_forward_train_and_keras_round_trip(model, shape, tmp_path):

@@ -125,3 +125,64 @@ def test_mobilenet_v2_inverted_residual_structure():
     assert model.get_layer("block2_expand_conv").filters == 96  # 16 * 6
     assert "block1_expand_conv" not in [layer.name for layer in model.layers]  # t = 1
     assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Add)]) == 10
+
+
+# The later families' structure. Building them on JAX costs 20-50 s each (the initializers
+# compile once per weight shape) and the structure does not depend on the backend.
+_TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="backend-independent structure; slow to build on JAX"
+)
+
+
+@_TF_ONLY
+def test_efficientnet_b0_mbconv_se_and_linear_stochastic_depth():
+    from kerascnn.layers import StochasticDepth
+
+    model = kerascnn.zoo.create("efficientnet_b0")
+    assert model.get_layer("stage2_block1_expand_conv").filters == 96  # 16 * 6
+    assert model.get_layer("stage2_block1_se_reduce").filters == 4  # 16 input channels / 4
+    assert model.get_layer("stage2_block1_se_sigmoid").activation.__name__ == "sigmoid"
+    assert model.get_layer("stage1_block1_dw_swish").activation.__name__ == "silu"
+    assert model.get_layer("stage3_block1_dw").kernel_size == (5, 5)
+    assert model.get_layer("top_conv").filters == 1280
+    # Tan & Le / torchvision: block i (0-based) of 16 drops with 0.2 * i / 16; only blocks with
+    # an identity shortcut (stride 1, same channels) carry the layer.
+    rates = {layer.name: layer.rate for layer in model.layers if isinstance(layer, StochasticDepth)}
+    residual = [2, 4, 6, 7, 9, 10, 12, 13, 14]  # 0-based indices of the 9 residual blocks
+    assert sorted(rates.values()) == pytest.approx([0.2 * i / 16 for i in residual])
+    assert rates["stage6_block4_drop_path"] == pytest.approx(0.2 * 14 / 16)
+
+
+@_TF_ONLY
+def test_mobilenet_v3_small_blocks_and_head():
+    model = kerascnn.zoo.create("mobilenet_v3_small")
+    names = {layer.name for layer in model.layers}
+    assert "block1_expand_conv" not in names and "block1_se_reduce" in names  # 16 -> 16, SE
+    assert model.get_layer("block1_se_reduce").filters == 8  # make_divisible(16 // 4)
+    assert model.get_layer("block1_se_hsigmoid").activation.__name__ == "hard_sigmoid"
+    assert model.get_layer("block4_dw_hswish").activation.__name__ == "hard_silu"
+    assert model.get_layer("block2_dw_relu").activation.__name__ == "relu"
+    assert model.get_layer("last_conv").filters == 576
+    assert model.get_layer("head_fc1").units == 1024
+    bn = model.get_layer("stem_bn")
+    assert bn.epsilon == pytest.approx(1e-3) and bn.momentum == pytest.approx(0.99)
+    assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Add)]) == 6
+
+
+@_TF_ONLY
+def test_convnext_tiny_layer_scale_norm_and_stochastic_depth():
+    from kerascnn.layers import StochasticDepth
+
+    model = kerascnn.zoo.create("convnext_tiny")
+    scale = model.get_layer("stage3_block9_layer_scale")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(scale.scale), np.full(384, 1e-6, dtype="float32")
+    )
+    norm = model.get_layer("stage1_block1_norm")
+    assert isinstance(norm, keras.layers.LayerNormalization) and norm.epsilon == 1e-6
+    assert list(norm.axis) in ([-1], [3])  # over channels only
+    assert model.get_layer("stem_conv").strides == (4, 4)
+    assert model.get_layer("downsample2_conv").kernel_size == (2, 2)
+    # torchvision: block i (0-based) of 18 drops with 0.1 * i / 17
+    rates = [layer.rate for layer in model.layers if isinstance(layer, StochasticDepth)]
+    assert rates == pytest.approx([0.1 * i / 17 for i in range(1, 18)])

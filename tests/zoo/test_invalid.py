@@ -81,8 +81,89 @@ pytestmark = pytest.mark.jax
             r"input_shape=\(64, 64, 3\) is too small",
         ),
         (
-            lambda: kerascnn.zoo.mobilenet(version=3),
-            r"version must be one of 1, 2; received version=3",
+            lambda: kerascnn.zoo.mobilenet(version=4),
+            r"version must be one of 1, 2, 3; received version=4",
+        ),
+        (
+            lambda: kerascnn.zoo.mobilenet(version=3, size="medium"),
+            r"size must be one of 'large', 'small'; received size='medium'",
+        ),
+        (
+            lambda: kerascnn.zoo.mobilenet(version=2, size="small"),
+            r"size applies to version=3 only .*received size='small' with version=2",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet("b8"),
+            r"variant must be one of 'b0', 'b1', .*'b7'; received variant='b8'",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet(drop_path_rate=1.0),
+            r"drop_path_rate must be a number in \[0.0, 1.0\); received drop_path_rate=1.0",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet(se_ratio=-0.25),
+            r"se_ratio must be a number in \[0.0, 1.0\]; received se_ratio=-0.25",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet(stages=[(6, 3, 2, 24)]),
+            r"stages must be a non-empty list of \(expansion, kernel, stride, filters, repeats\)",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet(width_coefficient=0),
+            r"width_coefficient must be a number in \[0.1, 10.0\]; received width_coefficient=0",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(depth=100),
+            r"depth must be one of 121, 169, 201, 264 \(or pass blocks=\); received depth=100",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(growth_rate=0),
+            r"growth_rate must be an integer >= 1; received growth_rate=0",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(compression=1.5),
+            r"compression must be a number in \[0.0, 1.0\]; received compression=1.5",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(blocks=[6, 0]),
+            r"blocks must be a non-empty list of integers >= 1; received blocks=\(6, 0\)",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext("huge"),
+            r"size must be one of 'tiny', 'small', 'base', 'large'; received size='huge'",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext(channels=(96, 192), blocks=(3, 3, 9)),
+            r"channels and blocks must have one entry per stage",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext(norm="weird"),
+            r"norm must be one of 'channel_layer', 'batch', .*received norm='weird'",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext(layer_scale=-1.0),
+            r"layer_scale must be a number in \[0.0, 1000.0\); received layer_scale=-1.0",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext(drop_path_rate=-0.1),
+            r"drop_path_rate must be a number in \[0.0, 1.0\); received drop_path_rate=-0.1",
+        ),
+        (
+            lambda: kerascnn.zoo.inception_v3(input_shape=(64, 64, 3)),
+            r"input_shape=\(64, 64, 3\) is too small for Inception v3.*at least 75",
+        ),
+        (
+            lambda: kerascnn.zoo.inception_v3(aux_logits=True, input_shape=(224, 224, 3)),
+            r"aux_logits=True needs input_shape of at least 299x299.*received "
+            r"input_shape=\(224, 224, 3\)",
+        ),
+        (
+            lambda: kerascnn.zoo.inception_v3(aux_logits="yes"),
+            r"aux_logits must be True or False; received aux_logits='yes'",
+        ),
+        (
+            lambda: kerascnn.zoo.LayerScale(0.0),
+            r"init_value must be a number > 0; received init_value=0.0",
         ),
         (lambda: kerascnn.zoo.lenet(pooling="median"), r"pooling must be one of 'avg', 'max'"),
         (
@@ -118,5 +199,9 @@ def test_list_models_patterns_and_natural_order():
     assert kerascnn.zoo.list_models("nothing*") == []
     required = """lenet5 alexnet vgg11 vgg13 vgg16 vgg19 vgg11_bn vgg16_bn resnet20 resnet32 resnet44
     resnet56 resnet110 resnet1202 resnet18 resnet34 resnet50 resnet101 resnet152 preact_resnet56
-    plain20 plain56 resnext29_8x64d resnext50_32x4d mobilenet_v1 mobilenet_v2 googlenet""".split()
+    plain20 plain56 resnext29_8x64d resnext50_32x4d mobilenet_v1 mobilenet_v2 googlenet
+    efficientnet_b0 efficientnet_b1 efficientnet_b2 efficientnet_b3 efficientnet_b4
+    efficientnet_b5 efficientnet_b6 efficientnet_b7 mobilenet_v3_large mobilenet_v3_small
+    inception_v3 densenet121 densenet169 densenet201 convnext_tiny convnext_small
+    convnext_base""".split()
     assert set(required) <= set(kerascnn.zoo.list_models())

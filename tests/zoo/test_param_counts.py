@@ -1,10 +1,11 @@
 """Trainable parameter counts against the papers and public libraries (shared REFERENCES.md)."""
 
+import keras
 import numpy as np
 import pytest
 
 import kerascnn
-from kerascnn.zoo import count_flops
+from kerascnn.zoo import count_flops, model_info
 
 pytestmark = pytest.mark.jax
 
@@ -48,14 +49,81 @@ IMAGENET = {
     "resnext50_32x4d": 25_028_904,
     "mobilenet_v2": 3_504_872,
 }
+# The lecture's later families. Reference: torchvision's weights' ``meta["num_params"]``
+# (ImageNet layout, 1000 classes; BN scale and offset trainable, moving statistics not):
+# b0, mobilenet_v3_large/small, densenet121, convnext_tiny and inception_v3 with its
+# auxiliary classifier as listed in shared REFERENCES.md; the others from the same
+# torchvision tables (given in issue 19). Inception v3 counts without the auxiliary
+# classifier: 23,834,568 (torchvision's ``inception_v3(aux_logits=False)``).
+LATER = {
+    "efficientnet_b0": 5_288_548,
+    "efficientnet_b1": 7_794_184,
+    "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616,
+    "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704,
+    "efficientnet_b7": 66_347_960,
+    "mobilenet_v3_large": 5_483_032,
+    "mobilenet_v3_small": 2_542_856,
+    "densenet121": 7_978_856,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+    "convnext_tiny": 28_589_128,
+    "convnext_small": 50_223_688,
+    "convnext_base": 88_591_464,
+    "inception_v3": 23_834_568,
+}
+# Multiply-adds per image, torchvision's weights' ``meta["_ops"]`` (GFLOPS there; they count
+# multiply-adds of convs and linear layers, as count_flops). Checked within 2 %.
+LATER_MACS = {
+    "efficientnet_b0": 0.386e9,
+    "mobilenet_v3_large": 0.217e9,
+    "mobilenet_v3_small": 0.057e9,
+    "densenet121": 2.834e9,
+    "convnext_tiny": 4.456e9,
+    "inception_v3": 5.713e9,
+}
+# Building these on JAX costs 20-50 s each (the initializers compile once per weight shape);
+# the counts do not depend on the backend, so they run on TensorFlow only.
+_TF_ONLY = pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="backend-independent count; slow to build on JAX"
+)
+# Quick: the cheapest variant of each new family; the rest are marked slow.
+_QUICK_LATER = set(LATER_MACS)
 
 
-@pytest.mark.parametrize("name", list(IMAGENET))
+def _imagenet_params():
+    for name in IMAGENET:
+        yield pytest.param(name, id=name)
+    for name in LATER:
+        marks = [_TF_ONLY] + ([] if name in _QUICK_LATER else [pytest.mark.slow])
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", list(_imagenet_params()))
 def test_imagenet_counts(name):
     model = kerascnn.zoo.create(name)
-    assert model.input_shape == (None, 224, 224, 3)
+    assert model.input_shape == (None, *model_info(name).default_input_shape)
     assert model.output_shape == (None, 1000)
-    assert trainable(model) == IMAGENET[name]
+    assert trainable(model) == {**IMAGENET, **LATER}[name]
+    if name in LATER_MACS:
+        macs = count_flops(model)
+        assert abs(macs - LATER_MACS[name]) / LATER_MACS[name] < 0.02, macs
+
+
+def test_efficientnet_default_resolutions_follow_the_paper():
+    # Tan & Le 2019, Table 2 / the reference implementation's efficientnet_params.
+    resolutions = [model_info(f"efficientnet_b{i}").default_input_shape[0] for i in range(8)]
+    assert resolutions == [224, 240, 260, 300, 380, 456, 528, 600]
+
+
+@_TF_ONLY
+def test_inception_v3_auxiliary_classifier_count_and_outputs():
+    # torchvision inception_v3 (aux_logits=True, its default): 27,161,264 (REFERENCES.md).
+    model = kerascnn.zoo.create("inception_v3", aux_logits=True)
+    assert trainable(model) == 27_161_264
+    assert [tuple(o.shape) for o in model.outputs] == [(None, 1000), (None, 1000)]
 
 
 def test_keras_applications_totals_for_models_without_conv_biases():
@@ -116,3 +184,11 @@ def test_count_flops_counts_an_ode_block_once_per_function_evaluation(method, ev
     x = ODEBlock(steps=3, method=method)(x)  # per evaluation: 2 * 6*6*9*9*8 = 46656
     model = keras.Model(inputs, x)
     assert count_flops(model) == 1152 + evaluations * 46656
+
+
+def test_stored_table_holds_the_reference_counts():
+    # `kerascnn list` reads this table (python -m kerascnn.zoo.table); no build needed here.
+    from kerascnn.zoo import table
+
+    stored = table.load_table()
+    assert {name: stored[name]["trainable_params"] for name in LATER} == LATER
