@@ -88,7 +88,8 @@ def test_import_and_tensorflow_features_fail_with_one_line(tmp_path):
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_cli_train_then_predict_without_tensorflow(backend, tiny_npz, tmp_path):
     """`kerascnn --backend B train` (JAX: ResNet-20 on the bundled sample, one epoch; PyTorch,
-    slower on CPU: on 120 tiny images) and `predict` from the run's model.keras."""
+    slower on CPU: on 120 tiny images), then `evaluate` (the validation accuracy `train`
+    reported) and `predict` from the run's model.keras."""
     dataset = ["--dataset", str(tiny_npz)] if backend == "torch" else []
     out = tmp_path / "run"
     done = run_without_tensorflow(
@@ -104,6 +105,13 @@ def test_cli_train_then_predict_without_tensorflow(backend, tiny_npz, tmp_path):
     assert class_names == (["low", "mid", "high"] if backend == "torch" else
                            ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                             "horse", "ship", "truck"])  # fmt: skip
+
+    done = run_without_tensorflow(
+        [*KERASCNN, "--backend", backend, "evaluate", str(out / "model.keras"), *dataset]
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = float(done.stdout.strip().splitlines()[-1].rsplit("accuracy ", 1)[1])
+    assert accuracy == pytest.approx(result["val_accuracy"], abs=1e-4)  # the same images
 
     from PIL import Image
 

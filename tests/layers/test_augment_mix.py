@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import tf_only
 
 from kerascnn.layers.augment import mix as M
 
@@ -96,13 +97,9 @@ def test_mix_trainer_mixes_inside_fit_under_xla(mixer):
     np.testing.assert_allclose(trainer.predict(x, verbose=0), net.predict(x, verbose=0), atol=1e-5)
 
 
-@pytest.mark.jax
+@tf_only
 def test_mix_in_tf_data_map_after_batching():
-    tf = pytest.importorskip("tensorflow")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(
-            "tf.data maps of kerascnn layers need the TensorFlow backend (layers use keras.ops)"
-        )
+    import tensorflow as tf
     x = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32")
     y = np.arange(32) % 4
     layer = M.CutMix(1.0, num_classes=4, seed=1)
@@ -117,13 +114,14 @@ def test_mix_in_tf_data_map_after_batching():
 
 
 @pytest.mark.jax
+@pytest.mark.torch
 @pytest.mark.parametrize("mixer", ["mixup", "cutmix"])
 def test_mix_trainer_step_loss_and_update_equal_numpy_on_the_mixed_batch(mixer):
     """One training step of MixTrainer: its loss and its SGD update equal the ones computed
     with NumPy on the batch that a twin mixer (same seed) mixes, and differ from the unmixed
     batch's: the model was trained on the mixed batch, not merely a random state moved.
     Compiled with XLA on JAX; eagerly on TensorFlow (whose XLA and non-XLA stateless random
-    numbers differ, so the twin could not reproduce them outside the step)."""
+    numbers differ, so the twin could not reproduce them outside the step) and PyTorch."""
     n, classes, lr = 16, 4, 0.1
 
     def make():
