@@ -11,7 +11,7 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 LIU2022 = "Liu et al. 2022, A ConvNet for the 2020s (arXiv:2201.03545)"
 
@@ -182,17 +182,9 @@ def convnext(
     return keras.Model(inputs, outputs, name=name or f"convnext_{size}")
 
 
-def _variant(size):
-    name = f"convnext_{size}"
-
-    @register(name, family="convnext", input_shape=(224, 224, 3), num_classes=1000, paper=LIU2022)
-    def build(**overrides):
-        return convnext(**{"size": size, "name": name, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"ConvNeXt-{size[0].upper()}, ``convnext({size!r})``."
-    return build
-
-
 for _s in ("tiny", "small", "base"):
-    globals()[f"convnext_{_s}"] = _variant(_s)
+    globals()[f"convnext_{_s}"] = register_variant(
+        f"convnext_{_s}", convnext, family="convnext", input_shape=(224, 224, 3),
+        num_classes=1000, paper=LIU2022, doc=f"ConvNeXt-{_s[0].upper()}, ``convnext({_s!r})``.",
+        size=_s,
+    )  # fmt: skip

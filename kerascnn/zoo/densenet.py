@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 HUANG2017 = "Huang et al. 2017, Densely Connected Convolutional Networks (arXiv:1608.06993)"
 
@@ -126,17 +126,9 @@ def densenet(
     return keras.Model(inputs, outputs, name=name or f"densenet{depth or sum(blocks) * 2 + 5}")
 
 
-def _variant(depth):
-    name = f"densenet{depth}"
-
-    @register(name, family="densenet", input_shape=(224, 224, 3), num_classes=1000, paper=HUANG2017)
-    def build(**overrides):
-        return densenet(**{"depth": depth, "name": name, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"DenseNet-{depth}, ``densenet(depth={depth})``."
-    return build
-
-
 for _d in (121, 169, 201):
-    globals()[f"densenet{_d}"] = _variant(_d)
+    globals()[f"densenet{_d}"] = register_variant(
+        f"densenet{_d}", densenet, family="densenet", input_shape=(224, 224, 3),
+        num_classes=1000, paper=HUANG2017, doc=f"DenseNet-{_d}, ``densenet(depth={_d})``.",
+        depth=_d,
+    )  # fmt: skip

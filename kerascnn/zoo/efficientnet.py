@@ -15,7 +15,7 @@ import keras
 
 from kerascnn.zoo import common
 from kerascnn.zoo.mobilenet import make_divisible
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 TAN2019 = (
     "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks "
@@ -203,24 +203,9 @@ def efficientnet(
     return keras.Model(inputs, outputs, name=name or f"efficientnet_{variant}")
 
 
-def _variant(variant):
-    name = f"efficientnet_{variant}"
-    resolution = VARIANTS[variant][2]
-
-    @register(
-        name,
-        family="efficientnet",
-        input_shape=(resolution, resolution, 3),
-        num_classes=1000,
-        paper=TAN2019,
-    )
-    def build(**overrides):
-        return efficientnet(**{"variant": variant, "name": name, **overrides})
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"EfficientNet-{variant.upper()}, ``efficientnet({variant!r})``."
-    return build
-
-
-for _v in VARIANTS:
-    globals()[f"efficientnet_{_v}"] = _variant(_v)
+for _v, (_, _, _resolution, _) in VARIANTS.items():
+    globals()[f"efficientnet_{_v}"] = register_variant(
+        f"efficientnet_{_v}", efficientnet, family="efficientnet", num_classes=1000,
+        input_shape=(_resolution, _resolution, 3), paper=TAN2019,
+        doc=f"EfficientNet-{_v.upper()}, ``efficientnet({_v!r})``.", variant=_v,
+    )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 HOWARD2017 = "Howard et al. 2017, MobileNets (arXiv:1704.04861)"
 SANDLER2018 = (
@@ -205,17 +205,13 @@ def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
 
 
 def _variant(version, paper, size=None):
-    name = f"mobilenet_v{version}" + (f"_{size}" if size else "")
     fixed = {"version": version, **({"size": size} if size else {})}
-
-    @register(name, family="mobilenet", input_shape=(224, 224, 3), num_classes=1000, paper=paper)
-    def build(**overrides):
-        return mobilenet(**{**fixed, "name": name, **overrides})
-
-    build.__name__ = build.__qualname__ = name
     args = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-    build.__doc__ = f"MobileNet v{version}{' ' + size if size else ''}, ``mobilenet({args})``."
-    return build
+    return register_variant(
+        f"mobilenet_v{version}" + (f"_{size}" if size else ""), mobilenet, family="mobilenet",
+        input_shape=(224, 224, 3), num_classes=1000, paper=paper,
+        doc=f"MobileNet v{version}{' ' + size if size else ''}, ``mobilenet({args})``.", **fixed,
+    )  # fmt: skip
 
 
 HOWARD2019 = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)"

@@ -63,6 +63,32 @@ def register(
     return decorator
 
 
+def register_variant(
+    name: str,
+    builder: Callable[..., keras.Model],
+    *,
+    family: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    paper: str,
+    doc: str | None = None,
+    **fixed,
+) -> Callable[..., keras.Model]:
+    """Register ``name`` as the family ``builder`` with the arguments ``fixed``: the returned
+    function builds ``builder(**fixed, name=name, **overrides)``. ``doc`` is its docstring
+    (default ``"NAME: ``builder(fixed...)``."``)."""
+
+    def build(**overrides):
+        return builder(**{**fixed, "name": name, **overrides})
+
+    build.__name__ = build.__qualname__ = name
+    args = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+    build.__doc__ = doc or f"{name}: ``{builder.__name__}({args})``."
+    return register(
+        name, family=family, input_shape=input_shape, num_classes=num_classes, paper=paper
+    )(build)
+
+
 def _natural_key(name: str):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 

@@ -12,7 +12,7 @@ import sys
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 # ImageNet layouts (He et al. 2016, Table 1): blocks per stage and the block type.
 IMAGENET_DEPTHS = {
@@ -304,14 +304,9 @@ def resnet(
 
 def _variant(name, family, paper, layout, **fixed):
     shape, classes = ((224, 224, 3), 1000) if layout == "imagenet" else ((32, 32, 3), 10)
-
-    @register(name, family=family, input_shape=shape, num_classes=classes, paper=paper)
-    def build(**overrides):
-        return resnet(**{**fixed, "name": name, **overrides})
-
-    build.__name__ = name
-    build.__doc__ = f"{name}: ``resnet({', '.join(f'{k}={v!r}' for k, v in fixed.items())})``."
-    return build
+    return register_variant(
+        name, resnet, family=family, input_shape=shape, num_classes=classes, paper=paper, **fixed
+    )
 
 
 HE2016 = "He et al. 2016, Deep Residual Learning (arXiv:1512.03385)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 SIMONYAN2014 = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556)"
 
@@ -147,18 +147,10 @@ def vgg(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _variant(depth: int, bn: bool):
-    name = f"vgg{depth}" + ("_bn" if bn else "")
-
-    @register(name, family="vgg", input_shape=(224, 224, 3), num_classes=1000, paper=SIMONYAN2014)
-    def build(**overrides):
-        return vgg(**{"depth": depth, "norm": "batch" if bn else None, "name": name, **overrides})
-
-    build.__name__ = name
-    build.__doc__ = f"{name}: ``vgg(depth={depth}, norm={'batch' if bn else None!r})``."
-    return build
-
-
 for _d in CONFIGS:
-    for _bn in (False, True):
-        globals()[f"vgg{_d}" + ("_bn" if _bn else "")] = _variant(_d, _bn)
+    for _norm in (None, "batch"):
+        _name = f"vgg{_d}" + ("_bn" if _norm else "")
+        globals()[_name] = register_variant(
+            _name, vgg, family="vgg", input_shape=(224, 224, 3), num_classes=1000,
+            paper=SIMONYAN2014, depth=_d, norm=_norm,
+        )  # fmt: skip
