@@ -1,20 +1,38 @@
 """The ``kerascnn`` command line: thin subcommands over the library.
 
-Errors a user can fix (unknown model, bad argument, a missing optional dependency) print one
-line and exit with 2, without a traceback. ``--backend jax|torch|tensorflow`` (before the
-subcommand) or the ``KERAS_BACKEND`` environment variable picks the Keras backend.
+``--backend jax|torch|tensorflow`` (before the subcommand) or the ``KERAS_BACKEND`` environment
+variable picks the Keras backend.
+
+Errors. Expected failures print one line, ``kerascnn COMMAND: error: ...``, and exit non-zero;
+unexpected ones keep their traceback:
+
+* exit 2: input the user can fix: kerascnn's :class:`~kerascnn.errors.UserInputError` (bad
+  data, a finished run folder without ``--overwrite``, a non-finite ``--lr``, a file that is
+  not a ``.keras`` model, ...), :class:`UserError` (this module's argument checks), a
+  ``ValueError`` raised by kerascnn's own code (its argument checks: unknown model, recipe,
+  dataset), a missing file or dependency, a diverged training, a refused export target;
+* exit 1: the environment failed: an ``OSError`` such as a full disk or a read-only file
+  system while writing (the run folder keeps its last complete files; rerun to resume);
+* exit 130: Ctrl-C (``KeyboardInterrupt``): ``interrupted``; a ``train`` resumes from its
+  last completed epoch when the same command is run again.
+
+A ``ValueError`` raised inside Keras, TensorFlow or NumPy is not one of kerascnn's checks: it
+is a bug or a case kerascnn does not know, and keeps its traceback. ``--debug`` (before the
+subcommand) shows the traceback of every error.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
 import sys
 
 from kerascnn.backends import BACKENDS, select_backend
+from kerascnn.errors import KerascnnError, UserInputError
 
 
-class UserError(Exception):
+class UserError(UserInputError):
     """An error reported to the user as one line, exit code 2."""
 
 
@@ -94,7 +112,8 @@ def cmd_train(args) -> int:
         validation_fraction=args.validation_fraction, seed=args.seed, data_dir=args.data_dir,
         jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
         mixed_precision=args.mixed_precision, verbose=2 if args.quiet else "auto",
-        strategy=args.strategy, lr_scaling=args.lr_scaling, **recipe_overrides,
+        strategy=args.strategy, lr_scaling=args.lr_scaling, overwrite=args.overwrite,
+        on_bad_file="skip" if args.skip_bad_files else "error", **recipe_overrides,
     )  # fmt: skip
     result = run.result
     stop = (
@@ -104,9 +123,9 @@ def cmd_train(args) -> int:
     if result.val_accuracy is not None:
         print(f"validation accuracy: {result.val_accuracy:.4f}")
     from kerascnn.inference import CLASS_NAMES_FILE
+    from kerascnn.training.loop import _atomic_write_text
 
-    with open(os.path.join(out_dir, CLASS_NAMES_FILE), "w") as f:
-        f.write("\n".join(run.class_names) + "\n")
+    _atomic_write_text(pathlib.Path(out_dir) / CLASS_NAMES_FILE, "\n".join(run.class_names) + "\n")
     print(
         f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
     )
@@ -133,13 +152,17 @@ def cmd_evaluate(args) -> int:
     import keras
 
     from kerascnn import pipelines
+    from kerascnn.inference import load_keras_model
+    from kerascnn.pipelines.validate import check_model_fits
 
-    if not os.path.exists(args.model_file):
-        raise UserError(f"model file not found: {args.model_file}")
-    model = keras.models.load_model(args.model_file, safe_mode=True)
+    model = load_keras_model(args.model_file)
     from kerascnn.training.run import load_train_val
 
-    _, val = load_train_val(args.dataset, args.validation_fraction, args.seed, args.data_dir)
+    _, val = load_train_val(
+        args.dataset, args.validation_fraction, args.seed, args.data_dir,
+        "skip" if args.skip_bad_files else "error",
+    )  # fmt: skip
+    check_model_fits(model, val, args.model_file)
     data = pipelines.build(
         val, batch_size=args.batch_size, shuffle=False, normalize="none", labels="sparse"
     )
@@ -154,13 +177,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    import keras
+    from kerascnn.inference import load_keras_model, read_class_names
 
-    if not os.path.exists(args.model_file):
-        raise UserError(f"model file not found: {args.model_file}")
-    from kerascnn.inference import read_class_names
-
-    model = keras.models.load_model(args.model_file, safe_mode=True)
+    model = load_keras_model(args.model_file)
     if args.class_names:
         class_names = args.class_names.split(",")
     else:  # the run folder's, written by `kerascnn train`
@@ -195,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow); jax and torch need no "
         "TensorFlow except for SavedModel export and tfds sources",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered models with parameters and MACs")
@@ -258,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", help="run folder (default runs/MODEL); rerun the same command to resume"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train again into a run folder that holds a finished run (result.json), "
+        "replacing its files (an unfinished run, with a backup/ folder, is resumed either "
+        "way: delete backup/ to start it again)",
+    )
+    p.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="image folders: leave out files that cannot be decoded (listed in a warning) "
+        "instead of stopping",
+    )
     p.add_argument("--export", metavar="DIR", help="export a SavedModel to DIR/VERSION afterwards")
     p.add_argument(
         "--quiet", action="store_true", help="one line per epoch instead of progress bars"
@@ -271,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validation-fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--skip-bad-files", action="store_true", help="image folders: leave out undecodable files"
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -307,6 +343,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_own_check(error: BaseException) -> bool:
+    """True when ``error`` was raised by kerascnn's own code (one of its argument checks),
+    not inside Keras, TensorFlow or NumPy."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    package = os.path.dirname(os.path.abspath(__file__))
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(package + os.sep)
+
+
+def _one_line(error: BaseException) -> str:
+    from kerascnn.pipelines.sources import BadImageFileError
+
+    if isinstance(error, BadImageFileError) and error.root is not None:
+        shown = ", ".join(error.paths[:3]) + (", ..." if len(error.paths) > 3 else "")
+        return (
+            f"{error.root}: {len(error.paths)} of {error.total} files cannot be decoded as "
+            f"images (JPEG, PNG, GIF or BMP): {shown}; remove them, or pass --skip-bad-files "
+            "to leave them out"
+        )
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     argv = sys.argv[1:] if argv is None else argv
@@ -320,15 +380,27 @@ def main(argv: list[str] | None = None) -> int:
     from kerascnn.export import ExportError
     from kerascnn.training.loop import TrainingDiverged
 
-    expected = (
-        UserError, ValueError, FileNotFoundError, FileExistsError, TrainingDiverged,
+    user_errors = (
+        KerascnnError, FileNotFoundError, FileExistsError, TrainingDiverged,
         MissingDependencyError, ExportError,
     )  # fmt: skip
     try:
         return args.func(args)
-    except expected as error:
-        print(f"kerascnn {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        hint = "; rerun the same command to resume" if args.command == "train" else ""
+        print(f"kerascnn {args.command}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except Exception as error:
+        expected = isinstance(error, user_errors) or (
+            isinstance(error, ValueError) and _is_own_check(error)
+        )
+        environment = isinstance(error, OSError) and not expected
+        if args.debug or not (expected or environment):
+            raise
+        print(f"kerascnn {args.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 1 if environment else 2
 
 
 if __name__ == "__main__":

@@ -516,7 +516,8 @@ def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> 
             raise ValueError(f"{file} is not a decodable image") from error
         if tuple(image.shape[:2]) != (height, width):
             raise ValueError(
-                f"{file} is {image.shape[0]}x{image.shape[1]}; the model takes {height}x{width} images"
+                f"{file} is {'x'.join(str(d) for d in image.shape)}; the model takes "
+                f"{height}x{width}x{channels} images (resize it first)"
             )
         out = serving(images=image[None])
         probabilities = out["probabilities"].numpy()[0]

@@ -33,6 +33,35 @@ def read_class_names(folder) -> list[str] | None:
     return path.read_text().splitlines() if path.exists() else None
 
 
+def load_keras_model(path: str | os.PathLike) -> keras.Model:
+    """``keras.models.load_model(path, safe_mode=True)`` with one-line errors: a missing
+    file (``FileNotFoundError``) and a file that is not a valid ``.keras`` archive (truncated,
+    or another format: :class:`~kerascnn.errors.UserInputError`)."""
+    import zipfile
+
+    from kerascnn.errors import UserInputError
+
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.is_dir() or path.suffix != ".keras":
+        raise UserInputError(
+            f"{path} is not a .keras file; pass a model saved by Keras 3 (RUN/model.keras)"
+        )
+    if not zipfile.is_zipfile(path):
+        raise UserInputError(
+            f"{path} is not a valid .keras file (not a complete zip archive: truncated or "
+            "another format); use the run folder's other model file or train again"
+        )
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except (zipfile.BadZipFile, OSError, KeyError, EOFError) as error:
+        raise UserInputError(
+            f"{path} is not a valid .keras file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'unreadable'})"
+        ) from None
+
+
 def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[str]:
     """One line per image file with its ``top_k`` classes and probabilities.
 
@@ -41,6 +70,11 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
     names the file and both sizes otherwise)."""
     path = pathlib.Path(model_path)
     if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise FileNotFoundError(
+                f"no SavedModel at {model_path} (a folder without saved_model.pb); pass "
+                "saved_models/NAME/VERSION or a .keras file"
+            )
         from kerascnn.export import predict_files as saved_model_predict_files
 
         return saved_model_predict_files(path, files, top_k=top_k)
@@ -49,12 +83,10 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
             f"no model at {model_path}: expected a .keras file or a SavedModel folder "
             "(saved_models/NAME/VERSION)"
         )
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {model_path}")
     from kerascnn.export import outputs_are_probabilities
     from kerascnn.pipelines.sources import decode_file
 
-    model = keras.models.load_model(path, safe_mode=True)
+    model = load_keras_model(path)
     height, width, channels = model.inputs[0].shape[1:]
     names = read_class_names(path.parent)
     lines = []
@@ -67,7 +99,8 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
             raise ValueError(f"{file} is not a decodable image ({error})") from None
         if image.shape[:2] != (height, width):
             raise ValueError(
-                f"{file} is {image.shape[0]}x{image.shape[1]}; the model takes {height}x{width} images"
+                f"{file} is {'x'.join(map(str, image.shape))}; the model takes "
+                f"{height}x{width}x{channels} images (resize it first)"
             )
         out = keras.ops.convert_to_numpy(model(image[None].astype("float32"), training=False))
         out = out[0].astype("float64")

@@ -61,7 +61,7 @@ def test_evaluate_and_predict(trained_run, tiny_npz, tmp_path, capsys):
     tf.io.write_file(str(small), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
     assert cli.main(["predict", str(export_dir / "1"), str(small)]) == 2
     err = capsys.readouterr().err
-    assert "small.png is 8x8; the model takes 32x32 images" in err and "Traceback" not in err
+    assert "small.png is 8x8x3; the model takes 32x32x3 images" in err and "Traceback" not in err
 
 
 def test_export_refuses_an_existing_version(trained_run, capsys):

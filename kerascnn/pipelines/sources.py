@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kerascnn.backends import INSTALL_HINT, MissingDependencyError
+from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.normalization import PUBLISHED_STATS
 from kerascnn.pipelines.splits import train_val_split
+from kerascnn.pipelines.validate import check_labels, check_pixels
 from kerascnn.zoo.common import check_choice
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
@@ -40,12 +42,14 @@ class DataNotFoundError(FileNotFoundError):
     """The requested data is not on this machine and may not be downloaded."""
 
 
-class BadImageFileError(ValueError):
+class BadImageFileError(UserInputError):
     """An image folder holds files that cannot be decoded as images."""
 
-    def __init__(self, message: str, paths: list[str]):
+    def __init__(self, message: str, paths: list[str], root: str | None = None, total=None):
         super().__init__(message)
         self.paths = paths
+        self.root = root
+        self.total = total
 
 
 # --------------------------------------------------------------------------- public entry
@@ -327,13 +331,14 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
             )
         x, y = _check_arrays(d[pair[0]], d[pair[1]], f"{path} [{pair[0]}, {pair[1]}]")
         names = [str(n) for n in d["class_names"]] if "class_names" in keys else None
+    check_pixels(x, f"{path} [{pair[0]}]")
     if names is None and (path.parent / "classes.json").exists():
         names = [str(n) for n in json.loads((path.parent / "classes.json").read_text())]
     num_classes = int(y.max()) + 1 if len(y) else 0
     if names is None:
         names = [str(i) for i in range(num_classes)]
-    elif len(names) < num_classes:
-        raise ValueError(f"{path}: {len(names)} class names but labels go up to {num_classes - 1}")
+    else:
+        check_labels(y, names, f"{path} [{pair[1]}]")
     return array_dataset(os.fspath(path), split, x, y, names)
 
 
@@ -384,11 +389,20 @@ def _load_folder(
     paths, labels = [], []
     for label, d in enumerate(class_dirs):
         for f in sorted(d.rglob("*")):
-            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(d).parts):
+            # a broken symlink is not a file, but it is not silently dropped: it is a bad file
+            listed = f.is_file() or (f.is_symlink() and not f.exists())
+            if listed and not any(part.startswith(".") for part in f.relative_to(d).parts):
                 paths.append(os.fspath(f))
                 labels.append(label)
     if not paths:
         raise ValueError(f"{root}: the class sub-folders hold no files")
+    present = set(labels)
+    empty = [d.name for i, d in enumerate(class_dirs) if i not in present]
+    if empty:
+        raise DataValidationError(
+            f"{root}: class folder(s) {', '.join(empty)} hold no image files; remove them or add "
+            "images (every sub-folder is a class)"
+        )
     bad, sizes = _scan_folder(paths, channels)
     skipped: tuple[str, ...] = ()
     if bad:
@@ -400,6 +414,8 @@ def _load_folder(
                 f"(JPEG, PNG, GIF or BMP):\n  {listing}\nRemove them, or pass on_bad_file='skip' "
                 "to leave them out (they are then listed in info.skipped_files).",
                 bad_paths,
+                root=os.fspath(root),
+                total=len(paths),
             )
         warnings.warn(
             f"{root}: skipped {len(bad)} of {len(paths)} files that cannot be decoded as images:\n  {listing}",
@@ -409,6 +425,13 @@ def _load_folder(
         paths = [paths[j] for j in keep]
         labels = [labels[j] for j in keep]
         skipped = tuple(bad_paths)
+        present = set(labels)
+        empty = [d.name for i, d in enumerate(class_dirs) if i not in present]
+        if empty and paths:
+            raise DataValidationError(
+                f"{root}: class folder(s) {', '.join(empty)} hold no decodable image once the "
+                f"{len(bad)} bad file(s) are skipped"
+            )
     if not paths:
         raise ValueError(f"{root}: no decodable images")
     if image_size is None:

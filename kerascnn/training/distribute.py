@@ -36,7 +36,6 @@ recipe's ``batch_size`` and ``lr`` are then the global ones).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -47,7 +46,16 @@ import sys
 
 import keras
 
-from kerascnn.training.loop import FitResult, TrainingDiverged, _atomic_save, fit
+from kerascnn.errors import UserInputError
+from kerascnn.training.loop import (
+    FitResult,
+    RunRecorder,
+    TrainingDiverged,
+    _atomic_save,
+    _atomic_write_text,
+    check_run_folder,
+    fit,
+)
 from kerascnn.training.recipes import Recipe, get_recipe
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
@@ -271,6 +279,7 @@ def fit_distributed(
     shard_policy: str = "data",
     trainer: str = "auto",
     verbose="auto",
+    overwrite: bool = False,
 ) -> FitResult:
     """Train under a ``tf.distribute`` strategy; the same result as :func:`fit`.
 
@@ -287,7 +296,12 @@ def fit_distributed(
             epoch end) must be readable by every worker: rerunning the same commands on all
             workers after a failure resumes from the last completed epoch.
         jit_compile, callbacks: passed to :func:`fit` for ``"none"`` and ``"mirrored"``;
-            the multi-worker loop runs without XLA and without Keras callbacks.
+            the multi-worker loop runs without XLA and refuses Keras callbacks. It honours
+            the recipe's ``early_stopping`` (on validation accuracy, the best epoch's
+            weights restored; the patience count restarts when a run resumes) and writes
+            ``best.keras`` and ``log.csv`` as :func:`fit` does.
+        overwrite: as in :func:`fit`: train into a folder holding a finished run (an
+            unfinished one is resumed either way).
         shard_policy: the ``tf.data`` auto-shard policy for multi-worker input
             (:func:`shard_dataset`).
         trainer: ``"fit"`` (``model.fit``), ``"loop"`` (the loop over ``strategy.run``) or
@@ -306,13 +320,17 @@ def fit_distributed(
             return fit(
                 model, train, validation, recipe, out_dir=out_dir, one_hot=one_hot,
                 jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
+                overwrite=overwrite,
             )  # fmt: skip
     if callbacks:
-        raise ValueError(
-            "Keras callbacks are not supported by the multi-worker loop (trainer='loop')"
+        names = ", ".join(type(c).__name__ for c in callbacks)
+        raise UserInputError(
+            f"Keras callbacks ({names}) are not supported by the multi-worker loop "
+            "(trainer='loop', used under MultiWorkerMirroredStrategy); run without them, or "
+            "with strategy='mirrored' or 'none'"
         )
     return _StrategyLoop(model, strategy, recipe, one_hot, shard_policy).run(
-        train, validation, out_dir, verbose
+        train, validation, out_dir, verbose, overwrite=overwrite
     )
 
 
@@ -389,17 +407,30 @@ class _StrategyLoop:
             a, b, c = (float(v) for v in step(batch))
             loss_sum, correct, count = loss_sum + a, correct + b, count + c
         if not count:
-            raise ValueError("the training data gave no batch to this worker")
+            raise UserInputError(
+                f"the data gave no batch to this worker: {self._batches} batches of "
+                f"{self._global_batch} examples (the global batch) for {self._workers} workers; "
+                "every worker needs one or more: lower --batch-size (per replica) or use more data"
+            )
         return loss_sum / count, correct / count
 
-    def run(self, train, validation, out_dir, verbose) -> FitResult:
+    def run(self, train, validation, out_dir, verbose, overwrite: bool = False) -> FitResult:
         import tensorflow as tf
 
         strategy = self.strategy
         train_ds = getattr(train, "dataset", train)
         val_ds = getattr(validation, "dataset", validation)
         steps = int(train_ds.cardinality())
-        if steps <= 0:
+        self._global_batch = self.recipe.batch_size
+        self._workers = max(1, num_workers())
+        self._batches = steps
+        if steps == 0:
+            raise UserInputError(
+                f"the training data is smaller than one global batch of {self.recipe.batch_size} "
+                f"examples (--batch-size x {strategy.num_replicas_in_sync} replicas; the "
+                "multi-worker loop drops a partial last batch): lower --batch-size or use more data"
+            )
+        if steps < 0:
             raise ValueError(
                 "train must be a finite, batched tf.data.Dataset with a known number of batches"
             )
@@ -418,6 +449,7 @@ class _StrategyLoop:
         epoch_var = None
         start = 0
         if out is not None:
+            check_run_folder(out, overwrite)
             backup = out / "backup"
             # every worker saves (TensorFlow's pattern); only the chief's copy is kept
             write_dir = backup if self.chief else out / f".backup-{self.task_type}-{self.task_id}"
@@ -436,7 +468,17 @@ class _StrategyLoop:
                 self._say(verbose, f"resumed from {latest}: {start} epoch(s) done")
 
         history: dict[str, list[float]] = {}
-        log_path = out / "log.csv" if out is not None and self.chief else None
+        # the chief writes log.csv and best.keras as fit() does (atomically, a resumed run
+        # keeps the rows of its earlier epochs)
+        recorder = None
+        if out is not None and self.chief:
+            recorder = RunRecorder(out, "val_accuracy" if dist_val is not None else None)
+            recorder.set_model(self.model)
+            recorder.on_epoch_begin(start)
+        patience = self.recipe.early_stopping if dist_val is not None else 0
+        best = best_weights = None
+        best_epoch = wait = 0
+        stopped_early = False
         epochs_done = start
         for epoch in range(start, self.recipe.epochs):
             loss, accuracy = self._epoch(train_step, dist_train)
@@ -454,17 +496,32 @@ class _StrategyLoop:
             if manager is not None:
                 epoch_var.assign(epochs_done)
                 manager.save(checkpoint_number=epochs_done)
-            if log_path is not None:
-                _append_log(log_path, epoch, logs)
+            if recorder is not None:  # after the backup: a logged epoch is backed up
+                recorder.on_epoch_end(epoch, logs)
             shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
             self._say(verbose, f"epoch {epoch + 1}/{self.recipe.epochs} - {shown}")
+            if patience:  # every worker sees the same all-reduced accuracy: same decision
+                if best is None or logs["val_accuracy"] > best:
+                    best, best_epoch, wait = logs["val_accuracy"], epoch + 1, 0
+                    best_weights = self.model.get_weights()
+                else:
+                    wait += 1
+                    if wait >= patience:
+                        stopped_early = True
+                        self.model.set_weights(best_weights)
+                        self._say(verbose, f"early stopping: best epoch {best_epoch} restored")
+                        break
 
+        if recorder is not None and recorder.rows:
+            history = recorder.history()
         val_accuracy = history.get("val_accuracy", [None])[-1]
+        if stopped_early:
+            val_accuracy = best
         result = FitResult(
             history=history,
             epochs_run=epochs_done,
-            best_epoch=None,
-            stopped_early=False,
+            best_epoch=best_epoch if stopped_early else None,
+            stopped_early=stopped_early,
             val_accuracy=val_accuracy,
             out_dir=str(out) if out is not None else None,
         )
@@ -472,7 +529,7 @@ class _StrategyLoop:
             if self.chief:
                 _atomic_save(self.model, out / "model.keras")
                 text = json.dumps(dataclasses.asdict(result), indent=1) + "\n"
-                (out / "result.json").write_text(text)
+                _atomic_write_text(out / "result.json", text)
                 shutil.rmtree(backup, ignore_errors=True)
             else:
                 shutil.rmtree(manager.directory, ignore_errors=True)
@@ -482,12 +539,3 @@ class _StrategyLoop:
         if verbose:
             prefix = f"[{self.task_type}:{self.task_id}] " if self.task_type else ""
             print(prefix + message, file=sys.stdout, flush=True)
-
-
-def _append_log(path: pathlib.Path, epoch: int, logs: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(["epoch", *logs])
-        writer.writerow([epoch, *(f"{v:.6g}" for v in logs.values())])

@@ -11,6 +11,7 @@ import math
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo.common import check_choice
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -128,12 +129,29 @@ class Recipe:
             ("label_smoothing", 0.0),
         ):
             value = getattr(self, field)
-            if not isinstance(value, (int, float)) or value < low or (field == "lr" and value == 0):
-                raise ValueError(f"{field} must be a number > {low}; received {field}={value!r}")
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and math.isfinite(value) and value >= low and (field != "lr" or value > 0)
+            if not ok:
+                relation = ">" if field == "lr" else ">="
+                raise UserInputError(
+                    f"{field} must be a finite number {relation} {low}; received {field}={value!r}"
+                )
+        milestones = self.milestones
+        if not all(
+            isinstance(m, (int, float)) and math.isfinite(m) and 0 < m < 1 for m in milestones
+        ):
+            raise UserInputError(
+                f"milestones must be fractions of the run in (0, 1); received milestones={milestones!r}"
+            )
         for field in ("epochs", "batch_size"):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be an integer >= 1; received {field}={value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserInputError(f"{field} must be an integer >= 1; received {field}={value!r}")
+        if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
+            raise UserInputError(
+                f"early_stopping must be an integer >= 0 (patience in epochs, 0 = off); "
+                f"received early_stopping={self.early_stopping!r}"
+            )
         return self
 
     def learning_rate(self, steps_per_epoch: int):

@@ -3,13 +3,15 @@ command is a thin layer over :func:`train_from_names`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
 import keras
 
 from kerascnn import pipelines, zoo
-from kerascnn.training.loop import FitResult, fit
+from kerascnn.pipelines.validate import check_trainable
+from kerascnn.training.loop import FitResult, check_run_folder, fit
 from kerascnn.training.recipes import get_recipe
 
 
@@ -20,12 +22,21 @@ class TrainedRun:
     class_names: list[str]
 
 
-def load_train_val(source: str, validation_fraction: float = 0.1, seed: int = 0, data_dir=None):
+def load_train_val(
+    source: str,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    data_dir=None,
+    on_bad_file: str = "error",
+):
     """Training and validation parts of ``source``: the sample's own split, else a stratified
     ``validation_fraction`` carved from the training split with ``seed``."""
     if source == pipelines.SAMPLE_NAME:
         return pipelines.load(source, "train"), pipelines.load(source, "validation")
-    kwargs = dict(validation_fraction=validation_fraction, seed=seed, data_dir=data_dir)
+    kwargs = dict(
+        validation_fraction=validation_fraction, seed=seed, data_dir=data_dir,
+        on_bad_file=on_bad_file,
+    )  # fmt: skip
     return pipelines.load(source, "train", **kwargs), pipelines.load(source, "validation", **kwargs)
 
 
@@ -46,6 +57,8 @@ def train_from_names(
     verbose="auto",
     strategy="auto",
     lr_scaling: str = "linear",
+    overwrite: bool = False,
+    on_bad_file: str = "error",
     **recipe_overrides,
 ) -> TrainedRun:
     """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model
@@ -56,11 +69,18 @@ def train_from_names(
     several devices or machines: the recipe's ``batch_size`` is then per replica, the global
     batch ``batch_size * replicas``, and the learning rate is scaled by ``lr_scaling``
     (``"linear"``, ``"sqrt"`` or ``"none"``; :func:`~kerascnn.training.distribute.scale_recipe`).
+
+    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.loop.check_run_folder`):
+    a finished run there is refused unless ``overwrite``; an unfinished one is resumed. The
+    data is validated before training (:func:`kerascnn.pipelines.validate.check_trainable`).
+    ``on_bad_file`` is passed to :func:`kerascnn.pipelines.load` (image folders).
     """
     from kerascnn.training import distribute
 
     zoo.model_info(model_name)  # unknown names fail before any data is read
     rec = get_recipe(recipe, **recipe_overrides)
+    if out_dir is not None:
+        check_run_folder(out_dir, overwrite)
     # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
     strat = distribute.resolve_for_backend(strategy)
     multiworker = strat is not None and distribute.is_multiworker(strat)
@@ -71,7 +91,8 @@ def train_from_names(
             f"received mixed_precision={mixed_precision!r}"
         )
     keras.utils.set_random_seed(seed)
-    train, val = load_train_val(dataset, validation_fraction, seed, data_dir)
+    train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
+    check_trainable(train, val)
     one_hot = rec.needs_one_hot()
     labels = "onehot" if one_hot else "sparse"
     # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
@@ -80,11 +101,15 @@ def train_from_names(
     # and for tf.distribute's multi-worker sharding.
     numpy_ok = placement == "model" and train.readable and not multiworker
     loader = "numpy" if numpy_ok else "auto"
-    pipe = pipelines.build(
-        train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
-        placement=placement, normalize_in="model", labels=labels, drop_remainder=multiworker,
-        loader=loader,
-    )  # fmt: skip
+    # Under MultiWorkerMirroredStrategy every variable of the model must be created in the
+    # strategy's scope: so must the augmentation layers' seed generators (placement="model").
+    in_scope = multiworker and placement == "model"
+    with distribute.scope_of(strat) if in_scope else contextlib.nullcontext():
+        pipe = pipelines.build(
+            train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
+            placement=placement, normalize_in="model", labels=labels,
+            drop_remainder=multiworker, loader=loader,
+        )  # fmt: skip
     val_pipe = pipelines.build(
         val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
         normalize_in="model", labels=labels, loader=loader,
@@ -116,13 +141,13 @@ def train_from_names(
             net = build_model()
         result = distribute.fit_distributed(
             net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, one_hot=one_hot,
-            verbose=verbose,
+            verbose=verbose, callbacks=callbacks, overwrite=overwrite,
         )  # fmt: skip
     else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
         with distribute.scope_of(strat):  # model, optimizer and metrics created under it
             net = build_model()
             result = fit(
                 net, pipe, val_pipe, rec, out_dir=out_dir, one_hot=one_hot,
-                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
+                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose, overwrite=overwrite,
             )  # fmt: skip
     return TrainedRun(net, result, list(train.info.class_names))

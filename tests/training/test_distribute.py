@@ -145,6 +145,27 @@ def test_model_built_outside_the_scope_is_refused():
         _check_created_in_scope(model, Fake)
 
 
+def test_loop_refuses_callbacks_and_explains_data_smaller_than_a_global_batch():
+    """The multi-worker loop (here under the default strategy) names the callbacks it
+    cannot run, and says why a too-small training set gives no batch."""
+    import tensorflow as tf
+
+    from kerascnn.training import get_recipe
+    from kerascnn.training.distribute import fit_distributed
+
+    def model():
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
+    small = tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True)
+    recipe = get_recipe("vgg-sweep", batch_size=8, epochs=1)
+    with pytest.raises(ValueError, match="callbacks .TerminateOnNaN. are not supported"):
+        fit_distributed(model, small, None, recipe, strategy="none", trainer="loop",
+                        callbacks=[keras.callbacks.TerminateOnNaN()])  # fmt: skip
+    with pytest.raises(ValueError, match="smaller than one global batch of 8 examples"):
+        fit_distributed(model, small, None, recipe, strategy="none", trainer="loop")
+
+
 def test_cli_train_has_strategy_options():
     from kerascnn.cli import build_parser
 
@@ -420,3 +441,40 @@ def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tm
         for text in texts
     ]
     assert losses[0] == losses[1]  # both workers report the same loss every epoch
+
+
+@pytest.mark.multiprocess
+def test_multiworker_with_augmentation_and_early_stopping_trains(tmp_path):
+    """Augmentation layers in the model are created under the strategy's scope (their seed
+    generators too); the recipe's early stopping is honoured, not dropped."""
+    data = tmp_path / "tiny.npz"
+    write_class_npz(data, 128)
+    ports = _free_ports(2)
+    command = [
+        sys.executable, "-m", "kerascnn.cli", "train", "lenet5", "--dataset", str(data),
+        "--recipe", "vgg-sweep", "--epochs", "3", "--batch-size", "8", "--augment", "flip,padcrop:2",
+        "--early-stopping", "1", "--lr", "1e-9", "--out", str(tmp_path / "run"), "--quiet",
+        "--strategy", "multiworker",
+    ]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            command,
+            env={**ENV, "TF_CONFIG": _tf_config(ports, i)},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    try:
+        outputs = [proc.communicate(timeout=240)[0] for proc in procs]
+    finally:
+        _stop(procs)
+    for proc, text in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, text[-4000:]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    # lr 1e-9: validation accuracy cannot improve after epoch 1, so patience 1 stops after 2
+    assert result["stopped_early"] and result["epochs_run"] == 2 and result["best_epoch"] == 1
+    assert (tmp_path / "run" / "best.keras").exists()
+    assert epochs_logged(tmp_path / "run") == [0, 1]

@@ -63,8 +63,9 @@ def test_nan_loss_raises_with_the_epoch():
         fit(model, _data(256, 0), None, recipe, verbose=0)
 
 
-def test_jit_compile_auto_is_off_on_cpu_and_can_be_forced():
-    assert fit_module.resolve_jit_compile("auto") is False  # this machine has no GPU
+def test_jit_compile_auto_follows_the_gpus_and_can_be_forced():
+    has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert fit_module.resolve_jit_compile("auto") is has_gpu  # XLA on with a GPU, off on CPU
     assert fit_module.resolve_jit_compile(True) is True
     with pytest.raises(
         ValueError, match="jit_compile must be True, False or 'auto'; received jit_compile='yes'"
@@ -83,3 +84,41 @@ def test_forced_xla_stays_on_for_a_model_with_kerascnn_augmentation():
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(32) % 2)).batch(16)
     fit(model, ds, None, get_recipe("vgg-sweep", epochs=1), jit_compile=True, verbose=0)
     assert model.jit_compile is True
+
+
+class _CrashAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_backup_of_another_model_is_moved_aside_and_training_starts_from_scratch(tmp_path):
+    """A backup that does not load into this model (another architecture, same folder) is
+    moved aside with a warning naming it; the model keeps its own initial weights."""
+
+    def model(width):
+        return keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(width, activation="relu"), keras.layers.Dense(2)]
+        )
+
+    recipe = get_recipe("vgg-sweep", epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(16), _data(64, 0), None, recipe, out_dir=tmp_path,
+            callbacks=[_CrashAfterFirstEpoch()], verbose=0)  # fmt: skip
+    assert (tmp_path / "backup" / "latest.weights.h5").exists()
+    other = model(4)
+    initial = [w.copy() for w in other.get_weights()]
+    recorder = RecordWeights()
+
+    class FirstBatch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not hasattr(self, "seen"):
+                self.seen = [keras.ops.convert_to_numpy(w).copy() for w in self.model.weights]
+
+    first = FirstBatch()
+    with pytest.warns(UserWarning, match=r"moved it to .*backup\.corrupt-"):
+        result = fit(other, _data(64, 0), None, recipe, out_dir=tmp_path,
+                     callbacks=[recorder, first], verbose=0)  # fmt: skip
+    assert result.epochs_run == 2 and len(recorder.per_epoch) == 2  # from epoch 1, not resumed
+    for got, want in zip(first.seen, initial, strict=True):
+        np.testing.assert_array_equal(got, want)  # the failed load left no weight behind
+    assert [p.name.startswith("backup.corrupt-") for p in tmp_path.iterdir()].count(True) == 1
