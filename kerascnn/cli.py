@@ -123,9 +123,9 @@ def cmd_train(args) -> int:
     if result.val_accuracy is not None:
         print(f"validation accuracy: {result.val_accuracy:.4f}")
     from kerascnn.inference import CLASS_NAMES_FILE
-    from kerascnn.training.loop import _atomic_write_text
+    from kerascnn.training.run_folder import atomic_write_text
 
-    _atomic_write_text(pathlib.Path(out_dir) / CLASS_NAMES_FILE, "\n".join(run.class_names) + "\n")
+    atomic_write_text(pathlib.Path(out_dir) / CLASS_NAMES_FILE, "\n".join(run.class_names) + "\n")
     print(
         f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
     )

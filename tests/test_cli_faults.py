@@ -15,7 +15,7 @@ import pytest
 from conftest import epochs_logged, tf_only, write_class_npz
 
 from kerascnn import cli
-from kerascnn.training import loop
+from kerascnn.training import run_folder
 
 pytestmark = tf_only  # like test_cli_train.py: --export, SavedModel predict
 
@@ -57,14 +57,14 @@ def one_line_error(capsys, *fragments) -> str:
 
 def interrupt_after_backup(monkeypatch, epochs_done: int):
     """Ctrl-C right after the backup of ``epochs_done`` epochs is written."""
-    save = loop.SafeBackupAndRestore._save_model
+    save = run_folder.SafeBackupAndRestore._save_model
 
     def save_then_interrupt(self):
         save(self)
         if self._current_epoch == epochs_done:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(loop.SafeBackupAndRestore, "_save_model", save_then_interrupt)
+    monkeypatch.setattr(run_folder.SafeBackupAndRestore, "_save_model", save_then_interrupt)
 
 
 @pytest.fixture(scope="module")

@@ -47,16 +47,14 @@ import sys
 import keras
 
 from kerascnn.errors import UserInputError
-from kerascnn.training.loop import (
-    FitResult,
-    RunRecorder,
-    TrainingDiverged,
-    _atomic_save,
-    _atomic_write_text,
-    check_run_folder,
-    fit,
-)
+from kerascnn.training.loop import FitResult, TrainingDiverged, fit
 from kerascnn.training.recipes import Recipe, get_recipe
+from kerascnn.training.run_folder import (
+    RunRecorder,
+    atomic_save,
+    atomic_write_text,
+    check_run_folder,
+)
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 LR_SCALING = ("linear", "sqrt", "none")
@@ -527,9 +525,9 @@ class _StrategyLoop:
         )
         if out is not None:
             if self.chief:
-                _atomic_save(self.model, out / "model.keras")
+                atomic_save(self.model, out / "model.keras")
                 text = json.dumps(dataclasses.asdict(result), indent=1) + "\n"
-                _atomic_write_text(out / "result.json", text)
+                atomic_write_text(out / "result.json", text)
                 shutil.rmtree(backup, ignore_errors=True)
             else:
                 shutil.rmtree(manager.directory, ignore_errors=True)

@@ -11,8 +11,9 @@ import keras
 
 from kerascnn import pipelines, zoo
 from kerascnn.pipelines.validate import check_trainable
-from kerascnn.training.loop import FitResult, check_run_folder, fit
+from kerascnn.training.loop import FitResult, fit
 from kerascnn.training.recipes import get_recipe
+from kerascnn.training.run_folder import check_run_folder
 
 
 @dataclasses.dataclass
@@ -70,7 +71,7 @@ def train_from_names(
     batch ``batch_size * replicas``, and the learning rate is scaled by ``lr_scaling``
     (``"linear"``, ``"sqrt"`` or ``"none"``; :func:`~kerascnn.training.distribute.scale_recipe`).
 
-    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.loop.check_run_folder`):
+    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.run_folder.check_run_folder`):
     a finished run there is refused unless ``overwrite``; an unfinished one is resumed. The
     data is validated before training (:func:`kerascnn.pipelines.validate.check_trainable`).
     ``on_bad_file`` is passed to :func:`kerascnn.pipelines.load` (image folders).
