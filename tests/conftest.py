@@ -48,6 +48,17 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``tensorflow_pass_only`` (backend-independent checks too slow to build on
+    JAX or PyTorch) are deselected, not skipped, on the other backends."""
+    if keras.backend.backend() == "tensorflow":
+        return
+    kept = [item for item in items if item.get_closest_marker("tensorflow_pass_only") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "jax: backend-agnostic test, also run with KERAS_BACKEND=jax"

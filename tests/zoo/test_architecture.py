@@ -129,9 +129,7 @@ def test_mobilenet_v2_inverted_residual_structure():
 
 # The later families' structure. Building them on JAX costs 20-50 s each (the initializers
 # compile once per weight shape) and the structure does not depend on the backend.
-_TF_ONLY = pytest.mark.skipif(
-    keras.backend.backend() == "jax", reason="backend-independent structure; slow to build on JAX"
-)
+_TF_ONLY = pytest.mark.tensorflow_pass_only
 
 
 @_TF_ONLY

@@ -1,6 +1,5 @@
 """Trainable parameter counts against the papers and public libraries (shared REFERENCES.md)."""
 
-import keras
 import numpy as np
 import pytest
 
@@ -86,9 +85,7 @@ LATER_MACS = {
 }
 # Building these on JAX costs 20-50 s each (the initializers compile once per weight shape);
 # the counts do not depend on the backend, so they run on TensorFlow only.
-_TF_ONLY = pytest.mark.skipif(
-    keras.backend.backend() == "jax", reason="backend-independent count; slow to build on JAX"
-)
+_TF_ONLY = pytest.mark.tensorflow_pass_only
 # Quick: the cheapest variant of each new family; the rest are marked slow.
 _QUICK_LATER = set(LATER_MACS)
 
