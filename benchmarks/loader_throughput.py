@@ -46,7 +46,9 @@ def machine() -> dict:
         text = pathlib.Path("/proc/cpuinfo").read_text()
         flags = text.split("flags")[1].split("\n")[0]
         info["cpu_model"] = next(
-            line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if line.startswith("model name")
         )
         info["avx2"] = " avx2" in flags
         info["avx512f"] = "avx512f" in flags
@@ -136,8 +138,12 @@ def main(argv=None) -> int:
         "date": datetime.date.today().isoformat(),
         "command": " ".join([f"KERAS_BACKEND={backend}", "python", *sys.argv]),
         "machine": machine(),
-        "versions": {"python": platform.python_version(), "keras": keras.__version__,
-                     "backend": backend, "kerascnn": kerascnn.__version__},  # fmt: skip
+        "versions": {
+            "python": platform.python_version(),
+            "keras": keras.__version__,
+            "backend": backend,
+            "kerascnn": kerascnn.__version__,
+        },  # fmt: skip
         "loader_alone": loader_alone(args.npz, args.batch_size, args.loader_epochs),
         "fit": [epoch_pauses(loader, args.epochs) for loader in loaders],
     }
