@@ -32,7 +32,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 import kerascnn  # noqa: E402
 from kerascnn import pipelines  # noqa: E402
