@@ -100,6 +100,7 @@ def test_mix_trainer_mixes_inside_fit_under_xla(mixer):
 @tf_only
 def test_mix_in_tf_data_map_after_batching():
     import tensorflow as tf
+
     x = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32")
     y = np.arange(32) % 4
     layer = M.CutMix(1.0, num_classes=4, seed=1)
