@@ -70,7 +70,10 @@ def rotation_matrix(angles, height, width):
 
 def shear_matrix(shear_x, shear_y, height, width):
     """Shear about the centre: output ``(x, y)`` samples ``(x + shear_x * y, y + shear_y * x)``
-    (centred coordinates), as Pillow's affine shear used by AutoAugment."""
+    (centred coordinates). The matrix is Pillow's affine shear as AutoAugment uses it, but
+    AutoAugment, timm and torchvision apply it about the top-left corner, which also shifts
+    the image; about the centre the image stays in place
+    (tests/layers/test_augment_randaugment.py compares with Pillow about the centre)."""
     shear_x = ops.cast(shear_x, "float32")
     shear_y = ops.cast(shear_y, "float32")
     one = ops.ones_like(shear_x)
