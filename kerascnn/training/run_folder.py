@@ -82,26 +82,25 @@ BEST = "best.keras"
 FINAL = "model.keras"
 
 
-def atomic_write_text(path: pathlib.Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file renamed over it: ``path`` holds
-    the old or the new text, never a part (also when the disk fills up)."""
-    tmp = path.with_name(path.name + ".tmp")
+def _write_atomically(path: pathlib.Path, tmp: pathlib.Path, write) -> None:
+    """``write(tmp)``, then rename ``tmp`` over ``path``: ``path`` holds the old or the new
+    content, never a part (also when the disk fills up); ``tmp`` is removed on failure."""
     try:
-        tmp.write_text(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`_write_atomically`)."""
+    _write_atomically(path, path.with_name(path.name + ".tmp"), lambda tmp: tmp.write_text(text))
 
 
 def atomic_save(model: keras.Model, path: pathlib.Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """``model.save(path)`` atomically (see :func:`_write_atomically`)."""
+    _write_atomically(path, path.with_name(path.stem + ".tmp.keras"), model.save)
 
 
 def run_folder_state(out_dir) -> str:
