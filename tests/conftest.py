@@ -125,6 +125,16 @@ def write_class_npz(path, n, seed=0):
     np.savez(path, x=x, y=y)
 
 
+def write_brightness_npz(path, n):
+    """Three learnable classes (``low``, ``mid``, ``high``: brightness encodes the class) of
+    ``n`` 32x32 RGB uint8 images with their class names, saved in ``path``; returns ``path``."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=n).astype("uint8")
+    x = (rng.uniform(0, 80, size=(n, 32, 32, 3)) + 60 * y[:, None, None, None]).astype("uint8")
+    np.savez(path, x=x, y=y, class_names=np.array(["low", "mid", "high"]))
+    return path
+
+
 def epochs_logged(out):
     """The epochs recorded so far in the ``log.csv`` of the training run in ``out`` (complete
     lines only: the run may be writing the file while this reads it)."""

@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import tf_only
+from conftest import tf_only, write_brightness_npz
 
 from kerascnn import cli
 
@@ -33,13 +33,7 @@ def run_without_tensorflow(args, backend="jax", cwd=None, timeout=600):
 
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory):
-    """Three learnable classes of 32x32 images (brightness), 120 images."""
-    rng = np.random.default_rng(0)
-    y = np.arange(120) % 3
-    x = (rng.uniform(0, 80, size=(120, 32, 32, 3)) + 60 * y[:, None, None, None]).astype("uint8")
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=x, y=y, class_names=np.array(["low", "mid", "high"]))
-    return path
+    return write_brightness_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 120)
 
 
 NO_TF_SCRIPT = r"""

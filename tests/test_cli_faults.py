@@ -12,7 +12,7 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from conftest import epochs_logged, tf_only, write_class_npz
+from conftest import epochs_logged, tf_only, write_brightness_npz, write_class_npz
 
 from kerascnn import cli
 from kerascnn.training import run_folder
@@ -24,12 +24,7 @@ RUN_FILES = ("model.keras", "best.keras", "log.csv", "result.json", "class_names
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, size=120).astype("uint8")
-    x = (rng.uniform(0, 80, size=(120, 32, 32, 3)) + 60 * y[:, None, None, None]).astype("uint8")
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=x, y=y, class_names=np.array(["low", "mid", "high"]))
-    return path
+    return write_brightness_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 120)
 
 
 def train_argv(data, out, *extra, epochs=3):

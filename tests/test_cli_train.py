@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from conftest import tf_only
+from conftest import tf_only, write_brightness_npz
 
 from kerascnn import cli
 
@@ -14,12 +14,7 @@ pytestmark = tf_only
 
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory):
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, size=300).astype("uint8")
-    x = (rng.uniform(0, 80, size=(300, 32, 32, 3)) + 60 * y[:, None, None, None]).astype("uint8")
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=x, y=y, class_names=np.array(["low", "mid", "high"]))
-    return path
+    return write_brightness_npz(tmp_path_factory.mktemp("data") / "tiny.npz", 300)
 
 
 @pytest.fixture(scope="module")
