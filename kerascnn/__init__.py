@@ -7,6 +7,17 @@ model = kerascnn.zoo.resnet(depth=56)
 import os
 import sys
 
+__all__ = [
+    "__version__",
+    "experiments",
+    "export",
+    "fold",
+    "layers",
+    "pipelines",
+    "training",
+    "zoo",
+]
+
 __version__ = "0.1.0"
 
 # TensorFlow's C++ INFO and WARNING lines (oneDNN notices, CPU feature hints) are noise for
@@ -45,7 +56,7 @@ from kerascnn import export, fold, layers, pipelines, training, zoo  # noqa: E40
 
 
 def __getattr__(name: str):
-    # The experiments pull in matplotlib: loaded on first use.
+    # The experiments are not needed to load models: imported on first use.
     if name == "experiments":
         import importlib
 

@@ -14,6 +14,15 @@ import importlib
 import os
 import sys
 
+__all__ = [
+    "backend",
+    "BACKENDS",
+    "INSTALL_HINT",
+    "MissingDependencyError",
+    "require_tensorflow",
+    "select_backend",
+]
+
 BACKENDS = ("tensorflow", "jax", "torch")
 INSTALL_HINT = "pip install tensorflow"
 

@@ -31,16 +31,15 @@ import sys
 from kerascnn.backends import BACKENDS, select_backend
 from kerascnn.errors import KerascnnError, UserInputError
 
+__all__ = [
+    "build_parser",
+    "main",
+    "UserError",
+]
+
 
 class UserError(UserInputError):
     """An error reported to the user as one line, exit code 2."""
-
-
-def _format_count(n: int) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
 
 
 def cmd_list(args) -> int:
@@ -51,23 +50,12 @@ def cmd_list(args) -> int:
         raise UserError(
             f"no registered model matches pattern={args.pattern!r}; try `kerascnn list`"
         )
-    header = ("name", "family", "input", "params", "MACs", "paper")
-    lines = [
-        (
-            r["name"],
-            r["family"],
-            r["input"],
-            f"{r['trainable_params']:,}",
-            _format_count(r["macs"]),
-            r["paper"],
-        )
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header[:-1])]
+    columns = table.COLUMNS
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    print(fmt.format(*header))
-    for line in lines:
-        print(fmt.format(*line))
+    print(fmt.format(*columns))
+    for r in rows:
+        print(fmt.format(*(r[c] for c in columns)))
     return 0
 
 
@@ -335,12 +323,30 @@ def build_parser() -> argparse.ArgumentParser:
     from kerascnn.experiments import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="run one of the lecture's experiments (CSV + PNG)")
-    experiments = p.add_subparsers(dest="experiment", required=True, metavar="NAME")
+    experiments = p.add_subparsers(
+        dest="experiment", required=True, metavar="NAME", parser_class=_LazyParser
+    )
     for experiment in EXPERIMENTS.values():
-        e = experiments.add_parser(experiment.name, help=experiment.help)
-        experiment.add_arguments(e)
+        e = experiments.add_parser(
+            experiment.name, help=experiment.help, add_arguments=experiment.add_arguments
+        )
         e.set_defaults(func=cmd_experiment)
     return parser
+
+
+class _LazyParser(argparse.ArgumentParser):
+    """A subcommand's parser that declares its arguments when it parses, so that
+    ``kerascnn experiment NAME`` imports NAME's module and no other experiment's."""
+
+    def __init__(self, *args, add_arguments=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_arguments = add_arguments
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._add_arguments is not None:
+            add_arguments, self._add_arguments = self._add_arguments, None
+            add_arguments(self)
+        return super().parse_known_args(args, namespace)
 
 
 def _is_own_check(error: BaseException) -> bool:

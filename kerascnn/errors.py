@@ -8,6 +8,13 @@ line; unexpected exceptions keep their traceback (see :mod:`kerascnn.cli`).
 
 from __future__ import annotations
 
+__all__ = [
+    "DataValidationError",
+    "KerascnnError",
+    "RunFolderError",
+    "UserInputError",
+]
+
 
 class KerascnnError(Exception):
     """Base class of kerascnn's expected errors."""

@@ -99,25 +99,52 @@ def _is_saved_model(path: pathlib.Path) -> bool:
     return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
 
 
+def _passes_through(layer) -> bool:
+    """A layer that leaves its input's values as they are (a linear ``Activation``, such as
+    the float32 output layer of a mixed-precision model, or an ``Identity``)."""
+    if isinstance(layer, keras.layers.Identity):
+        return True
+    return isinstance(layer, keras.layers.Activation) and (
+        getattr(layer.activation, "__name__", "") == "linear"
+    )
+
+
 def _output_layer(model: keras.Model):
-    """The layer that computes ``model``'s (first) output, looking inside nested models."""
-    layer = model
-    while isinstance(layer, keras.Model):
-        outputs = getattr(layer, "outputs", None)
-        history = getattr(outputs[0], "_keras_history", None) if outputs else None
-        if history is not None and history.operation is not layer:
-            layer = history.operation
-        elif layer.layers:  # a subclassed model: its last layer is the best guess
-            layer = layer.layers[-1]
-        else:
+    """The layer that computes ``model``'s (first) output, looking inside nested models and
+    through layers that pass their input on unchanged (:func:`_passes_through`)."""
+    layer, tensor = model, None
+    while True:
+        if isinstance(layer, keras.Model):
+            outputs = getattr(layer, "outputs", None)
+            history = getattr(outputs[0], "_keras_history", None) if outputs else None
+            if history is not None and history.operation is not layer:
+                layer, tensor = history.operation, outputs[0]
+                continue
+            if layer.layers:  # a subclassed model: its last layer is the best guess
+                layer, tensor = layer.layers[-1], None
+                continue
             return None
-    return layer
+        if tensor is not None and _passes_through(layer):
+            history = tensor._keras_history
+            node = layer._inbound_nodes[history.node_index]
+            if len(node.input_tensors) == 1:
+                tensor = node.input_tensors[0]
+                layer = tensor._keras_history.operation
+                continue
+        return layer
 
 
 def outputs_are_probabilities(model: keras.Model) -> bool:
-    """Whether ``model`` ends in a softmax: a ``keras.layers.Softmax``, an
+    """Whether ``model``'s outputs are probabilities rather than logits.
+
+    A model that knows (a :class:`kerascnn.tasks.ImageClassifier`: its ``output_kind``) is
+    asked. Otherwise: whether it ends in a softmax: a ``keras.layers.Softmax``, an
     ``Activation("softmax")`` or any layer with ``activation="softmax"``, also as the last
-    layer of a nested model."""
+    layer of a nested model or followed by layers that pass values through (a linear
+    float32 ``Activation`` of mixed precision, an ``Identity``)."""
+    kind = getattr(model, "output_kind", None)
+    if kind in ("logits", "probabilities"):
+        return kind == "probabilities"
     last = _output_layer(model)
     if isinstance(last, keras.layers.Softmax):
         return True

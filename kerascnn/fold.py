@@ -23,6 +23,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+__all__ = [
+    "fold_batchnorm",
+    "foldable_pairs",
+]
+
 # Exact types: subclasses (kerascnn's DropConnectConv2D, HadamardConv2D, ...) transform their
 # kernel in call(), so scaling the stored kernel would not scale what they compute.
 _FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)

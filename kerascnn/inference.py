@@ -17,6 +17,14 @@ import pathlib
 import keras
 import numpy as np
 
+__all__ = [
+    "CLASS_NAMES_FILE",
+    "load_keras_model",
+    "predict_files",
+    "read_class_names",
+    "top_k_line",
+]
+
 CLASS_NAMES_FILE = "class_names.txt"
 
 
@@ -39,6 +47,7 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
     or another format: :class:`~kerascnn.errors.UserInputError`)."""
     import zipfile
 
+    import kerascnn.tasks  # noqa: F401  (registers ImageClassifier for loading)
     from kerascnn.errors import UserInputError
 
     path = pathlib.Path(path)

@@ -116,6 +116,28 @@ class RecordWeights(keras.callbacks.Callback):
         self.per_epoch.append([keras.ops.convert_to_numpy(w).copy() for w in self.model.weights])
 
 
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Callback simulating a crash (``KeyboardInterrupt``) at the end of epoch ``epoch``."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
+
+
+def sign_arrays(n, seed, random_labels=False):
+    """``(x, y)``: ``n`` float32 8-vectors and the label ``x[:, 0] > 0`` (or random labels)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    if random_labels:
+        y = rng.integers(0, 2, size=n)
+    return x, y
+
+
 def write_class_npz(path, n, seed=0):
     """A tiny learnable 4-class data set of ``n`` 32x32 RGB uint8 images (brightness encodes
     the class), saved as ``x`` / ``y`` in ``path`` for ``kerascnn train --dataset``."""

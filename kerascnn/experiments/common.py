@@ -40,7 +40,8 @@ A new experiment module (e.g. issue 8's regularization experiments)::
         add_common_arguments(parser, FULL, QUICK)
         parser.add_argument("--my-option", ...)
 
-    register_experiment("my-exp", "what it shows", run, add_arguments)
+and one row in :mod:`kerascnn.experiments.registry` (``_builtin("my-exp", "what it shows",
+"my_module", "run", "add_arguments")``); the module is imported only when the experiment runs.
 """
 
 from __future__ import annotations
@@ -59,6 +60,39 @@ from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
+
+from kerascnn.checks import check_int
+
+__all__ = [
+    "add_common_arguments",
+    "caption",
+    "chance_threshold",
+    "command_line",
+    "COMMON_OPTIONS",
+    "DEFAULT_DATA",
+    "DEFAULT_OUT",
+    "EpochTimer",
+    "ExperimentData",
+    "hardware",
+    "load_data",
+    "load_experiment_data",
+    "log",
+    "output_dir",
+    "parse_ints",
+    "pyplot",
+    "read_csv",
+    "reset_keras",
+    "resolve",
+    "save_figure",
+    "save_figure_and_run_info",
+    "SYNTHETIC",
+    "synthetic_dataset",
+    "train",
+    "TrainResult",
+    "write_csv",
+    "write_run_info",
+    "write_tables",
+]
 
 DEFAULT_DATA = "cifar10-sample"
 DEFAULT_OUT = pathlib.Path("runs") / "experiments"
@@ -172,8 +206,7 @@ def synthetic_dataset(
 def _stratified_take(dataset, n: int | None, seed: int, what: str):
     if n is None or n >= len(dataset):
         return dataset
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{what} must be an integer >= 1; received {what}={n!r}")
+    check_int(what, n)
     from kerascnn.pipelines import stratified_split_indices
 
     _, keep = stratified_split_indices(dataset.labels, n / len(dataset), seed)
@@ -422,12 +455,11 @@ def read_csv(path) -> list[dict]:
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (matplotlib is the
     ``kerascnn[plots]`` extra)."""
-    try:
-        import matplotlib
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise ImportError(
-            "the experiments draw with matplotlib: pip install 'kerascnn[plots]'"
-        ) from error
+    from kerascnn.experiments.registry import require_plots
+
+    require_plots()
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -20,7 +20,29 @@ import keras
 import numpy as np
 
 from kerascnn.experiments import common
-from kerascnn.experiments.registry import register_experiment
+
+__all__ = [
+    "accuracy",
+    "add_degradation_arguments",
+    "add_ensembles_arguments",
+    "add_vgg_depth_arguments",
+    "block_names",
+    "DEG_COLUMNS",
+    "DEG_FULL",
+    "DEG_QUICK",
+    "delete_block",
+    "ENS_COLUMNS",
+    "ENS_FULL",
+    "ENS_QUICK",
+    "grid_matrix",
+    "run_degradation",
+    "run_ensembles",
+    "run_vgg_depth",
+    "VGG_COLUMNS",
+    "VGG_FULL",
+    "vgg_model",
+    "VGG_QUICK",
+]
 
 # --------------------------------------------------------------------------- vgg-depth
 VGG_FULL = {
@@ -533,23 +555,3 @@ def add_ensembles_arguments(parser) -> None:
     common.add_common_arguments(parser, ENS_FULL, ENS_QUICK)
     parser.add_argument("--depth", type=int, help="CIFAR depth 6n+2 of both nets")
     _add_recipe_arguments(parser)
-
-
-register_experiment(
-    "vgg-depth",
-    "VGG-like depth sweep: accuracy and parameter heatmaps over blocks x convs per block",
-    run_vgg_depth,
-    add_vgg_depth_arguments,
-)
-register_experiment(
-    "degradation",
-    "plain vs residual nets of two depths: training and validation error per epoch (He et al. Fig. 1)",
-    run_degradation,
-    add_degradation_arguments,
-)
-register_experiment(
-    "ensembles",
-    "delete single blocks from a trained ResNet and plain net at test time (Veit et al. 2016)",
-    run_ensembles,
-    add_ensembles_arguments,
-)

@@ -18,7 +18,15 @@ import keras
 import numpy as np
 
 from kerascnn.experiments import common
-from kerascnn.experiments.registry import register_experiment
+
+__all__ = [
+    "add_arguments",
+    "COLUMNS",
+    "FULL",
+    "matched_hidden",
+    "QUICK",
+    "run",
+]
 
 FULL = {
     "steps": 6,
@@ -157,11 +165,3 @@ def add_arguments(parser) -> None:
     parser.add_argument("--filters", type=int, help="channels of the stem and the ODE state")
     parser.add_argument("--method", choices=("euler", "midpoint", "rk4"), help="ODE solver")
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-
-
-register_experiment(
-    "ode-vs-resnet",
-    "a ResNet with T blocks vs an ODE block with T steps, and one widened to equal parameters",
-    run,
-    add_arguments,
-)

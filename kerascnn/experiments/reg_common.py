@@ -13,9 +13,23 @@ import numpy as np
 
 from kerascnn import layers as kl
 from kerascnn import pipelines
+from kerascnn.checks import check_choice
 from kerascnn.experiments import common
 from kerascnn.pipelines.sources import array_dataset
-from kerascnn.zoo.common import check_choice
+
+__all__ = [
+    "accuracy",
+    "Arrays",
+    "CONV_KINDS",
+    "DROPOUT_KINDS",
+    "EpochRecorder",
+    "kernel_norm",
+    "kernels",
+    "pipes",
+    "setup",
+    "small_vgg",
+    "train",
+]
 
 
 # --------------------------------------------------------------------------- data

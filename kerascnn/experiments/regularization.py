@@ -18,8 +18,54 @@ from kerascnn import layers as kl
 from kerascnn import zoo
 from kerascnn.experiments import common
 from kerascnn.experiments import reg_common as rc
-from kerascnn.experiments.registry import register_experiment
 from kerascnn.training import DropoutSchedule
+
+__all__ = [
+    "add_augmentation_arguments",
+    "add_dropout_arguments",
+    "add_early_stopping_arguments",
+    "add_l1_arguments",
+    "add_mc_dropout_arguments",
+    "add_memorization_arguments",
+    "add_normalization_arguments",
+    "add_weight_decay_arguments",
+    "AUG_FULL",
+    "AUG_QUICK",
+    "AUG_SETTINGS",
+    "corruptions",
+    "DROP_FULL",
+    "DROP_QUICK",
+    "DROP_SETTINGS",
+    "ES_FULL",
+    "ES_QUICK",
+    "expected_calibration_error",
+    "L1_FULL",
+    "L1_QUICK",
+    "MC_FULL",
+    "MC_QUICK",
+    "MEM_CONDITIONS",
+    "MEM_FULL",
+    "MEM_QUICK",
+    "NET_FULL",
+    "NET_QUICK",
+    "NORM_FULL",
+    "NORM_QUICK",
+    "NORMS",
+    "PIPELINE_SETTING",
+    "PLACEMENT_SETTING",
+    "run_augmentation",
+    "run_dropout",
+    "run_early_stopping",
+    "run_l1",
+    "run_mc_dropout",
+    "run_memorization",
+    "run_normalization",
+    "run_weight_decay",
+    "SAMPLE_COUNTS",
+    "WD_FULL",
+    "WD_QUICK",
+    "WD_SETTINGS",
+]
 
 
 def _finish(name, o, data, out, started, paths, fig, extra=""):
@@ -205,7 +251,7 @@ def run_augmentation(**options) -> dict:
     return _finish("augmentation", o, data, out, started, paths, fig)
 
 
-def _augmentation_args(parser):
+def add_augmentation_arguments(parser):
     common.add_common_arguments(parser, AUG_FULL, AUG_QUICK)
     parser.add_argument("--depth", type=int, help="ResNet depth, 6n+2 (default 20)")
     _settings_arg(parser, [label for label, _ in AUG_SETTINGS] + [PIPELINE_SETTING])
@@ -262,7 +308,7 @@ def run_dropout(**options) -> dict:
     return _finish("dropout", o, data, out, started, paths, fig, f"rate {rate}")
 
 
-def _dropout_args(parser):
+def add_dropout_arguments(parser):
     _vgg_experiment_args(parser, DROP_FULL, DROP_QUICK)
     parser.add_argument("--rate", type=float, help="drop rate of every variant (0.3)")
     _settings_arg(parser, DROP_SETTINGS)
@@ -366,7 +412,7 @@ def run_weight_decay(**options) -> dict:
     )
 
 
-def _weight_decay_args(parser):
+def add_weight_decay_arguments(parser):
     _vgg_experiment_args(parser, WD_FULL, WD_QUICK)
     _settings_arg(parser, WD_SETTINGS)
     parser.add_argument(
@@ -475,7 +521,7 @@ def _log_abs(w, edges):
     return np.clip(np.log10(np.maximum(np.abs(w), 1e-300)), edges[0], edges[-1])
 
 
-def _l1_args(parser):
+def add_l1_arguments(parser):
     _vgg_experiment_args(parser, L1_FULL, L1_QUICK)
     parser.add_argument("--l1", type=float, help="L1 strength (default 1e-3; --quick: 0.02)")
     parser.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9")
@@ -556,7 +602,7 @@ def run_normalization(**options) -> dict:
     return _finish("normalization", o, data, out, started, paths, fig, f"small batch {small_batch}")
 
 
-def _normalization_args(parser):
+def add_normalization_arguments(parser):
     common.add_common_arguments(parser, NORM_FULL, NORM_QUICK)
     parser.add_argument(
         "--norms", help=f"comma-separated subset of {', '.join(NORMS)} (default: all)"
@@ -738,7 +784,7 @@ def run_mc_dropout(**options) -> dict:
     return _finish("mc-dropout", o, data, out, started, paths, fig, f"rate {rate}")
 
 
-def _mc_dropout_args(parser):
+def add_mc_dropout_arguments(parser):
     _vgg_experiment_args(parser, MC_FULL, MC_QUICK)
     parser.add_argument("--rate", type=float, help="dropout rate (0.3)")
     parser.add_argument("--samples", type=int, help="largest N (100)")
@@ -814,7 +860,7 @@ def run_early_stopping(**options) -> dict:
     )
 
 
-def _early_stopping_args(parser):
+def add_early_stopping_arguments(parser):
     _vgg_experiment_args(parser, ES_FULL, ES_QUICK)
     parser.add_argument("--patience", type=int, help="epochs without improvement (4)")
 
@@ -896,60 +942,7 @@ def run_memorization(**options) -> dict:
     return _finish("memorization", o, data, out, started, paths, fig, f"Adam lr {lr}")
 
 
-def _memorization_args(parser):
+def add_memorization_arguments(parser):
     _vgg_experiment_args(parser, MEM_FULL, MEM_QUICK)
     parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
     parser.add_argument("--hidden", type=int, help="units of the hidden layer (512)")
-
-
-# =========================================================================== registry
-register_experiment(
-    "augmentation",
-    "ResNet-20 with no augmentation, flip + pad-crop, + Cutout, + MixUp, "
-    "+ CutMix, + RandAugment; and pipeline vs in-model placement",
-    run_augmentation,
-    _augmentation_args,
-)
-register_experiment(
-    "dropout",
-    "no dropout vs dropout, spatial dropout, DropConnect, Cutout, early and late "
-    "dropout on a VGG-like net",
-    run_dropout,
-    _dropout_args,
-)
-register_experiment(
-    "weight-decay",
-    "Adam + L2 vs AdamW and SGD + L2 vs decoupled decay: accuracy and weight norms",
-    run_weight_decay,
-    _weight_decay_args,
-)
-register_experiment(
-    "l1",
-    "no penalty vs L1 penalty vs Hadamard reparameterization: weight histograms",
-    run_l1,
-    _l1_args,
-)
-register_experiment(
-    "normalization",
-    "none / batch / layer / instance / group normalization at a normal and a tiny batch size",
-    run_normalization,
-    _normalization_args,
-)
-register_experiment(
-    "mc-dropout",
-    "Monte-Carlo dropout: accuracy vs samples, calibration, entropy on corrupted and noise images",
-    run_mc_dropout,
-    _mc_dropout_args,
-)
-register_experiment(
-    "early-stopping",
-    "validation loss per epoch with the patience window, stop and restored epochs",
-    run_early_stopping,
-    _early_stopping_args,
-)
-register_experiment(
-    "memorization",
-    "Zhang et al. 2016: true labels vs random labels vs random pixels",
-    run_memorization,
-    _memorization_args,
-)

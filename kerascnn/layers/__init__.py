@@ -2,17 +2,17 @@
 
 # ruff: noqa: I001  (keep the per-issue sections below in this order)
 
-from kerascnn.layers.shortcut import ZeroPadShortcut, zero_pad_shortcut  # noqa: F401
-from kerascnn.layers.standardize import Standardize  # noqa: F401
-from kerascnn.layers.fused_batchnorm import (  # noqa: F401
+from kerascnn.layers.shortcut import ZeroPadShortcut, zero_pad_shortcut
+from kerascnn.layers.standardize import Standardize
+from kerascnn.layers.fused_batchnorm import (
     FusedBatchNormalization,
     fused_batch_norm,
     fused_batch_norm_factory,
 )
 
 # --- regularization and normalization (issue 3) ---
-from kerascnn.layers.dropconnect import DropConnectConv2D, DropConnectDense, drop_connect  # noqa: F401
-from kerascnn.layers.dropout import (  # noqa: F401
+from kerascnn.layers.dropconnect import DropConnectConv2D, DropConnectDense, drop_connect
+from kerascnn.layers.dropout import (
     Dropout,
     DropoutBase,
     MCDropout,
@@ -20,44 +20,58 @@ from kerascnn.layers.dropout import (  # noqa: F401
     dropout,
     spatial_dropout,
 )
-from kerascnn.layers.hadamard import HadamardConv2D, HadamardDense, hadamard_kernel  # noqa: F401
-from kerascnn.layers.mc import MCPrediction, is_dropout_layer, mc_model, mc_predict  # noqa: F401
-from kerascnn.layers.normalization import (  # noqa: F401
+from kerascnn.layers.hadamard import HadamardConv2D, HadamardDense, hadamard_kernel
+from kerascnn.layers.mc import MCPrediction, is_dropout_layer, mc_model, mc_predict
+from kerascnn.layers.normalization import (
     AxisNormalization,
     axis_normalization,
     normalization,
 )
-from kerascnn.layers.stochastic_depth import (  # noqa: F401
+from kerascnn.layers.stochastic_depth import (
     StochasticDepth,
     drop_path,
     linear_drop_path_rates,
 )
 
-# --- augmentation (issue 4) ---
-from kerascnn.layers.augment import (  # noqa: F401
-    AutoContrast,
-    CutMix,
-    Cutout,
-    Equalize,
-    Invert,
-    MixTrainer,
-    MixUp,
-    Posterize,
-    RandAugment,
-    RandomBrightness,
-    RandomColor,
-    RandomContrast,
-    RandomFlip,
-    RandomPadCrop,
-    RandomRotate,
-    RandomSharpness,
-    RandomShear,
-    RandomTranslate,
-    RandomZoom,
-    Solarize,
-    affine_transform,
-    cutout,
-)
+# --- augmentation (issue 4): everything kerascnn.layers.augment exports ---
+from kerascnn.layers import augment
+from kerascnn.layers.augment import *  # noqa: F403 (listed by augment.__all__)
 
 # --- neural ODE blocks (issue 7) ---
-from kerascnn.layers.ode import ODEBlock, ODEFunction, evaluations_per_step, odeint  # noqa: F401
+from kerascnn.layers.ode import ODEBlock, ODEFunction, evaluations_per_step, odeint
+
+__all__ = [
+    "axis_normalization",
+    "AxisNormalization",
+    "drop_connect",
+    "drop_path",
+    "DropConnectConv2D",
+    "DropConnectDense",
+    "Dropout",
+    "dropout",
+    "DropoutBase",
+    "evaluations_per_step",
+    "fused_batch_norm",
+    "fused_batch_norm_factory",
+    "FusedBatchNormalization",
+    "hadamard_kernel",
+    "HadamardConv2D",
+    "HadamardDense",
+    "is_dropout_layer",
+    "linear_drop_path_rates",
+    "mc_model",
+    "mc_predict",
+    "MCDropout",
+    "MCPrediction",
+    "normalization",
+    "ODEBlock",
+    "ODEFunction",
+    "odeint",
+    "spatial_dropout",
+    "SpatialDropout",
+    "Standardize",
+    "StochasticDepth",
+    "zero_pad_shortcut",
+    "ZeroPadShortcut",
+    *augment.__all__,
+]

@@ -28,6 +28,12 @@ import keras
 from kerascnn.layers.dropout import DropoutBase, dropout
 from kerascnn.layers.kernel_base import Conv2DKernelMixin, DenseKernelMixin, KernelLayerMixin
 
+__all__ = [
+    "drop_connect",
+    "DropConnectConv2D",
+    "DropConnectDense",
+]
+
 
 def drop_connect(kernel, rate, seed=None):
     """The kernel with each weight dropped with probability ``rate`` and the kept ones scaled

@@ -20,33 +20,26 @@ from typing import Any
 import keras
 from keras import ops
 
+from kerascnn.checks import check_data_format, check_float, check_seed
+
+__all__ = [
+    "check_rate",
+    "Dropout",
+    "dropout",
+    "DropoutBase",
+    "MCDropout",
+    "spatial_dropout",
+    "spatial_noise_shape",
+    "SpatialDropout",
+]
+
 _EPS = 1e-7
 
 
 # --------------------------------------------------------------------------- checks
 def check_rate(value: Any, name: str = "rate") -> float:
-    """``value`` as a float in ``[0, 1)``, or a ``ValueError`` naming ``name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
-    if not ok:
-        raise ValueError(f"{name} must be a number in [0, 1); received {name}={value!r}")
-    return float(value)
-
-
-def check_seed(seed: Any) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be None or an integer; received seed={seed!r}")
-    return seed
-
-
-def check_data_format(data_format: Any) -> str:
-    if data_format is None:
-        return keras.config.image_data_format()
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(
-            "data_format must be None, 'channels_last' or 'channels_first'; "
-            f"received data_format={data_format!r}"
-        )
-    return data_format
+    """``value`` as a float in ``[0, 1)``, a drop probability."""
+    return check_float(name, value, 0, 1)
 
 
 # --------------------------------------------------------------------------- math

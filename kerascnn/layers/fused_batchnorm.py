@@ -19,6 +19,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+__all__ = [
+    "fused_batch_norm",
+    "fused_batch_norm_factory",
+    "FusedBatchNormalization",
+]
+
 
 def fused_batch_norm(x, scale, offset, mean=None, variance=None, epsilon=1e-3, training=False):
     """Fused batch normalization of an NHWC tensor on the TensorFlow backend.

@@ -27,6 +27,12 @@ from keras import ops
 
 from kerascnn.layers.kernel_base import Conv2DKernelMixin, DenseKernelMixin, KernelLayerMixin
 
+__all__ = [
+    "hadamard_kernel",
+    "HadamardConv2D",
+    "HadamardDense",
+]
+
 
 def hadamard_kernel(a, b):
     """The effective kernel ``a * b``."""

@@ -28,26 +28,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.layers.dropout import check_data_format
+from kerascnn.checks import check_data_format, check_int, check_pair
 
-
-def check_positive_int(name, value):
-    """``value`` if it is an integer >= 1, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; received {name}={value!r}")
-    return value
-
-
-def check_pair(name, value):
-    """``value`` (a positive integer or a pair of them) as a pair, else a ``ValueError``."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    ok = isinstance(value, (tuple, list)) and len(value) == 2
-    if not ok or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-        raise ValueError(
-            f"{name} must be a positive integer or a pair of them; received {name}={value!r}"
-        )
-    return tuple(value)
+__all__ = [
+    "Conv2DKernelMixin",
+    "DenseKernelMixin",
+    "KernelLayerMixin",
+]
 
 
 class KernelLayerMixin:
@@ -88,7 +75,7 @@ class DenseKernelMixin(KernelLayerMixin):
     """Dense geometry: kernel ``(input_dim, units)``, output ``(..., units)``."""
 
     def _init_dense(self, units):
-        self.units = check_positive_int("units", units)
+        self.units = check_int("units", units)
 
     def build(self, input_shape):
         if input_shape[-1] is None:
@@ -116,7 +103,7 @@ class Conv2DKernelMixin(KernelLayerMixin):
     ``keras.layers.Conv2D`` (no groups); 4-D inputs, channels-last or channels-first."""
 
     def _init_conv2d(self, filters, kernel_size, strides, padding, data_format, dilation_rate):
-        self.filters = check_positive_int("filters", filters)
+        self.filters = check_int("filters", filters)
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.strides = check_pair("strides", strides)
         self.dilation_rate = check_pair("dilation_rate", dilation_rate)

@@ -32,7 +32,17 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from kerascnn.checks import check_int
 from kerascnn.layers.dropout import DropoutBase
+
+__all__ = [
+    "DROPOUT_TYPES",
+    "is_dropout_layer",
+    "mc_model",
+    "mc_predict",
+    "MCPrediction",
+    "rewire",
+]
 
 DROPOUT_TYPES = (
     keras.layers.Dropout,
@@ -160,10 +170,8 @@ def mc_predict(
         >>> pred = mc_predict(model, x_test, samples=30)
         >>> uncertain = pred.mutual_information > 0.1
     """
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ValueError(f"samples must be an integer >= 2; received samples={samples!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; received batch_size={batch_size!r}")
+    check_int("samples", samples, 2)
+    check_int("batch_size", batch_size)
     predicate = predicate or is_dropout_layer
     stochastic = [layer for layer in model._flatten_layers(include_self=False) if predicate(layer)]
     if not stochastic:

@@ -25,6 +25,15 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from kerascnn.checks import check_choice, check_float, check_int
+
+__all__ = [
+    "axis_normalization",
+    "AxisNormalization",
+    "normalization",
+    "NORMALIZATION_KINDS",
+]
+
 
 def _as_axes(name, value):
     if isinstance(value, int) and not isinstance(value, bool):
@@ -144,19 +153,13 @@ class AxisNormalization(keras.layers.Layer):
         self.axis = _as_axes("axis", axis)
         if len(set(self.axis)) != len(self.axis):
             raise ValueError(f"axis must not repeat an axis; received axis={axis!r}")
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be an integer >= 1; received groups={groups!r}")
+        check_int("groups", groups)
         if isinstance(group_axis, bool) or not isinstance(group_axis, int):
             raise ValueError(f"group_axis must be an integer; received group_axis={group_axis!r}")
         self.groups = groups
         self.group_axis = group_axis
         self.param_axes = None if param_axes is None else _as_axes("param_axes", param_axes)
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not 0 <= momentum < 1
-        ):
-            raise ValueError(f"momentum must be a number in [0, 1); received momentum={momentum!r}")
+        check_float("momentum", momentum, 0, 1)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
             raise ValueError(f"epsilon must be a number > 0; received epsilon={epsilon!r}")
         for name, value in (("center", center), ("scale", scale)):
@@ -361,10 +364,7 @@ def normalization(
     >>> normalization("group", epsilon=1e-5, name="bn1", groups=8).groups
     8
     """
-    if kind not in NORMALIZATION_KINDS:
-        raise ValueError(
-            f"kind must be one of {', '.join(repr(k) for k in NORMALIZATION_KINDS)}; received kind={kind!r}"
-        )
+    check_choice("kind", kind, NORMALIZATION_KINDS)
     if "axis" in kwargs:
         raise ValueError(
             f"normalization({kind!r}) sets axis itself; use AxisNormalization for custom axes"

@@ -20,6 +20,17 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
+from kerascnn.checks import check_choice, check_int
+
+__all__ = [
+    "evaluations_per_step",
+    "METHODS",
+    "norm_groups_for",
+    "ODEBlock",
+    "ODEFunction",
+    "odeint",
+]
+
 METHODS = ("euler", "midpoint", "rk4")
 
 
@@ -74,17 +85,11 @@ def norm_groups_for(norm_groups: int, channels: int) -> int:
 
 
 def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1; received steps={steps!r}")
-    return steps
+    return check_int("steps", steps)
 
 
 def _check_method(method) -> str:
-    if method not in METHODS:
-        raise ValueError(
-            f"method must be one of {', '.join(repr(m) for m in METHODS)}; received method={method!r}"
-        )
-    return method
+    return check_choice("method", method, METHODS)
 
 
 def _check_time(name, value) -> float:

@@ -5,6 +5,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerascnn.checks import check_int
+
+__all__ = [
+    "zero_pad_shortcut",
+    "ZeroPadShortcut",
+]
+
 
 def zero_pad_shortcut(x, strides: int, out_channels: int):
     """Subsample ``x`` (NHWC) by ``strides`` and zero-pad its channels to ``out_channels``,
@@ -41,14 +48,8 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def __init__(self, strides: int, out_channels: int, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(strides, int) or strides < 1:
-            raise ValueError(f"strides must be an integer >= 1; received strides={strides!r}")
-        if not isinstance(out_channels, int) or out_channels < 1:
-            raise ValueError(
-                f"out_channels must be an integer >= 1; received out_channels={out_channels!r}"
-            )
-        self.strides = strides
-        self.out_channels = out_channels
+        self.strides = check_int("strides", strides)
+        self.out_channels = check_int("out_channels", out_channels)
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] > self.out_channels:

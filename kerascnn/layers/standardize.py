@@ -5,6 +5,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+__all__ = [
+    "Standardize",
+]
+
 
 @keras.saving.register_keras_serializable(package="kerascnn")
 class Standardize(keras.layers.Layer):

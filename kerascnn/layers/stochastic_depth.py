@@ -5,7 +5,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerascnn.checks import check_int
 from kerascnn.layers.dropout import DropoutBase, check_rate, dropout
+
+__all__ = [
+    "drop_path",
+    "linear_drop_path_rates",
+    "StochasticDepth",
+]
 
 
 def drop_path(inputs, rate, seed=None, training: bool = True, scale_by_keep: bool = True):
@@ -34,8 +41,7 @@ def linear_drop_path_rates(rate: float, num_blocks: int) -> list[float]:
     [0.125, 0.25, 0.375, 0.5]
     """
     check_rate(rate, "rate")
-    if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 1:
-        raise ValueError(f"num_blocks must be an integer >= 1; received num_blocks={num_blocks!r}")
+    check_int("num_blocks", num_blocks)
     return [rate * index / num_blocks for index in range(1, num_blocks + 1)]
 
 

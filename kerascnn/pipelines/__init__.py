@@ -11,16 +11,16 @@ val_pipe = kerascnn.pipelines.build(val, shuffle=False, normalize=pipe.normaliza
 model.compile(...); model.fit(pipe.dataset, validation_data=val_pipe.dataset)
 """
 
-from kerascnn.pipelines.augment_spec import AugmentPlan, parse_augment  # noqa: F401
-from kerascnn.pipelines.build import Pipeline, build  # noqa: F401
-from kerascnn.pipelines.dataset import Dataset, DatasetInfo  # noqa: F401
-from kerascnn.pipelines.normalization import (  # noqa: F401
+from kerascnn.pipelines.augment_spec import AugmentPlan, parse_augment
+from kerascnn.pipelines.build import Pipeline, build
+from kerascnn.pipelines.dataset import Dataset, DatasetInfo
+from kerascnn.pipelines.normalization import (
     PUBLISHED_STATS,
     Normalization,
     compute_stats,
     resolve_normalization,
 )
-from kerascnn.pipelines.sources import (  # noqa: F401
+from kerascnn.pipelines.sources import (
     SAMPLE_NAME,
     BadImageFileError,
     DataNotFoundError,
@@ -28,4 +28,25 @@ from kerascnn.pipelines.sources import (  # noqa: F401
     load,
     sample_metadata,
 )
-from kerascnn.pipelines.splits import stratified_split_indices, train_val_split  # noqa: F401
+from kerascnn.pipelines.splits import stratified_split_indices, train_val_split
+
+__all__ = [
+    "AugmentPlan",
+    "available_sources",
+    "BadImageFileError",
+    "build",
+    "compute_stats",
+    "DataNotFoundError",
+    "Dataset",
+    "DatasetInfo",
+    "load",
+    "Normalization",
+    "parse_augment",
+    "Pipeline",
+    "PUBLISHED_STATS",
+    "resolve_normalization",
+    "sample_metadata",
+    "SAMPLE_NAME",
+    "stratified_split_indices",
+    "train_val_split",
+]

@@ -31,6 +31,16 @@ import importlib
 
 import keras
 
+__all__ = [
+    "AugmentPlan",
+    "FLIP_MODES",
+    "kerascnn_layer",
+    "LAYER_NAMES",
+    "MIX_KINDS",
+    "parse_augment",
+    "uses_stand_ins",
+]
+
 MIX_KINDS = ("mixup", "cutmix")
 LAYER_NAMES = ("flip", "padcrop", "randaugment", "cutout", "translate", "rotate", "zoom")
 FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}

@@ -17,9 +17,14 @@ the job, NumPy otherwise. Order of the ``tf.data`` stages::
         -> MixUp / CutMix -> prefetch(AUTOTUNE)
 
 With ``placement="model"`` the augmentation layers (and, with ``normalize_in="model"``, the
-normalization layer) are returned in :attr:`Pipeline.model_layers`; :meth:`Pipeline.wrap` puts
-them in front of a model, where ``fit`` calls them with ``training=True`` and inference and
-exports skip them (kerascnn's augmentation layers are the identity unless ``training`` is true).
+normalization layer) are returned in :attr:`Pipeline.model_layers`
+(:attr:`Pipeline.model_augmentation` and :attr:`Pipeline.model_preprocessing`) for the model:
+an :class:`kerascnn.tasks.ImageClassifier` takes them as ``augmentation`` and
+``preprocessing`` (:meth:`Pipeline.wrap` puts them in front of any model); ``fit`` calls them
+with ``training=True`` and inference and exports skip them (kerascnn's augmentation layers
+are the identity unless ``training`` is true). With ``mix_in="model"`` MixUp / CutMix is
+returned in :attr:`Pipeline.mix` for the task's ``mixer`` and the batches hold the plain
+images and integer labels: the pipeline returns data only.
 The augmentation layers see whole batches in both placements, so the two are the same
 computation on the same batches.
 """
@@ -32,12 +37,12 @@ import keras
 import numpy as np
 
 from kerascnn.backends import backend, require_tensorflow
+from kerascnn.checks import check_choice, check_int
 from kerascnn.layers.augment.base import BaseAugmentation
 from kerascnn.pipelines.augment_spec import parse_augment
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.loader import BatchLoader
 from kerascnn.pipelines.normalization import Normalization, resolve_normalization
-from kerascnn.zoo.common import check_choice, check_int
 
 PLACEMENTS = ("pipeline", "model")
 LABEL_FORMATS = ("sparse", "onehot")
@@ -59,7 +64,10 @@ class Pipeline:
         augment_layers: the per-image augmentation layers (in either placement).
         model_layers: layers to put in front of the model (augmentation with
             ``placement="model"``, normalization with ``normalize_in="model"``).
-        mix: the kerascnn ``MixUp`` / ``CutMix`` layer applied after batching, or ``None``.
+        mix: the kerascnn ``MixUp`` / ``CutMix`` layer of the augmentation, or ``None``:
+            applied after batching (``mix_in="pipeline"``) or for the model's train step
+            (``mix_in="model"``: ``ImageClassifier(mixer=pipe.mix)``).
+        mix_in: ``"pipeline"`` or ``"model"``.
     """
 
     dataset: object
@@ -70,6 +78,17 @@ class Pipeline:
     placement: str
     normalize_in: str
     mix: keras.layers.Layer | None = None
+    mix_in: str = "pipeline"
+
+    @property
+    def model_augmentation(self) -> list:
+        """The augmentation layers for the model (``placement="model"``), else ``[]``."""
+        return list(self.augment_layers) if self.placement == "model" else []
+
+    @property
+    def model_preprocessing(self) -> list:
+        """The normalization layer for the model (``normalize_in="model"``), else ``[]``."""
+        return list(self.model_layers[len(self.model_augmentation) :])
 
     def __iter__(self):
         return iter(self.dataset)
@@ -84,7 +103,11 @@ class Pipeline:
         return steps
 
     def wrap(self, model: keras.Model, name: str | None = None) -> keras.Model:
-        """``model`` with :attr:`model_layers` in front: a functional model taking raw pixels."""
+        """``model`` with :attr:`model_layers` in front: a functional model taking raw pixels.
+
+        For a classifier, prefer :class:`kerascnn.tasks.ImageClassifier` with
+        ``augmentation=pipe.model_augmentation, preprocessing=pipe.model_preprocessing``
+        (what ``kerascnn train`` builds)."""
         if not self.model_layers:
             return model
         inputs = keras.Input(shape=self.info.image_shape, name="images")
@@ -150,6 +173,7 @@ def build(
     deterministic: bool = True,
     shuffle_buffer: int | None = None,
     loader: str = "auto",
+    mix_in: str = "pipeline",
 ) -> Pipeline:
     """Batches of a dataset for ``model.fit``, with augmentation and normalization.
 
@@ -163,7 +187,7 @@ def build(
             see :mod:`kerascnn.pipelines.augment_spec`) or a list of Keras layers / spec items.
         placement: ``"pipeline"``: the augmentation layers run in ``tf.data`` on the CPU, called
             with ``training=True``; ``"model"``: they are returned in ``model_layers`` for the
-            model (:meth:`Pipeline.wrap`). MixUp / CutMix always run in the pipeline.
+            model (an ``ImageClassifier``). MixUp / CutMix: see ``mix_in``.
         normalize: ``"standardize"`` (per-channel ``(x - mean) / std``; ``mean``/``std`` given, or
             the dataset's recorded / published / computed ones), ``"scale"`` (to [0, 1]),
             ``"none"``, or a :class:`Normalization` (e.g. a training pipeline's).
@@ -185,6 +209,10 @@ def build(
             dataset, up to 256 MiB (the NumPy loader always shuffles the whole dataset).
         loader: ``"numpy"``, ``"tf.data"`` or ``"auto"`` (see the module docstring).
             ``"tf.data"`` needs TensorFlow (any Keras backend can train on it).
+        mix_in: where MixUp / CutMix of ``augment`` runs: ``"pipeline"`` (after batching;
+            labels one-hot) or ``"model"`` (not applied: returned in :attr:`Pipeline.mix`
+            for ``ImageClassifier(mixer=...)``, which mixes in its train step; labels stay
+            as ``labels`` says, sparse by default).
 
     Returns:
         A :class:`Pipeline`.
@@ -200,6 +228,7 @@ def build(
     normalize_in = placement if normalize_in is None else normalize_in
     check_choice("normalize_in", normalize_in, PLACEMENTS)
     check_choice("loader", loader, LOADERS)
+    check_choice("mix_in", mix_in, PLACEMENTS)
     if shuffle_buffer is not None:
         check_int("shuffle_buffer", shuffle_buffer)
     if any(d is None for d in dataset.image_shape):
@@ -210,10 +239,11 @@ def build(
     plan = parse_augment(
         augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes
     )
+    mix = plan.mix if mix_in == "pipeline" else None  # applied to the batches
     if labels is None:
-        labels = "onehot" if plan.mix is not None else "sparse"
+        labels = "onehot" if mix is not None else "sparse"
     check_choice("labels", labels, LABEL_FORMATS)
-    if plan.mix is not None and labels != "onehot":
+    if mix is not None and labels != "onehot":
         raise ValueError(
             f"{type(plan.mix).__name__} mixes labels, so it needs labels='onehot' (with a categorical loss); "
             f"received labels={labels!r}"
@@ -230,7 +260,7 @@ def build(
     ds = make(
         dataset, batch_size=batch_size, shuffle=shuffle, seed=seed, augment_layers=in_pipeline,
         norm=norm if normalize_in == "pipeline" else None, onehot=labels == "onehot",
-        mix=plan.mix, cache=cache, drop_remainder=drop_remainder, deterministic=deterministic,
+        mix=mix, cache=cache, drop_remainder=drop_remainder, deterministic=deterministic,
         shuffle_buffer=shuffle_buffer,
     )  # fmt: skip
 
@@ -240,8 +270,9 @@ def build(
         if layer is not None:
             model_layers.append(layer)
     return Pipeline(
-        ds, dataset.info, norm, list(plan.layers), model_layers, placement, normalize_in, plan.mix
-    )
+        ds, dataset.info, norm, list(plan.layers), model_layers, placement, normalize_in, plan.mix,
+        mix_in,
+    )  # fmt: skip
 
 
 def _choose_loader(loader: str, dataset: Dataset, augment_layers: list) -> str:

@@ -20,6 +20,13 @@ import numpy as np
 
 from kerascnn.backends import require_tensorflow
 
+__all__ = [
+    "Dataset",
+    "DatasetInfo",
+    "MakeFn",
+    "ReadFn",
+]
+
 #: ``make(indices)``: the ``tf.data.Dataset`` of ``(image, label)`` for sorted source indices.
 MakeFn = Callable[[np.ndarray | None], "tf.data.Dataset"]  # noqa: F821
 #: ``read(indices)``: the images at those source indices as one NumPy array ``(n, H, W, C)``.

@@ -22,6 +22,11 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+__all__ = [
+    "BatchLoader",
+    "Transform",
+]
+
 Transform = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 

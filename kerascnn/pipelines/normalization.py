@@ -13,7 +13,16 @@ import dataclasses
 import keras
 import numpy as np
 
-from kerascnn.zoo.common import check_choice
+from kerascnn.checks import check_choice
+
+__all__ = [
+    "compute_stats",
+    "compute_stats_numpy",
+    "Normalization",
+    "NORMALIZE_MODES",
+    "PUBLISHED_STATS",
+    "resolve_normalization",
+]
 
 # Widely used per-channel statistics of the training splits, in pixel units.
 # CIFAR: the official binary training sets; MNIST/Fashion-MNIST: the official training sets;
@@ -24,8 +33,9 @@ PUBLISHED_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "mnist": ((33.318,), (78.567,)),
     "fashion_mnist": ((72.930,), (90.015,)),
     "svhn_cropped": ((111.614, 113.167, 120.564), (50.490, 51.255, 50.235)),
-    "imagenette": ((123.675, 116.280, 103.530), (58.395, 57.120, 57.375)),
+    "imagenet": ((123.675, 116.280, 103.530), (58.395, 57.120, 57.375)),
 }
+PUBLISHED_STATS["imagenette"] = PUBLISHED_STATS["imagenet"]
 
 NORMALIZE_MODES = ("standardize", "scale", "none")
 

@@ -18,12 +18,30 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kerascnn.backends import INSTALL_HINT, MissingDependencyError
+from kerascnn.checks import check_choice
 from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.normalization import PUBLISHED_STATS
 from kerascnn.pipelines.splits import train_val_split
 from kerascnn.pipelines.validate import check_labels, check_pixels
-from kerascnn.zoo.common import check_choice
+
+__all__ = [
+    "array_dataset",
+    "available_sources",
+    "BAD_FILE_POLICIES",
+    "BadImageFileError",
+    "DATA_DIR",
+    "DataNotFoundError",
+    "decode_file",
+    "IMAGE_FORMATS",
+    "load",
+    "resize_images",
+    "SAMPLE_FILE",
+    "SAMPLE_META",
+    "sample_metadata",
+    "SAMPLE_NAME",
+    "TFDS_NAMES",
+]
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent / "data"
 SAMPLE_NAME = "cifar10-sample"

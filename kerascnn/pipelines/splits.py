@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerascnn.zoo.common import check_float, check_int
+from kerascnn.checks import check_float, check_int
+
+__all__ = [
+    "stratified_split_indices",
+    "train_val_split",
+]
 
 
 def stratified_split_indices(

@@ -20,6 +20,13 @@ import numpy as np
 
 from kerascnn.errors import DataValidationError
 
+__all__ = [
+    "check_labels",
+    "check_model_fits",
+    "check_pixels",
+    "check_trainable",
+]
+
 
 def check_pixels(x: np.ndarray, where: str) -> None:
     """Refuse images that are not integers in [0, 255] (NumPy array ``(N, H, W, C)``)."""

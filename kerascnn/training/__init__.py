@@ -5,8 +5,25 @@ recalibration.
     result = kerascnn.training.fit(model, train, val, recipe, out_dir="runs/resnet56")
 """
 
-from kerascnn.training.batchnorm import recalibrate_batchnorm  # noqa: F401
-from kerascnn.training.callbacks import DropoutSchedule  # noqa: F401
-from kerascnn.training.loop import FitResult, StopOnNaN, TrainingDiverged, fit, resolve_jit_compile  # noqa: F401
-from kerascnn.training.recipes import RECIPES, CoupledSGD, OneCycle, Recipe, get_recipe  # noqa: F401
-from kerascnn.training.run import TrainedRun, train_from_names  # noqa: F401
+from kerascnn.training.batchnorm import recalibrate_batchnorm
+from kerascnn.training.callbacks import DropoutSchedule
+from kerascnn.training.loop import FitResult, StopOnNaN, TrainingDiverged, fit, resolve_jit_compile
+from kerascnn.training.recipes import RECIPES, CoupledSGD, OneCycle, Recipe, get_recipe
+from kerascnn.training.run import TrainedRun, train_from_names
+
+__all__ = [
+    "CoupledSGD",
+    "DropoutSchedule",
+    "fit",
+    "FitResult",
+    "get_recipe",
+    "OneCycle",
+    "recalibrate_batchnorm",
+    "Recipe",
+    "RECIPES",
+    "resolve_jit_compile",
+    "StopOnNaN",
+    "train_from_names",
+    "TrainedRun",
+    "TrainingDiverged",
+]

@@ -11,6 +11,10 @@ from keras import ops
 from kerascnn.layers.mc import rewire
 from kerascnn.layers.normalization import AxisNormalization
 
+__all__ = [
+    "recalibrate_batchnorm",
+]
+
 
 def _is_batch_norm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization) or (

@@ -6,7 +6,12 @@ import warnings
 
 import keras
 
+from kerascnn.checks import check_int
 from kerascnn.layers.dropout import DropoutBase, check_rate
+
+__all__ = [
+    "DropoutSchedule",
+]
 
 
 class DropoutSchedule(keras.callbacks.Callback):
@@ -42,10 +47,7 @@ class DropoutSchedule(keras.callbacks.Callback):
             raise ValueError(f"mode must be 'early' or 'late'; received mode={mode!r}")
         if rate is not None:
             check_rate(rate)
-        if isinstance(cutoff_epoch, bool) or not isinstance(cutoff_epoch, int) or cutoff_epoch < 0:
-            raise ValueError(
-                f"cutoff_epoch must be an integer >= 0; received cutoff_epoch={cutoff_epoch!r}"
-            )
+        check_int("cutoff_epoch", cutoff_epoch, 0)
         self.mode = mode
         self.rate = rate
         self.cutoff_epoch = cutoff_epoch

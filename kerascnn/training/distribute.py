@@ -22,10 +22,13 @@ What runs where:
   (keras-team/keras#20585, tensorflow/tensorflow#72388), so :func:`fit_distributed` runs its
   own loop over ``strategy.run``: per-replica forward and backward pass, gradients summed
   across all replicas of all workers by the Keras optimizer's all-reduce, the loss divided
-  by the global number of examples of the step, and a ``tf.train.CheckpointManager`` backup
-  written at the end of each epoch, restored when the same command is run again (the
-  equivalent of ``BackupAndRestore``, which is what Keras 2's ``BackupAndRestore`` used
-  under the hood).
+  by the global number of examples of the step. The loop only computes the steps and the
+  epoch's metrics; its epochs run under the same callbacks and bookkeeping as
+  :func:`~kerascnn.training.fit` (:func:`kerascnn.training.loop.run_training`: NaN guard,
+  early stopping, ``log.csv``, ``best.keras``, ``model.keras``, ``result.json``), with one
+  difference: the backup for resuming is a ``tf.train.CheckpointManager`` written at the
+  end of each epoch and restored when the same command is run again (the equivalent of
+  ``BackupAndRestore``, which is what Keras 2's ``BackupAndRestore`` used under the hood).
 
 Scaling rule (:func:`scale_recipe`): the recipe's ``batch_size`` is the batch of one
 replica; the global batch is ``batch_size * num_replicas``; the learning rate is multiplied
@@ -47,14 +50,16 @@ import sys
 import keras
 
 from kerascnn.errors import UserInputError
-from kerascnn.training.loop import FitResult, TrainingDiverged, fit
-from kerascnn.training.recipes import Recipe, get_recipe
-from kerascnn.training.run_folder import (
-    RunRecorder,
-    atomic_save,
-    atomic_write_text,
-    check_run_folder,
+from kerascnn.training.loop import (
+    FitResult,
+    LoaderEpoch,
+    default_callbacks,
+    fit,
+    run_training,
+    train_epochs,
 )
+from kerascnn.training.recipes import Recipe, get_recipe
+from kerascnn.training.run_folder import BACKUP, check_run_folder
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 LR_SCALING = ("linear", "sqrt", "none")
@@ -293,11 +298,19 @@ def fit_distributed(
             it, and its ``backup`` folder (a ``tf.train.CheckpointManager`` written at every
             epoch end) must be readable by every worker: rerunning the same commands on all
             workers after a failure resumes from the last completed epoch.
-        jit_compile, callbacks: passed to :func:`fit` for ``"none"`` and ``"mirrored"``;
-            the multi-worker loop runs without XLA and refuses Keras callbacks. It honours
-            the recipe's ``early_stopping`` (on validation accuracy, the best epoch's
-            weights restored; the patience count restarts when a run resumes) and writes
-            ``best.keras`` and ``log.csv`` as :func:`fit` does.
+        jit_compile: passed to :func:`fit` for ``"none"`` and ``"mirrored"``; the
+            multi-worker loop runs without XLA.
+        callbacks: more Keras callbacks, as in :func:`fit`. The multi-worker loop calls
+            their epoch, train-batch and test-batch hooks as ``model.fit`` does (batch
+            logs: the running ``loss`` and ``accuracy``) and honours
+            ``model.stop_training``; it refuses, with a one-line error naming the callback,
+            those that cannot work there: ``BackupAndRestore`` (the loop has its own
+            backup), callbacks that need ``model.optimizer`` (``ReduceLROnPlateau``,
+            ``LearningRateScheduler``, ``SwapEMAWeights``, ``TensorBoard``) and, under
+            ``MultiWorkerMirroredStrategy``, ``ModelCheckpoint`` and ``CSVLogger`` (every
+            worker would write the same file). Other callbacks run on every worker. The
+            recipe's ``early_stopping``, the NaN guard, ``log.csv`` and ``best.keras``
+            behave as in :func:`fit` (the same callbacks).
         overwrite: as in :func:`fit`: train into a folder holding a finished run (an
             unfinished one is resumed either way).
         shard_policy: the ``tf.data`` auto-shard policy for multi-worker input
@@ -320,20 +333,90 @@ def fit_distributed(
                 jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
                 overwrite=overwrite,
             )  # fmt: skip
-    if callbacks:
-        names = ", ".join(type(c).__name__ for c in callbacks)
-        raise UserInputError(
-            f"Keras callbacks ({names}) are not supported by the multi-worker loop "
-            "(trainer='loop', used under MultiWorkerMirroredStrategy); run without them, or "
-            "with strategy='mirrored' or 'none'"
-        )
     return _StrategyLoop(model, strategy, recipe, one_hot, shard_policy).run(
-        train, validation, out_dir, verbose, overwrite=overwrite
+        train, validation, out_dir, verbose, overwrite=overwrite, callbacks=callbacks
     )
 
 
+def _loop_refusal(callback, multiworker: bool) -> str | None:
+    """Why a Keras callback cannot run in the multi-worker loop, or ``None`` when it can."""
+    C = keras.callbacks
+    if isinstance(callback, C.BackupAndRestore):
+        return (
+            "the loop backs itself up (a tf.train.CheckpointManager in out_dir/backup, "
+            "readable by every worker); pass out_dir instead"
+        )
+    if isinstance(
+        callback, (C.ReduceLROnPlateau, C.LearningRateScheduler, C.SwapEMAWeights, C.TensorBoard)
+    ):
+        return (
+            "it needs model.optimizer, which the loop does not set (it trains an uncompiled "
+            "model with its own optimizer); use the recipe's schedule"
+        )
+    if multiworker and isinstance(callback, (C.ModelCheckpoint, C.CSVLogger)):
+        path = getattr(callback, "filepath", None) or getattr(callback, "filename", "")
+        return (
+            f"every worker would write {path} at the same time; out_dir's best.keras and "
+            "log.csv are written by the chief alone"
+        )
+    return None
+
+
+class _CheckpointBackup(keras.callbacks.Callback):
+    """The multi-worker loop's ``BackupAndRestore``: a ``tf.train.CheckpointManager``
+    (weights, optimizer, epoch) written at every epoch end, restored in ``on_train_begin``
+    (which sets ``model._initial_epoch``, as ``BackupAndRestore`` does for ``model.fit``)
+    and removed when training completes. Every worker saves (collective ops may run while
+    saving); only the chief's copy, in ``backup``, is kept and read by all workers on
+    resume: ``backup`` must be on storage every worker reads."""
+
+    def __init__(self, backup, write_dir, optimizer, strategy, say):
+        super().__init__()
+        self.backup, self.write_dir = pathlib.Path(backup), pathlib.Path(write_dir)
+        self.optimizer, self.strategy, self.say = optimizer, strategy, say
+
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf
+
+        with self.strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer, epoch=self.epoch
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.write_dir), max_to_keep=1
+        )
+        latest = tf.train.latest_checkpoint(str(self.backup))
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            start = int(self.epoch.numpy())
+            self.model._initial_epoch = start
+            self.say(f"resumed from {latest}: {start} epoch(s) done")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+    def on_train_end(self, logs=None):
+        shutil.rmtree(self.write_dir, ignore_errors=True)  # as BackupAndRestore does
+
+
+class _EpochLine(keras.callbacks.Callback):
+    """One line per epoch (``[worker:0] epoch 2/10 - accuracy: ... - loss: ...``)."""
+
+    def __init__(self, epochs: int, say):
+        super().__init__()
+        self.epochs, self.say = epochs, say
+
+    def on_epoch_end(self, epoch, logs=None):
+        shown = " - ".join(f"{k}: {v:.4f}" for k, v in sorted((logs or {}).items()))
+        self.say(f"epoch {epoch + 1}/{self.epochs} - {shown}")
+
+
 class _StrategyLoop:
-    """Training loop over ``strategy.run`` (works around keras-team/keras#20585)."""
+    """Training loop over ``strategy.run`` (works around keras-team/keras#20585). It only
+    computes the steps and the epoch's metrics; the callbacks, the run folder and the
+    result are :func:`kerascnn.training.loop.run_training`'s, as for :func:`fit`."""
 
     def __init__(self, model, strategy, recipe: Recipe, one_hot: bool, shard_policy: str):
         _check("shard_policy", shard_policy, SHARD_POLICIES)
@@ -360,13 +443,19 @@ class _StrategyLoop:
         SUM = tf.distribute.ReduceOp.SUM
         dtype = keras.config.floatx()  # float32 logits and loss under a mixed policy too
 
-        def totals(per_example, labels, logits):
+        def penalty():  # regularization, as model.fit adds it to the loss
+            if not model.losses:
+                return tf.constant(0.0, dtype)
+            return tf.add_n([tf.cast(v, dtype) for v in model.losses])
+
+        def totals(per_example, labels, logits, extra):
             if self.one_hot:
                 labels = tf.argmax(labels, axis=-1)
             predicted = tf.argmax(logits, axis=-1, output_type=tf.int64)
             correct = tf.cast(tf.equal(predicted, tf.cast(labels, tf.int64)), dtype)
             count = tf.cast(tf.shape(per_example)[0], dtype)
-            return tf.reduce_sum(per_example), tf.reduce_sum(correct), count
+            # the reported loss, like model.fit's: data loss + penalty, mean over examples
+            return tf.reduce_sum(per_example) + extra * count, tf.reduce_sum(correct), count
 
         def train_replica(x, y):
             context = tf.distribute.get_replica_context()
@@ -375,19 +464,19 @@ class _StrategyLoop:
             with tf.GradientTape() as tape:
                 logits = tf.cast(model(x, training=True), dtype)
                 per_example = tf.cast(loss_fn(y, logits), dtype)
+                extra = penalty()
                 loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
                 if model.losses:  # regularization: counted once over all replicas
-                    penalty = tf.add_n([tf.cast(v, dtype) for v in model.losses])
-                    loss += penalty / strategy.num_replicas_in_sync
+                    loss += extra / strategy.num_replicas_in_sync
             variables = model.trainable_variables
             gradients = tape.gradient(loss, variables)
             # the Keras optimizer all-reduces (sums) the gradients over all replicas
             optimizer.apply_gradients(zip(gradients, variables, strict=True))
-            return totals(per_example, y, logits)
+            return totals(per_example, y, logits, extra)
 
         def eval_replica(x, y):
             logits = tf.cast(model(x, training=False), dtype)
-            return totals(tf.cast(loss_fn(y, logits), dtype), y, logits)
+            return totals(tf.cast(loss_fn(y, logits), dtype), y, logits, penalty())
 
         def reduced(replica_fn):
             @tf.function
@@ -399,23 +488,47 @@ class _StrategyLoop:
 
         return reduced(train_replica), reduced(eval_replica)
 
-    def _epoch(self, step, dataset) -> tuple[float, float]:
+    def _pass(self, step, dataset, callbacks, training: bool) -> dict:
+        """One pass over ``dataset`` with ``step``, calling the batch hooks as model.fit
+        and model.evaluate do; the epoch's mean loss and accuracy over all workers."""
+        if training:
+            begin, end = callbacks.on_train_batch_begin, callbacks.on_train_batch_end
+        else:
+            begin, end = callbacks.on_test_batch_begin, callbacks.on_test_batch_end
+            callbacks.on_test_begin()
         loss_sum = correct = count = 0.0
-        for batch in dataset:
-            a, b, c = (float(v) for v in step(batch))
+        logs = {}
+        for index, batch in enumerate(dataset):
+            begin(index)
+            a, b, c = (float(v) for v in step(batch))  # all-reduced: the same on every worker
             loss_sum, correct, count = loss_sum + a, correct + b, count + c
+            logs = {"loss": loss_sum / max(count, 1.0), "accuracy": correct / max(count, 1.0)}
+            end(index, logs)
+            # the NaN guard: every worker sees the same loss, so all stop at the same batch
+            if training and self.model.stop_training:
+                break
         if not count:
             raise UserInputError(
                 f"the data gave no batch to this worker: {self._batches} batches of "
                 f"{self._global_batch} examples (the global batch) for {self._workers} workers; "
                 "every worker needs one or more: lower --batch-size (per replica) or use more data"
             )
-        return loss_sum / count, correct / count
+        if not training:
+            callbacks.on_test_end(logs)
+        return logs
 
-    def run(self, train, validation, out_dir, verbose, overwrite: bool = False) -> FitResult:
-        import tensorflow as tf
-
+    def run(
+        self, train, validation, out_dir, verbose, overwrite: bool = False, callbacks=()
+    ) -> FitResult:
         strategy = self.strategy
+        multiworker = is_multiworker(strategy)
+        for callback in callbacks:
+            why = _loop_refusal(callback, multiworker)
+            if why:
+                raise UserInputError(
+                    f"the Keras callback {type(callback).__name__} cannot run in the "
+                    f"multi-worker loop (trainer='loop'): {why}"
+                )
         train_ds = getattr(train, "dataset", train)
         val_ds = getattr(validation, "dataset", validation)
         steps = int(train_ds.cardinality())
@@ -432,6 +545,11 @@ class _StrategyLoop:
             raise ValueError(
                 "train must be a finite, batched tf.data.Dataset with a known number of batches"
             )
+        out = pathlib.Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            check_run_folder(out, overwrite)
+            if self.chief:
+                out.mkdir(parents=True, exist_ok=True)
         train_step, eval_step = self._step_functions(steps)
         dist_train = strategy.experimental_distribute_dataset(
             shard_dataset(train_ds, self.shard_policy)
@@ -442,96 +560,41 @@ class _StrategyLoop:
                 shard_dataset(val_ds, self.shard_policy)
             )
 
-        out = pathlib.Path(out_dir) if out_dir is not None else None
-        manager = backup = None
-        epoch_var = None
-        start = 0
+        def say(message: str) -> None:
+            self._say(verbose, message)
+
+        backup = []
         if out is not None:
-            check_run_folder(out, overwrite)
-            backup = out / "backup"
             # every worker saves (TensorFlow's pattern); only the chief's copy is kept
-            write_dir = backup if self.chief else out / f".backup-{self.task_type}-{self.task_id}"
-            if self.chief:
-                out.mkdir(parents=True, exist_ok=True)
-            with strategy.scope():
-                epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            checkpoint = tf.train.Checkpoint(
-                model=self.model, optimizer=self.optimizer, epoch=epoch_var
+            write_dir = (
+                out / BACKUP if self.chief else out / f".backup-{self.task_type}-{self.task_id}"
             )
-            manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
-            latest = tf.train.latest_checkpoint(str(backup))
-            if latest:
-                checkpoint.restore(latest).assert_existing_objects_matched()
-                start = int(epoch_var.numpy())
-                self._say(verbose, f"resumed from {latest}: {start} epoch(s) done")
+            backup = [_CheckpointBackup(out / BACKUP, write_dir, self.optimizer, strategy, say)]
+        extra = list(callbacks)
+        if hasattr(train_ds, "set_epoch"):
+            extra.append(LoaderEpoch(train_ds))
+        if verbose:
+            extra.append(_EpochLine(self.recipe.epochs, say))
+        # the chief alone writes the run folder (log.csv, best.keras, model.keras, result.json)
+        cbs = default_callbacks(
+            out if self.chief else None, dist_val is not None, self.recipe.early_stopping,
+            backup=backup, extra=extra,
+        )  # fmt: skip
 
-        history: dict[str, list[float]] = {}
-        # the chief writes log.csv and best.keras as fit() does (atomically, a resumed run
-        # keeps the rows of its earlier epochs)
-        recorder = None
-        if out is not None and self.chief:
-            recorder = RunRecorder(out, "val_accuracy" if dist_val is not None else None)
-            recorder.set_model(self.model)
-            recorder.on_epoch_begin(start)
-        patience = self.recipe.early_stopping if dist_val is not None else 0
-        best = best_weights = None
-        best_epoch = wait = 0
-        stopped_early = False
-        epochs_done = start
-        for epoch in range(start, self.recipe.epochs):
-            loss, accuracy = self._epoch(train_step, dist_train)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the loss became {loss} at epoch {epoch + 1}; lower the learning rate"
-                )
-            logs = {"accuracy": accuracy, "loss": loss}
-            if dist_val is not None:
-                val_loss, val_accuracy = self._epoch(eval_step, dist_val)
-                logs.update(val_accuracy=val_accuracy, val_loss=val_loss)
-            for key, value in logs.items():
-                history.setdefault(key, []).append(value)
-            epochs_done = epoch + 1
-            if manager is not None:
-                epoch_var.assign(epochs_done)
-                manager.save(checkpoint_number=epochs_done)
-            if recorder is not None:  # after the backup: a logged epoch is backed up
-                recorder.on_epoch_end(epoch, logs)
-            shown = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-            self._say(verbose, f"epoch {epoch + 1}/{self.recipe.epochs} - {shown}")
-            if patience:  # every worker sees the same all-reduced accuracy: same decision
-                if best is None or logs["val_accuracy"] > best:
-                    best, best_epoch, wait = logs["val_accuracy"], epoch + 1, 0
-                    best_weights = self.model.get_weights()
-                else:
-                    wait += 1
-                    if wait >= patience:
-                        stopped_early = True
-                        self.model.set_weights(best_weights)
-                        self._say(verbose, f"early stopping: best epoch {best_epoch} restored")
-                        break
+        def run_epoch(epoch, callback_list) -> dict:
+            logs = self._pass(train_step, dist_train, callback_list, training=True)
+            if dist_val is not None:  # also after a stop mid-epoch, as in model.fit
+                val = self._pass(eval_step, dist_val, callback_list, training=False)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            return logs
 
-        if recorder is not None and recorder.rows:
-            history = recorder.history()
-        val_accuracy = history.get("val_accuracy", [None])[-1]
-        if stopped_early:
-            val_accuracy = best
-        result = FitResult(
-            history=history,
-            epochs_run=epochs_done,
-            best_epoch=best_epoch if stopped_early else None,
-            stopped_early=stopped_early,
-            val_accuracy=val_accuracy,
-            out_dir=str(out) if out is not None else None,
-        )
-        if out is not None:
-            if self.chief:
-                atomic_save(self.model, out / "model.keras")
-                text = json.dumps(dataclasses.asdict(result), indent=1) + "\n"
-                atomic_write_text(out / "result.json", text)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                shutil.rmtree(manager.directory, ignore_errors=True)
-        return result
+        def train_with(callback_list):
+            return train_epochs(
+                self.model, callback_list, self.recipe.epochs, run_epoch, steps=steps,
+                verbose=verbose, optimizer=self.optimizer,
+            )  # fmt: skip
+
+        return run_training(self.model, train_with, cbs, out, write=self.chief)
 
     def _say(self, verbose, message: str) -> None:
         if verbose:

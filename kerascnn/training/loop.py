@@ -1,6 +1,11 @@
 """The fit loop around ``model.fit``: default callbacks, XLA and precision choices, the run
 folder (:mod:`kerascnn.training.run_folder`).
 
+The bookkeeping of a run (the callbacks of :func:`default_callbacks`, the
+:class:`FitResult`, ``model.keras`` and ``result.json``) is :func:`run_training`'s, shared
+by :func:`fit` (``model.fit``) and the multi-worker loop of
+:mod:`kerascnn.training.distribute` (:func:`train_epochs` around its own epoch).
+
     result = kerascnn.training.fit(model, train_pipe, val_pipe, recipe, out_dir="runs/r20")
 """
 
@@ -132,26 +137,134 @@ def default_callbacks(
     monitor: str = "val_accuracy",
     tensorboard: bool = False,
     extra=(),
+    *,
+    backup=None,
 ) -> list:
-    """The NaN guard (first: a diverged epoch writes nothing), EarlyStopping (with
-    validation data and ``patience > 0``), the run folder's log and best-model checkpoint
-    (:class:`RunRecorder`), the backup for resuming (:class:`SafeBackupAndRestore`,
-    :class:`RandomStateBackup`), optional TensorBoard, then ``extra``."""
+    """The callbacks of every kerascnn training run, :func:`fit`'s and the multi-worker
+    loop's (:mod:`kerascnn.training.distribute`): the NaN guard (first: a diverged epoch
+    writes nothing), EarlyStopping (with validation data and ``patience > 0``; the best
+    epoch's weights restored), the run folder's log and best-model checkpoint
+    (:class:`RunRecorder`, when ``out_dir`` is given), the backup for resuming, optional
+    TensorBoard, then ``extra``.
+
+    ``backup``: ``None`` for Keras's (:class:`SafeBackupAndRestore` and
+    :class:`RandomStateBackup` in ``out_dir/backup``), or the callbacks that replace them
+    (the multi-worker loop's checkpoint backup, also on workers that write no run folder).
+    """
     callbacks: list = [StopOnNaN()]
     if has_validation and patience > 0:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=monitor, patience=patience, restore_best_weights=True, verbose=1
+                monitor=monitor,
+                patience=patience,
+                restore_best_weights=True,
+                verbose=1,
+                # explicit: a model trained outside model.fit has no compiled metrics to ask
+                mode="min" if monitor.endswith("loss") else "max",
             )
         )
     if out_dir is not None:
         # log and best model before the backup: an epoch whose backup exists is logged
         callbacks.append(RunRecorder(out_dir, monitor if has_validation else None))
-        callbacks.append(SafeBackupAndRestore(str(out_dir / BACKUP)))  # with random states
-        callbacks.append(RandomStateBackup(out_dir / BACKUP, save=False))  # restores them
-        if tensorboard:
-            callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))
+    if backup is None and out_dir is not None:
+        backup = [
+            SafeBackupAndRestore(str(out_dir / BACKUP)),  # with random states
+            RandomStateBackup(out_dir / BACKUP, save=False),  # restores them
+        ]
+    callbacks += list(backup or ())
+    if out_dir is not None and tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))
     return callbacks + list(extra)
+
+
+def train_epochs(
+    model: keras.Model,
+    callbacks,
+    epochs: int,
+    run_epoch,
+    *,
+    steps: int | None = None,
+    verbose=0,
+    optimizer=None,
+) -> keras.callbacks.History:
+    """``model.fit``'s epoch loop and callback protocol around another training step.
+
+    ``run_epoch(epoch, callback_list)`` trains one epoch and returns its logs (``loss``,
+    ``accuracy``, and ``val_loss``, ``val_accuracy`` with validation data); it calls the
+    list's batch hooks (``on_train_batch_begin/end``, ``on_test_begin``, ...) as
+    ``model.fit`` does, and stops the epoch when ``model.stop_training`` is set in one.
+    As in ``model.fit``: ``on_train_begin`` may set ``model._initial_epoch`` (a resumed
+    backup), ``model.stop_training`` (EarlyStopping, the NaN guard) ends the run after
+    the epoch, ``on_train_end`` runs only when training completes. Returns the ``History``.
+    """
+    if not isinstance(callbacks, keras.callbacks.CallbackList):
+        callbacks = keras.callbacks.CallbackList(
+            list(callbacks), add_history=True, model=model,
+            verbose=verbose, epochs=epochs, steps=steps,
+        )  # fmt: skip
+    model.stop_training = False
+    model._initial_epoch = None  # set by a backup callback in on_train_begin
+    callbacks.on_train_begin()
+    logs = None
+    for epoch in range(model._initial_epoch or 0, epochs):
+        callbacks.on_epoch_begin(epoch)
+        logs = dict(run_epoch(epoch, callbacks))
+        callbacks.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    if optimizer is not None and epochs > 0:
+        optimizer.finalize_variable_values(model.trainable_weights)  # e.g. EMA weights
+    callbacks.on_train_end(logs=logs)
+    return model.history
+
+
+def run_training(
+    model: keras.Model,
+    train,
+    callbacks: list,
+    out: pathlib.Path | None,
+    *,
+    write: bool = True,
+) -> FitResult:
+    """The bookkeeping of every kerascnn training run around ``train(callbacks)``, which
+    trains ``model`` with that callback list (``model.fit``, or :func:`train_epochs` around
+    the multi-worker loop's epoch) and returns its ``History``.
+
+    Raises :class:`TrainingDiverged` when the NaN guard (``callbacks[0]``, see
+    :func:`default_callbacks`) stopped the run; builds the :class:`FitResult` (from the
+    run folder's log when there is one, so that a resumed run's result covers every
+    epoch); writes ``model.keras`` then ``result.json`` into ``out`` when ``write`` (the
+    multi-worker loop's chief; other workers write nothing)."""
+    history = train(callbacks)
+    nan_guard = next(c for c in callbacks if isinstance(c, StopOnNaN))
+    if nan_guard.where is not None:
+        raise nan_guard.error()
+    early = next((c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    recorder = next((c for c in callbacks if isinstance(c, RunRecorder)), None)
+    if recorder is not None and recorder.rows:  # the whole run, also when it was resumed
+        hist, epochs = recorder.history(), recorder.epochs()
+    else:
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        epochs = list(history.epoch)
+    best_epoch = None
+    val_acc = None
+    if "val_accuracy" in hist and hist["val_accuracy"]:
+        best_index = max(range(len(hist["val_accuracy"])), key=hist["val_accuracy"].__getitem__)
+        val_acc = hist["val_accuracy"][best_index] if early else hist["val_accuracy"][-1]
+        best_epoch = (epochs[best_index] + 1) if epochs else None
+    result = FitResult(
+        history=hist,
+        epochs_run=(epochs[-1] + 1) if epochs else 0,
+        best_epoch=best_epoch,
+        stopped_early=bool(early and early.stopped_epoch),
+        val_accuracy=val_acc,
+        out_dir=str(out) if out else None,
+    )
+    if out is not None and write:
+        # model.keras, then result.json: result.json marks a finished run
+        atomic_save(model, out / FINAL)
+        atomic_write_text(out / RESULT, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
+    return result
 
 
 def fit(
@@ -218,41 +331,15 @@ def fit(
     cbs = default_callbacks(
         out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
     )
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=recipe.epochs,
-        callbacks=cbs,
-        verbose=verbose,
-        shuffle=False,  # the pipelines shuffle with their seed
-    )
 
-    nan_guard = cbs[0]
-    if nan_guard.where is not None:
-        raise nan_guard.error()
-    early = next((c for c in cbs if isinstance(c, keras.callbacks.EarlyStopping)), None)
-    recorder = next((c for c in cbs if isinstance(c, RunRecorder)), None)
-    if recorder is not None and recorder.rows:  # the whole run, also when it was resumed
-        hist, epochs = recorder.history(), recorder.epochs()
-    else:
-        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        epochs = list(history.epoch)
-    best_epoch = None
-    val_acc = None
-    if "val_accuracy" in hist and hist["val_accuracy"]:
-        best_index = max(range(len(hist["val_accuracy"])), key=hist["val_accuracy"].__getitem__)
-        val_acc = hist["val_accuracy"][best_index] if early else hist["val_accuracy"][-1]
-        best_epoch = (epochs[best_index] + 1) if epochs else None
-    result = FitResult(
-        history=hist,
-        epochs_run=(epochs[-1] + 1) if epochs else 0,
-        best_epoch=best_epoch,
-        stopped_early=bool(early and early.stopped_epoch),
-        val_accuracy=val_acc,
-        out_dir=str(out) if out else None,
-    )
-    if out is not None:
-        # model.keras, then result.json: result.json marks a finished run
-        atomic_save(model, out / FINAL)
-        atomic_write_text(out / RESULT, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
-    return result
+    def train_with(callbacks):
+        return model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=recipe.epochs,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,  # the pipelines shuffle with their seed
+        )
+
+    return run_training(model, train_with, cbs, out)

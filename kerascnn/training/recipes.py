@@ -11,8 +11,20 @@ import math
 
 import keras
 
+from kerascnn.checks import check_choice, check_int
 from kerascnn.errors import UserInputError
-from kerascnn.zoo.common import check_choice
+
+__all__ = [
+    "CoupledSGD",
+    "DECAY_MODES",
+    "get_recipe",
+    "OneCycle",
+    "OPTIMIZERS",
+    "Recipe",
+    "RECIPES",
+    "SCHEDULES",
+    "steps_per_epoch",
+]
 
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -144,9 +156,7 @@ class Recipe:
                 f"milestones must be fractions of the run in (0, 1); received milestones={milestones!r}"
             )
         for field in ("epochs", "batch_size"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserInputError(f"{field} must be an integer >= 1; received {field}={value!r}")
+            check_int(field, getattr(self, field))
         if not isinstance(self.early_stopping, int) or self.early_stopping < 0:
             raise UserInputError(
                 f"early_stopping must be an integer >= 0 (patience in epochs, 0 = off); "

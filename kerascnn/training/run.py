@@ -11,6 +11,7 @@ import keras
 
 from kerascnn import pipelines, zoo
 from kerascnn.pipelines.validate import check_trainable
+from kerascnn.tasks import ImageClassifier
 from kerascnn.training.loop import FitResult, fit
 from kerascnn.training.recipes import get_recipe
 from kerascnn.training.run_folder import check_run_folder
@@ -62,8 +63,11 @@ def train_from_names(
     on_bad_file: str = "error",
     **recipe_overrides,
 ) -> TrainedRun:
-    """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model
-    with raw-pixel inputs (normalization and in-model augmentation in front).
+    """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model: a
+    :class:`kerascnn.tasks.ImageClassifier` (``from_zoo``: the zoo model's backbone and
+    head) with raw-pixel inputs, owning the normalization, the in-model augmentation, the
+    float32 logits under ``mixed_precision`` and MixUp / CutMix (mixed in its train step).
+    The data pipelines deliver integer labels; the task's ``label_format`` decides the loss.
 
     ``strategy`` (``"auto"``, ``"none"``, ``"mirrored"``, ``"multiworker"`` or a
     ``tf.distribute.Strategy``; see :mod:`kerascnn.training.distribute`) places the run on
@@ -94,8 +98,11 @@ def train_from_names(
     keras.utils.set_random_seed(seed)
     train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
     check_trainable(train, val)
-    one_hot = rec.needs_one_hot()
-    labels = "onehot" if one_hot else "sparse"
+    # The task mixes batches in its train_step and converts labels itself; the multi-worker
+    # loop (distribute.fit_distributed) calls the model, not its train_step, so it gets the
+    # mixing and one-hot labels from the pipeline.
+    mix_in = "pipeline" if multiworker else "model"
+    labels = "onehot" if multiworker and rec.needs_one_hot() else "sparse"
     # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
     # loader does that on every backend, without tf.data's pause at each epoch's start
     # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
@@ -109,7 +116,7 @@ def train_from_names(
         pipe = pipelines.build(
             train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
             placement=placement, normalize_in="model", labels=labels,
-            drop_remainder=multiworker, loader=loader,
+            drop_remainder=multiworker, loader=loader, mix_in=mix_in,
         )  # fmt: skip
     val_pipe = pipelines.build(
         val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
@@ -117,29 +124,24 @@ def train_from_names(
     )  # fmt: skip
     previous_policy = keras.mixed_precision.global_policy()
 
-    def build_model() -> keras.Model:
+    def build_model() -> ImageClassifier:
         if mixed_precision:
             keras.mixed_precision.set_global_policy(mixed_precision)
-        try:
-            core = zoo.create(
-                model_name,
-                input_shape=train.image_shape,
-                num_classes=train.num_classes,
-                **(model_overrides or {}),
-            )
-            net = pipe.wrap(core, name=model_name)
-            if mixed_precision:  # the loss sees float32 logits
-                outputs = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(
-                    net.output
-                )
-                net = keras.Model(net.input, outputs, name=model_name)
+        try:  # the task's output layer is float32 under any policy: the loss sees float32
+            return ImageClassifier.from_zoo(
+                model_name, train.num_classes, input_shape=train.image_shape,
+                zoo_kwargs=model_overrides, preprocessing=pipe.model_preprocessing,
+                augmentation=pipe.model_augmentation,
+                mixer=pipe.mix if mix_in == "model" else None,
+                label_smoothing=rec.label_smoothing, name=model_name,
+            )  # fmt: skip
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
-        return net
 
     if multiworker:
         with strat.scope():  # the model is created under the scope, the optimizer in the loop
             net = build_model()
+        one_hot = rec.needs_one_hot()  # the pipeline's labels (see mix_in above)
         result = distribute.fit_distributed(
             net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, one_hot=one_hot,
             verbose=verbose, callbacks=callbacks, overwrite=overwrite,
@@ -147,6 +149,7 @@ def train_from_names(
     else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
         with distribute.scope_of(strat):  # model, optimizer and metrics created under it
             net = build_model()
+            one_hot = net.label_format == "onehot"  # derived from the task
             result = fit(
                 net, pipe, val_pipe, rec, out_dir=out_dir, one_hot=one_hot,
                 jit_compile=jit_compile, callbacks=callbacks, verbose=verbose, overwrite=overwrite,

@@ -19,6 +19,22 @@ import warnings
 import keras
 import numpy as np
 
+__all__ = [
+    "atomic_save",
+    "atomic_write_text",
+    "BACKUP",
+    "BEST",
+    "check_run_folder",
+    "FINAL",
+    "LOG",
+    "prepare_run_folder",
+    "RandomStateBackup",
+    "RESULT",
+    "run_folder_state",
+    "RunRecorder",
+    "SafeBackupAndRestore",
+]
+
 
 class RandomStateBackup(keras.callbacks.Callback):
     """Back up the model's random-generator states (augmentation, dropout) next to

@@ -5,12 +5,17 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 LECUN1998 = "LeCun et al. 1998, Gradient-Based Learning Applied to Document Recognition"
 KRIZHEVSKY2012 = (
     "Krizhevsky et al. 2012, ImageNet Classification with Deep CNNs (D2L ch. 8.1 layout)"
 )
+
+__all__ = [
+    "alexnet",
+    "lenet",
+]
 
 
 def lenet(
@@ -18,8 +23,10 @@ def lenet(
     input_shape=None,
     num_classes: int | None = None,
     activation: str = "tanh",
-    pooling: str = "avg",
+    subsampling: str = "avg",
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = None,
     l2: float | None = None,
     kernel_regularizer=None,
@@ -37,17 +44,20 @@ def lenet(
             >= 32 works (C5 then produces a map that is flattened).
         num_classes: default 10.
         activation: hidden activation (``"tanh"`` as the paper, ``"sigmoid"`` as D2L, ``"relu"``).
-        pooling: ``"avg"`` (subsampling, as the paper) or ``"max"``.
+        subsampling: ``"avg"`` (as the paper) or ``"max"`` pooling in S2 and S4.
+        include_top, pooling: ``include_top=False`` returns C5's features (see
+            :func:`kerascnn.zoo.resnet`); the top is flatten, F6 and the output layer.
         norm: no normalization by default (the original has none); any ``norm=`` kind.
         l2, kernel_regularizer: penalty on every kernel.
     """
-    common.check_choice("pooling", pooling, ("avg", "max"))
+    common.check_choice("subsampling", subsampling, ("avg", "max"))
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (32, 32, 1))
     common.minimum_input(input_shape, 32)
     num_classes = common.resolve_num_classes(num_classes, 10)
     b = common.Builder.from_args(norm, l2, kernel_regularizer, activation=activation)
-    pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
+    pool = keras.layers.AveragePooling2D if subsampling == "avg" else keras.layers.MaxPooling2D
     x = b.conv(inputs, 6, 5, "c1_conv", padding="valid")
     x = b.act(b.normalize(x, "c1_bn"), "c1_act")
     x = pool(2, name="s2_pool")(x)
@@ -56,10 +66,13 @@ def lenet(
     x = pool(2, name="s4_pool")(x)
     x = b.conv(x, 120, 5, "c5_conv", padding="valid")
     x = b.act(b.normalize(x, "c5_bn"), "c5_act")
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = b.dense(x, 84, "f6_fc", activation=activation)
-    outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
-    return keras.Model(inputs, outputs, name=name)
+
+    def head(x):
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = b.dense(x, 84, "f6_fc", activation=activation)
+        return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+
+    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
 
 
 def alexnet(
@@ -68,6 +81,8 @@ def alexnet(
     num_classes: int | None = None,
     dropout: float = 0.5,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = None,
     l2: float | None = None,
     kernel_regularizer=None,
@@ -84,10 +99,12 @@ def alexnet(
         input_shape: default ``(224, 224, 3)``; at least 67x67.
         num_classes: default 1000.
         dropout: dropout rate of the two hidden dense layers.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
         norm, l2, kernel_regularizer: the usual zoo hooks (no normalization by default).
     """
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
     common.minimum_input(input_shape, 67)
     num_classes = common.resolve_num_classes(num_classes, 1000)
@@ -108,23 +125,14 @@ def alexnet(
             pool_index += 1
             common.require_spatial(x, 3, f"pool{pool_index}", input_shape)
             x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{pool_index}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for i in (1, 2):
-        x = b.dense(x, 4096, f"fc{i}", activation="relu")
-        x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-    outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
-    return keras.Model(inputs, outputs, name=name)
+    head = common.fc_head(b, num_classes, classifier_activation, 4096, dropout)
+    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
 
 
-@register("lenet5", family="lenet", input_shape=(32, 32, 1), num_classes=10, paper=LECUN1998)
-def lenet5(**overrides):
-    """LeNet-5, ``lenet()``."""
-    return lenet(**overrides)
-
-
-@register(
-    "alexnet", family="alexnet", input_shape=(224, 224, 3), num_classes=1000, paper=KRIZHEVSKY2012
+lenet5 = register_variant(
+    "lenet5", lenet, family="lenet", paper=LECUN1998, dataset="mnist", feature_strides=(1, 2, 4)
 )
-def alexnet_variant(**overrides):
-    """AlexNet, ``alexnet()``."""
-    return alexnet(**overrides)
+alexnet_variant = register_variant(
+    "alexnet", alexnet, family="alexnet", paper=KRIZHEVSKY2012, dataset="imagenet",
+    feature_strides=(4, 8, 16, 32),
+)  # fmt: skip

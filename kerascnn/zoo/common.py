@@ -7,10 +7,34 @@ Every builder is channels-last (NHWC), the layout Keras uses by default on every
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import keras
+
+from kerascnn.checks import check_choice, check_float, check_input_shape, check_int  # noqa: F401
+
+__all__ = [
+    "ACTIVATION_SUFFIX",
+    "BN_EPSILON",
+    "BN_MOMENTUM",
+    "Builder",
+    "NORM_KINDS",
+    "NormSpec",
+    "POOLINGS",
+    "activation_suffix",
+    "check_classifier_activation",
+    "check_top",
+    "fc_head",
+    "finish",
+    "make_norm_factory",
+    "make_regularizer",
+    "minimum_input",
+    "model_inputs",
+    "require_spatial",
+    "resolve_num_classes",
+    "squeeze_excite",
+]
 
 # Normalization defaults match PyTorch/torchvision (momentum 0.1 there = 0.9 here, eps 1e-5),
 # so statistics and checkpoints behave as in the papers' reference implementations.
@@ -21,49 +45,7 @@ NormSpec = str | Callable[[str], keras.layers.Layer] | None
 
 
 # --------------------------------------------------------------------------- checks
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, or a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
-    return value
-
-
-def check_float(name: str, value: Any, low: float, high: float, high_inclusive=False) -> float:
-    """``value`` as a float in ``[low, high)`` (or ``[low, high]``)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and low <= value and (value <= high if high_inclusive else value < high)
-    if not ok:
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(
-            f"{name} must be a number in [{low}, {high}{bracket}; received {name}={value!r}"
-        )
-    return float(value)
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    """``value`` if it is one of ``allowed``, else a ``ValueError`` listing them."""
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
-        )
-    return value
-
-
-def check_input_shape(input_shape: Any, channels: int | None = None) -> tuple[int, int, int]:
-    """``(height, width, channels)`` with positive ints (channels-last)."""
-    ok = (
-        isinstance(input_shape, (tuple, list))
-        and len(input_shape) == 3
-        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
-    )
-    if not ok:
-        raise ValueError(
-            "input_shape must be (height, width, channels) with positive integers "
-            f"(channels-last); received input_shape={input_shape!r}"
-        )
-    return tuple(input_shape)
-
-
+# The generic checks live in kerascnn.checks; the builders call them as common.check_int(...).
 def require_spatial(x, minimum: int, where: str, input_shape) -> None:
     """Raise if the feature map ``x`` is smaller than ``minimum`` pixels before ``where``."""
     h, w = x.shape[1], x.shape[2]
@@ -253,6 +235,52 @@ class Builder:
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
         return self.dense(x, num_classes, f"{name}_fc", activation=classifier_activation)
+
+
+# --------------------------------------------------------------------------- the top
+POOLINGS = (None, "avg", "max")
+
+
+def check_top(include_top, pooling) -> None:
+    """``include_top`` a bool; ``pooling`` one of :data:`POOLINGS`, only without the top."""
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False; received include_top={include_top!r}")
+    check_choice("pooling", pooling, POOLINGS)
+    if include_top and pooling is not None:
+        raise ValueError(
+            f"pooling={pooling!r} applies to include_top=False (the classifier's own pooling "
+            "is part of the top); pass include_top=False or pooling=None"
+        )
+
+
+def finish(inputs, features, head: Callable, *, include_top: bool, pooling, name: str):
+    """The functional model of a builder: ``head(features)`` when ``include_top`` (the
+    family's classifier), else the feature map, or its global average / maximum with
+    ``pooling="avg"`` / ``"max"`` (layers ``avg_pool`` / ``max_pool``, as keras.applications).
+    """
+    if include_top:
+        outputs = head(features)
+    elif pooling == "avg":
+        outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    elif pooling == "max":
+        outputs = keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    else:
+        outputs = features
+    return keras.Model(inputs, outputs, name=name)
+
+
+def fc_head(b: Builder, num_classes, classifier_activation, hidden_units, dropout):
+    """The classic classifier of AlexNet and VGG: flatten, two ``hidden_units`` dense layers
+    with ReLU and dropout, the linear classifier (``head_fc``)."""
+
+    def head(x):
+        x = keras.layers.Flatten(name="flatten")(x)
+        for i in (1, 2):
+            x = b.dense(x, hidden_units, f"fc{i}", activation="relu")
+            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
+        return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+
+    return head
 
 
 def model_inputs(input_shape, default, name="input"):

@@ -13,6 +13,13 @@ import keras
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
+__all__ = [
+    "LayerScale",
+    "SIZES",
+    "convnext",
+    "convnext_block",
+]
+
 LIU2022 = "Liu et al. 2022, A ConvNet for the 2020s (arXiv:2201.03545)"
 
 # Section 3 and torchvision: channels and blocks per stage, and the stochastic depth rate
@@ -104,6 +111,8 @@ def convnext(
     input_shape=None,
     num_classes: int | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "channel_layer",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -129,6 +138,7 @@ def convnext(
             channels, eps 1e-6, as the paper) or any of the zoo's ``norm=`` values (e.g.
             ``"batch"``, the paper's ablation).
         l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage3_block9_pwconv1``.
@@ -154,6 +164,7 @@ def convnext(
     drop_path_rate = default_rate if drop_path_rate is None else drop_path_rate
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     if isinstance(norm, str):
         common.check_choice("norm", norm, ("channel_layer", *common.NORM_KINDS))
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
@@ -175,16 +186,22 @@ def convnext(
             rate = drop_path_rate * index / (total - 1) if total > 1 else 0.0
             x = convnext_block(b, x, layer_scale, rate, f"stage{stage}_block{i}")
             index += 1
-    x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
-    x = b.normalize(x, "head_norm")
-    x = keras.layers.Flatten(name="head_flatten")(x)
-    outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
-    return keras.Model(inputs, outputs, name=name or f"convnext_{size}")
+
+    def head(x):
+        x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
+        x = b.normalize(x, "head_norm")
+        x = keras.layers.Flatten(name="head_flatten")(x)
+        return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+
+    return common.finish(
+        inputs, x, head, include_top=include_top, pooling=pooling,
+        name=name or f"convnext_{size}",
+    )  # fmt: skip
 
 
 for _s in ("tiny", "small", "base"):
     globals()[f"convnext_{_s}"] = register_variant(
-        f"convnext_{_s}", convnext, family="convnext", input_shape=(224, 224, 3),
-        num_classes=1000, paper=LIU2022, doc=f"ConvNeXt-{_s[0].upper()}, ``convnext({_s!r})``.",
+        f"convnext_{_s}", convnext, family="convnext", paper=LIU2022, dataset="imagenet",
+        feature_strides=(4, 8, 16, 32), doc=f"ConvNeXt-{_s[0].upper()}, ``convnext({_s!r})``.",
         size=_s,
     )  # fmt: skip

@@ -11,6 +11,13 @@ import keras
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
+__all__ = [
+    "DEPTHS",
+    "dense_layer",
+    "densenet",
+    "transition",
+]
+
 HUANG2017 = "Huang et al. 2017, Densely Connected Convolutional Networks (arXiv:1608.06993)"
 
 # Table 1 (ImageNet, growth rate k = 32): layers in each of the four dense blocks.
@@ -56,6 +63,8 @@ def densenet(
     input_shape=None,
     num_classes: int | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -78,6 +87,7 @@ def densenet(
         block_dropout: dropout after each layer's 3x3 conv (the paper uses 0.2 without
             data augmentation).
         norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block3_conv1``.
@@ -107,6 +117,7 @@ def densenet(
         raise ValueError("compression must be a number in (0.0, 1.0]; received compression=0")
     common.check_float("block_dropout", block_dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
     common.minimum_input(input_shape, 4 * 2 ** (len(blocks) - 1))
     num_classes = common.resolve_num_classes(num_classes, 1000)
@@ -122,13 +133,16 @@ def densenet(
             x = transition(b, x, int(x.shape[-1] * compression), f"transition{stage}")
     x = b.normalize(x, "post_bn")
     x = b.act(x, "post_relu")
-    outputs = b.classifier(x, num_classes, classifier_activation)
-    return keras.Model(inputs, outputs, name=name or f"densenet{depth or sum(blocks) * 2 + 5}")
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation),
+        include_top=include_top, pooling=pooling,
+        name=name or f"densenet{depth or sum(blocks) * 2 + 5}",
+    )  # fmt: skip
 
 
 for _d in (121, 169, 201):
     globals()[f"densenet{_d}"] = register_variant(
-        f"densenet{_d}", densenet, family="densenet", input_shape=(224, 224, 3),
-        num_classes=1000, paper=HUANG2017, doc=f"DenseNet-{_d}, ``densenet(depth={_d})``.",
+        f"densenet{_d}", densenet, family="densenet", paper=HUANG2017, dataset="imagenet",
+        feature_strides=(2, 4, 8, 16, 32), doc=f"DenseNet-{_d}, ``densenet(depth={_d})``.",
         depth=_d,
     )  # fmt: skip

@@ -22,6 +22,14 @@ TAN2019 = (
     "(arXiv:1905.11946)"
 )
 
+__all__ = [
+    "B0_STAGES",
+    "VARIANTS",
+    "efficientnet",
+    "mbconv",
+    "scaled_stages",
+]
+
 # B0 (Table 1): expansion ratio, kernel size, stride of the stage's first block, output
 # channels, repeats; one row per stage (stem: 3x3/2 conv with 32 filters; head: 1x1 conv to
 # 4 x the last stage's channels = 1280).
@@ -131,6 +139,8 @@ def efficientnet(
     num_classes: int | None = None,
     dropout: float | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -156,6 +166,7 @@ def efficientnet(
             as the reference implementation. Blocks without an identity shortcut have none.
         input_shape: default ``(r, r, 3)`` with the variant's resolution ``r``.
         dropout: before the classifier (the variant's, 0.2 to 0.5, by default).
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
         norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
 
     Returns:
@@ -173,6 +184,7 @@ def efficientnet(
     dropout = default_dropout if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (resolution, resolution, 3))
     common.minimum_input(input_shape, 2 * math.prod(row[2] for row in stages))
     num_classes = common.resolve_num_classes(num_classes, 1000)
@@ -199,13 +211,16 @@ def efficientnet(
             )
             index += 1
     x = b.conv_norm_act(x, HEAD_EXPANSION * x.shape[-1], 1, "top")
-    outputs = b.classifier(x, num_classes, classifier_activation, dropout)
-    return keras.Model(inputs, outputs, name=name or f"efficientnet_{variant}")
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
+        include_top=include_top, pooling=pooling, name=name or f"efficientnet_{variant}",
+    )  # fmt: skip
 
 
 for _v, (_, _, _resolution, _) in VARIANTS.items():
     globals()[f"efficientnet_{_v}"] = register_variant(
-        f"efficientnet_{_v}", efficientnet, family="efficientnet", num_classes=1000,
-        input_shape=(_resolution, _resolution, 3), paper=TAN2019,
+        f"efficientnet_{_v}", efficientnet, family="efficientnet", paper=TAN2019,
+        dataset="imagenet", input_shape=(_resolution, _resolution, 3),
+        feature_strides=(2, 4, 8, 16, 32),
         doc=f"EfficientNet-{_v.upper()}, ``efficientnet({_v!r})``.", variant=_v,
     )  # fmt: skip

@@ -8,6 +8,10 @@ import keras
 
 from kerascnn.layers.ode import ODEBlock
 
+__all__ = [
+    "count_flops",
+]
+
 
 def _ode_block_macs(block: ODEBlock) -> int:
     """An ODE block evaluates its function ``block.evaluations`` times per forward pass; the

@@ -5,7 +5,13 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
+
+__all__ = [
+    "GOOGLENET",
+    "googlenet",
+    "inception_module",
+]
 
 SZEGEDY2015 = "Szegedy et al. 2015, Going Deeper with Convolutions (arXiv:1409.4842)"
 
@@ -45,6 +51,8 @@ def googlenet(
     num_classes: int | None = None,
     dropout: float = 0.4,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -61,10 +69,12 @@ def googlenet(
     Args:
         input_shape: default ``(224, 224, 3)``; at least 32x32.
         dropout: before the classifier.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
         norm, l2, kernel_regularizer: the usual zoo hooks.
     """
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
     common.minimum_input(input_shape, 32)
     num_classes = common.resolve_num_classes(num_classes, 1000)
@@ -82,13 +92,14 @@ def googlenet(
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools + 3}")(x)
         else:
             x = inception_module(b, x, entry[1], f"inception{entry[0]}")
-    outputs = b.classifier(x, num_classes, classifier_activation, dropout)
-    return keras.Model(inputs, outputs, name=name)
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
+        include_top=include_top, pooling=pooling, name=name,
+    )  # fmt: skip
 
 
-@register(
-    "googlenet", family="inception", input_shape=(224, 224, 3), num_classes=1000, paper=SZEGEDY2015
-)
-def googlenet_variant(**overrides):
-    """GoogLeNet with batch normalization, ``googlenet()``."""
-    return googlenet(**overrides)
+googlenet_variant = register_variant(
+    "googlenet", googlenet, family="inception", paper=SZEGEDY2015, dataset="imagenet",
+    feature_strides=(2, 4, 8, 16, 32),
+    doc="GoogLeNet with batch normalization, ``googlenet()``.",
+)  # fmt: skip

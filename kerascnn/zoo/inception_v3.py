@@ -11,12 +11,19 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
 
 SZEGEDY2016 = (
     "Szegedy et al. 2016, Rethinking the Inception Architecture for Computer Vision "
     "(arXiv:1512.00567)"
 )
+
+__all__ = [
+    "MODULES",
+    "STEM",
+    "inception_block",
+    "inception_v3",
+]
 
 # A convolution: (filters, kernel, stride, padding); kernels may be (height, width).
 # Stem (Figure/Table 1 of the paper, torchvision's Conv2d_1a ... Conv2d_4a); "max" = 3x3/2
@@ -156,6 +163,8 @@ def inception_v3(
     num_classes: int | None = None,
     dropout: float = 0.5,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -176,6 +185,8 @@ def inception_v3(
             needs inputs of at least 299x299.
         input_shape: default ``(299, 299, 3)``; at least 75x75.
         dropout: before the classifier.
+        include_top, pooling: ``include_top=False`` returns the features (see
+            :func:`kerascnn.zoo.resnet`), without the auxiliary classifier.
         norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
 
     Returns:
@@ -185,6 +196,7 @@ def inception_v3(
         raise ValueError(f"aux_logits must be True or False; received aux_logits={aux_logits!r}")
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (299, 299, 3))
     if input_shape[0] < MIN_INPUT or input_shape[1] < MIN_INPUT:
         raise ValueError(
@@ -212,20 +224,18 @@ def inception_v3(
     aux = None
     for key, branches in MODULES:
         x = inception_block(b, x, branches, f"mixed{key}")
-        if aux_logits and key == AUX_AFTER:
+        if aux_logits and include_top and key == AUX_AFTER:
             aux = _aux_classifier(b, x, num_classes, classifier_activation)
-    logits = b.classifier(x, num_classes, classifier_activation, dropout)
-    outputs = [logits, aux] if aux_logits else logits
-    return keras.Model(inputs, outputs, name=name)
+
+    def head(x):
+        logits = b.classifier(x, num_classes, classifier_activation, dropout)
+        return [logits, aux] if aux_logits else logits
+
+    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
 
 
-@register(
-    "inception_v3",
-    family="inception",
-    input_shape=(299, 299, 3),
-    num_classes=1000,
-    paper=SZEGEDY2016,
-)
-def inception_v3_variant(**overrides):
-    """Inception v3, ``inception_v3()``; ``aux_logits=True`` adds the auxiliary classifier."""
-    return inception_v3(**overrides)
+inception_v3_variant = register_variant(
+    "inception_v3", inception_v3, family="inception", paper=SZEGEDY2016, dataset="imagenet",
+    input_shape=(299, 299, 3), feature_strides=(2, 4, 8, 16, 32),
+    doc="Inception v3, ``inception_v3()``; ``aux_logits=True`` adds the auxiliary classifier.",
+)  # fmt: skip

@@ -19,6 +19,12 @@ V1_BLOCKS = (
     + [(512, 1)] * 5
     + [(1024, 2), (1024, 1)]
 )
+
+__all__ = [
+    "VARIANTS",
+    "make_divisible",
+    "mobilenet",
+]
 # v2 (Table 2): expansion t, output channels c, repeats n, first stride s.
 V2_BLOCKS = [
     (1, 16, 1, 1),
@@ -89,6 +95,8 @@ def mobilenet(
     num_classes: int | None = None,
     dropout: float | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -113,6 +121,7 @@ def mobilenet(
         width_multiplier: alpha, scales every layer's channels (v2 keeps the last 1280
             unless alpha > 1; v3 scales its last layers too).
         dropout: before the classifier (default 0.001 for v1 as Keras, 0.2 for v2 and v3).
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
         norm, l2, kernel_regularizer: the usual zoo hooks.
     """
     common.check_choice("version", version, (1, 2, 3))
@@ -127,6 +136,7 @@ def mobilenet(
     dropout = (0.001 if version == 1 else 0.2) if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
     common.minimum_input(input_shape, 32)
     num_classes = common.resolve_num_classes(num_classes, 1000)
@@ -137,12 +147,18 @@ def mobilenet(
         )
         x = _v3_features(b, inputs, size, alpha)
         last = make_divisible(V3_LAST[size] * alpha)
-        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        x = b.dense(x, last, "head_fc1")
-        x = b.act(x, "head_hswish")
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
-        return keras.Model(inputs, outputs, name=name or f"mobilenet_v3_{size}")
+
+        def v3_head(x):
+            x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+            x = b.dense(x, last, "head_fc1")
+            x = b.act(x, "head_hswish")
+            x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+            return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+
+        return common.finish(
+            inputs, x, v3_head, include_top=include_top, pooling=pooling,
+            name=name or f"mobilenet_v3_{size}",
+        )  # fmt: skip
     b = common.Builder.from_args(norm, l2, kernel_regularizer)
 
     if version == 1:
@@ -175,8 +191,10 @@ def mobilenet(
                 x = y
         last = make_divisible(1280 * max(1.0, alpha))
         x = b.conv_norm_act(x, last, 1, "last", activation=relu6)
-    outputs = b.classifier(x, num_classes, classifier_activation, dropout)
-    return keras.Model(inputs, outputs, name=name or f"mobilenet_v{version}")
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
+        include_top=include_top, pooling=pooling, name=name or f"mobilenet_v{version}",
+    )  # fmt: skip
 
 
 def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
@@ -204,19 +222,17 @@ def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
     return b.conv_norm_act(x, 6 * x.shape[-1], 1, "last", activation="hard_swish")
 
 
-def _variant(version, paper, size=None):
-    fixed = {"version": version, **({"size": size} if size else {})}
-    args = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-    return register_variant(
-        f"mobilenet_v{version}" + (f"_{size}" if size else ""), mobilenet, family="mobilenet",
-        input_shape=(224, 224, 3), num_classes=1000, paper=paper,
-        doc=f"MobileNet v{version}{' ' + size if size else ''}, ``mobilenet({args})``.", **fixed,
-    )  # fmt: skip
-
-
 HOWARD2019 = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)"
 
-mobilenet_v1 = _variant(1, HOWARD2017)
-mobilenet_v2 = _variant(2, SANDLER2018)
-mobilenet_v3_large = _variant(3, HOWARD2019, "large")
-mobilenet_v3_small = _variant(3, HOWARD2019, "small")
+# The registered variants: name -> (paper, arguments).
+VARIANTS = {
+    "mobilenet_v1": (HOWARD2017, {"version": 1}),
+    "mobilenet_v2": (SANDLER2018, {"version": 2}),
+    "mobilenet_v3_large": (HOWARD2019, {"version": 3, "size": "large"}),
+    "mobilenet_v3_small": (HOWARD2019, {"version": 3, "size": "small"}),
+}
+for _name, (_paper, _arguments) in VARIANTS.items():
+    globals()[_name] = register_variant(
+        _name, mobilenet, family="mobilenet", paper=_paper, dataset="imagenet",
+        feature_strides=(2, 4, 8, 16, 32), **_arguments,
+    )  # fmt: skip

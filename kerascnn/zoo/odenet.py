@@ -13,7 +13,11 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register
+from kerascnn.zoo.registry import register_variant
+
+__all__ = [
+    "odenet",
+]
 
 CHEN2018 = "Chen et al. 2018, Neural Ordinary Differential Equations (arXiv:1806.07366)"
 BLOCKS = ("ode", "resnet")
@@ -31,6 +35,8 @@ def odenet(
     input_shape=None,
     num_classes: int | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     l2: float | None = None,
     kernel_regularizer=None,
     name: str | None = None,
@@ -49,6 +55,7 @@ def odenet(
         norm_groups: group-norm groups (reduced so that each group has at least two channels).
         zero_init: start every function at ``f = 0`` (identity blocks).
         input_shape, num_classes: default ``(32, 32, 3)`` and 10.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
         l2, kernel_regularizer: penalty on every kernel.
     """
     from kerascnn.layers.ode import METHODS, ODEBlock, ODEFunction
@@ -61,6 +68,7 @@ def odenet(
         common.check_int("hidden", hidden, 1)
     common.check_int("norm_groups", norm_groups, 1)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (32, 32, 3))
     num_classes = common.resolve_num_classes(num_classes, 10)
     common.minimum_input(input_shape, 4)
@@ -101,10 +109,12 @@ def odenet(
             x = keras.layers.Add(name=f"block{k}_add")([x, y])
     x = b.normalize(x, "post_gn")
     x = b.act(x, "post_relu")
-    outputs = b.classifier(x, num_classes, classifier_activation)
     if name is None:
         name = f"odenet_{method}{steps}" if block == "ode" else f"odenet_resnet{steps}"
-    return keras.Model(inputs, outputs, name=name)
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation),
+        include_top=include_top, pooling=pooling, name=name,
+    )  # fmt: skip
 
 
 def _groups(norm_groups: int, channels: int) -> int:
@@ -113,7 +123,8 @@ def _groups(norm_groups: int, channels: int) -> int:
     return norm_groups_for(norm_groups, channels)
 
 
-@register("odenet", family="odenet", input_shape=(32, 32, 3), num_classes=10, paper=CHEN2018)
-def odenet_default(**overrides):
-    """odenet: ``odenet(filters=64, steps=6, method="rk4")`` (Chen et al.'s ODE-Net on CIFAR)."""
-    return odenet(**{"name": "odenet", **overrides})
+odenet_default = register_variant(
+    "odenet", odenet, family="odenet", paper=CHEN2018, dataset="cifar10",
+    feature_strides=(1, 2, 4),
+    doc='odenet: ``odenet(filters=64, steps=6, method="rk4")`` (Chen et al.\'s ODE-Net on CIFAR).',
+)  # fmt: skip

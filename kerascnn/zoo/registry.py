@@ -1,6 +1,14 @@
-"""The model registry: named variants over the family builders.
+"""The model registry: one data row per named variant.
 
-``register`` refuses a duplicate name (as torchvision does; timm silently overwrites).
+A row (:class:`ModelInfo`) holds everything known about a name: its family builder and the
+arguments that make the variant, the data it is defined on (default input shape, number of
+classes and input statistics), the paper, the default training recipe, the trained weights
+available, the stage strides of its feature extractor, and (from ``model_table.json``, which
+``python -m kerascnn.zoo.table`` measures) its parameter and multiply-add counts.
+``kerascnn list`` and docs/models.md are generated from the rows.
+
+``register_variant`` adds a row; a name is registered once (as torchvision; timm silently
+overwrites).
 """
 
 from __future__ import annotations
@@ -8,59 +16,99 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import functools
+import json
+import pathlib
 import re
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Mapping
 
 import keras
+
+__all__ = [
+    "DATASETS",
+    "ModelInfo",
+    "close_matches",
+    "create",
+    "list_models",
+    "load_counts",
+    "model_info",
+    "register",
+    "register_variant",
+]
+
+# The data a variant is defined on: default input shape and number of classes. LeNet-5's
+# "mnist" is the paper's 32x32 padded digits.
+DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "cifar10": ((32, 32, 3), 10),
+    "imagenet": ((224, 224, 3), 1000),
+    "mnist": ((32, 32, 1), 10),
+}
+
+TABLE_PATH = pathlib.Path(__file__).with_name("model_table.json")
+
+
+@functools.cache
+def load_counts() -> dict[str, dict]:
+    """The measured counts of ``model_table.json``: name -> trainable_params, macs."""
+    return json.loads(TABLE_PATH.read_text()) if TABLE_PATH.exists() else {}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """What the registry knows about one named variant."""
+    """One registered name: what builds it and what is known about it."""
 
     name: str
     family: str
     builder: Callable[..., keras.Model]
+    arguments: Mapping[str, object]
+    dataset: str
     default_input_shape: tuple[int, int, int]
     default_num_classes: int
     paper: str
+    feature_strides: tuple[int, ...]
+    recipe: str | None = None
+    weights: tuple[str, ...] = ()
+    doc: str = ""
+
+    def build(self, **overrides) -> keras.Model:
+        """``builder(**arguments, name=name, **overrides)``."""
+        return self.builder(**{**self.arguments, "name": self.name, **overrides})
+
+    @property
+    def trainable_params(self) -> int | None:
+        """Trainable parameters with the defaults (``None`` if not in the measured table)."""
+        return load_counts().get(self.name, {}).get("trainable_params")
+
+    @property
+    def macs(self) -> int | None:
+        """Multiply-adds of one forward pass with the defaults (``None`` if not measured)."""
+        return load_counts().get(self.name, {}).get("macs")
+
+    @property
+    def input_stats(self):
+        """Per-channel ``(mean, std)`` of the training images of :attr:`dataset`, in pixel
+        units (``kerascnn.pipelines.PUBLISHED_STATS``)."""
+        from kerascnn.pipelines.normalization import PUBLISHED_STATS
+
+        return PUBLISHED_STATS[self.dataset]
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(
-    name: str | None = None,
-    *,
-    family: str,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    paper: str,
-):
-    """Decorator registering a zero-argument-default model function under ``name``.
-
-    The decorated function must accept ``**overrides`` that it forwards to its family
-    builder. Raises ``ValueError`` if the name is already registered.
-    """
-
-    def decorator(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        key = name or fn.__name__
-        if key in _REGISTRY:
-            raise ValueError(
-                f"A model named {key!r} is already registered "
-                f"(family {_REGISTRY[key].family!r}); names must be unique."
-            )
-        _REGISTRY[key] = ModelInfo(
-            name=key,
-            family=family,
-            builder=fn,
-            default_input_shape=tuple(input_shape),
-            default_num_classes=num_classes,
-            paper=paper,
+def _add(info: ModelInfo) -> None:
+    if info.name in _REGISTRY:
+        raise ValueError(
+            f"A model named {info.name!r} is already registered "
+            f"(family {_REGISTRY[info.name].family!r}); names must be unique."
         )
-        return fn
-
-    return decorator
+    if info.dataset not in DATASETS:
+        raise ValueError(
+            f"dataset must be one of {', '.join(map(repr, DATASETS))}; "
+            f"received dataset={info.dataset!r}"
+        )
+    _REGISTRY[info.name] = info
 
 
 def register_variant(
@@ -68,25 +116,59 @@ def register_variant(
     builder: Callable[..., keras.Model],
     *,
     family: str,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
     paper: str,
+    dataset: str,
+    feature_strides: tuple[int, ...],
+    input_shape: tuple[int, int, int] | None = None,
+    recipe: str | None = None,
+    weights: tuple[str, ...] = (),
     doc: str | None = None,
-    **fixed,
+    **arguments,
 ) -> Callable[..., keras.Model]:
-    """Register ``name`` as the family ``builder`` with the arguments ``fixed``: the returned
-    function builds ``builder(**fixed, name=name, **overrides)``. ``doc`` is its docstring
-    (default ``"NAME: ``builder(fixed...)``."``)."""
+    """Add the row ``name``: the family ``builder`` with ``arguments``, defined on ``dataset``
+    (default input shape and classes, ``DATASETS``; ``input_shape`` overrides the shape).
 
-    def build(**overrides):
-        return builder(**{**fixed, "name": name, **overrides})
+    Returns the variant's function ``name(**overrides)``, which builds
+    ``builder(**arguments, name=name, **overrides)``; its docstring is ``doc`` (default
+    ``"NAME: ``builder(arguments...)``."``). Raises ``ValueError`` for a name already taken.
+    """
+    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    doc = doc or f"{name}: ``{builder.__name__}({args})``."
+    shape, classes = DATASETS.get(dataset, (None, None))
+    info = ModelInfo(
+        name=name,
+        family=family,
+        builder=builder,
+        arguments=types.MappingProxyType(dict(arguments)),
+        dataset=dataset,
+        default_input_shape=tuple(input_shape or shape or ()),
+        default_num_classes=classes,
+        paper=paper,
+        feature_strides=tuple(feature_strides),
+        recipe=recipe,
+        weights=tuple(weights),
+        doc=doc,
+    )
+    _add(info)
 
-    build.__name__ = build.__qualname__ = name
-    args = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
-    build.__doc__ = doc or f"{name}: ``{builder.__name__}({args})``."
-    return register(
-        name, family=family, input_shape=input_shape, num_classes=num_classes, paper=paper
-    )(build)
+    def variant(**overrides):
+        return info.build(**overrides)
+
+    variant.__name__ = variant.__qualname__ = name
+    variant.__doc__ = doc
+    return variant
+
+
+def register(name: str | None = None, **row):
+    """Decorator form of :func:`register_variant` for a model function of your own:
+    ``@register("mynet", family="mine", paper="...", dataset="cifar10", feature_strides=(1, 2))``
+    over ``def mynet(**overrides)``, which must accept ``name=`` and the usual overrides."""
+
+    def decorator(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        register_variant(name or fn.__name__, fn, doc=fn.__doc__, **row)
+        return fn
+
+    return decorator
 
 
 def _natural_key(name: str):
@@ -106,7 +188,7 @@ def close_matches(name: str, n: int = 3) -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """The ``ModelInfo`` of a registered name; ``ValueError`` with suggestions otherwise."""
+    """The row of a registered name; ``ValueError`` with suggestions otherwise."""
     if name not in _REGISTRY:
         suggestions = close_matches(name)
         hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
@@ -117,7 +199,18 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create(name: str, **overrides) -> keras.Model:
+def create(name: str, weights: str | None = None, **overrides) -> keras.Model:
     """Build the registered model ``name``; ``overrides`` go to its family builder,
-    e.g. ``create("resnet56", num_classes=100, shortcut="B")``."""
-    return model_info(name).builder(**overrides)
+    e.g. ``create("resnet56", num_classes=100, shortcut="B")`` or
+    ``create("resnet50", include_top=False, pooling="avg")``.
+
+    ``weights`` names trained weights of the row (``model_info(name).weights``); a name
+    without them is refused with the list of those that exist (no row ships weights yet).
+    """
+    info = model_info(name)
+    if weights is not None and weights not in info.weights:
+        available = ", ".join(repr(w) for w in info.weights) or "none yet"
+        raise ValueError(
+            f"weights={weights!r} are not available for {name!r}; available: {available}"
+        )
+    return info.build(**overrides)

@@ -14,6 +14,13 @@ import keras
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
+__all__ = [
+    "FEATURE_STRIDES",
+    "IMAGENET_DEPTHS",
+    "VARIANTS",
+    "resnet",
+]
+
 # ImageNet layouts (He et al. 2016, Table 1): blocks per stage and the block type.
 IMAGENET_DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -171,6 +178,8 @@ def resnet(
     num_classes: int | None = None,
     classifier_activation=None,
     dropout: float = 0.0,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = "batch",
     l2: float | None = None,
     kernel_regularizer=None,
@@ -210,6 +219,10 @@ def resnet(
         num_classes: outputs of the classifier.
         classifier_activation: ``None`` returns logits (default), or ``"softmax"``.
         dropout: dropout rate before the classifier.
+        include_top: ``False`` leaves out the classifier: the model returns the last
+            feature map (the backbone), or its global pooling with ``pooling``.
+        pooling: with ``include_top=False``: ``None`` (the 4-D feature map), ``"avg"``
+            or ``"max"`` (global pooling to one vector per image).
         norm: ``"batch"`` (default), ``"sync_batch"``, ``"layer"``, ``"instance"``,
             ``"group"``, ``None`` or a callable ``name -> layer``.
         l2: L2 penalty ``l2 * sum(w**2)`` on every conv and dense kernel.
@@ -241,6 +254,7 @@ def resnet(
     if drop_path_rate and not residual:
         raise ValueError("drop_path_rate needs residual=True: a plain net has no branch to drop")
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
 
     default_shape = (224, 224, 3) if layout == "imagenet" else (32, 32, 3)
     input_shape, inputs = common.model_inputs(input_shape, default_shape)
@@ -290,7 +304,6 @@ def resnet(
     if version == 2:
         x = b.normalize(x, "post_bn")
         x = b.act(x, "post_relu")
-    outputs = b.classifier(x, num_classes, classifier_activation, dropout)
     # Keras walks the functional graph recursively (keras/src/ops/function.py); kerascnn
     # raises the limit on import, and deeper custom layouts raise it further here.
     needed = 40 * sum(blocks) + 2000
@@ -299,19 +312,20 @@ def resnet(
     if name is None:
         kind = ("resnext" if groups > 1 else "resnet") if residual else "plain"
         name = f"{kind}{depth if depth else sum(blocks)}" + ("_v2" if version == 2 else "")
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _variant(name, family, paper, layout, **fixed):
-    shape, classes = ((224, 224, 3), 1000) if layout == "imagenet" else ((32, 32, 3), 10)
-    return register_variant(
-        name, resnet, family=family, input_shape=shape, num_classes=classes, paper=paper, **fixed
-    )
+    return common.finish(
+        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
+        include_top=include_top, pooling=pooling, name=name,
+    )  # fmt: skip
 
 
 HE2016 = "He et al. 2016, Deep Residual Learning (arXiv:1512.03385)"
 HE2016B = "He et al. 2016, Identity Mappings in Deep Residual Networks (arXiv:1603.05027)"
 XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (arXiv:1611.05431)"
+# ResNeXt-29 on CIFAR (Xie et al. sec. 5.3): bottleneck widths 64/128/256 per group of 64.
+RESNEXT29 = {
+    "block": "bottleneck", "filters": (64, 128, 256), "stem_filters": 64, "base_width": 64,
+    "shortcut": "B",
+}  # fmt: skip
 
 
 def _deep(depth: int) -> dict:
@@ -323,42 +337,28 @@ def _deep(depth: int) -> dict:
     return {"zero_init_residual": True} if depth >= 1000 else {}
 
 
-def _depth_variants(prefix, family, paper, layout, depths, **fixed):
-    """Register ``{prefix}{depth}`` for each of ``depths`` (module attributes too)."""
-    for depth in depths:
-        name = f"{prefix}{depth}"
-        globals()[name] = _variant(
-            name, family, paper, layout, depth=depth, **fixed, **_deep(depth)
-        )
-
-
-_depth_variants("resnet", "resnet", HE2016, "cifar", (20, 32, 44, 56, 110, 1202))
-_depth_variants("resnet", "resnet", HE2016, "imagenet", (18, 34, 50, 101, 152))
-_depth_variants("plain", "plain", HE2016, "cifar", (20, 32, 44, 56, 110), residual=False)
-_depth_variants("preact_resnet", "preact_resnet", HE2016B, "cifar", (20, 56, 110), version=2)
-_depth_variants(
-    "preact_resnet", "preact_resnet", HE2016B, "cifar", (164, 1001),
-    version=2, block="bottleneck", shortcut="B",
+# The registered variants: (prefix, family, paper, dataset, depths, arguments).
+VARIANTS = (
+    ("resnet", "resnet", HE2016, "cifar10", (20, 32, 44, 56, 110, 1202), {}),
+    ("resnet", "resnet", HE2016, "imagenet", (18, 34, 50, 101, 152), {}),
+    ("plain", "plain", HE2016, "cifar10", (20, 32, 44, 56, 110), {"residual": False}),
+    ("preact_resnet", "preact_resnet", HE2016B, "cifar10", (20, 56, 110), {"version": 2}),
+    ("preact_resnet", "preact_resnet", HE2016B, "cifar10", (164, 1001),
+     {"version": 2, "block": "bottleneck", "shortcut": "B"}),
+    ("preact_resnet", "preact_resnet", HE2016B, "imagenet", (18, 34, 50, 101, 152), {"version": 2}),
+    ("resnext29_8x64d", "resnext", XIE2017, "cifar10", (29,), RESNEXT29 | {"groups": 8}),
+    ("resnext29_16x64d", "resnext", XIE2017, "cifar10", (29,), RESNEXT29 | {"groups": 16}),
+    ("resnext50_32x4d", "resnext", XIE2017, "imagenet", (50,), {"groups": 32, "base_width": 4}),
+    ("resnext101_32x8d", "resnext", XIE2017, "imagenet", (101,), {"groups": 32, "base_width": 8}),
 )  # fmt: skip
-_depth_variants(
-    "preact_resnet", "preact_resnet", HE2016B, "imagenet", (18, 34, 50, 101, 152), version=2
-)
+FEATURE_STRIDES = {"cifar10": (1, 2, 4), "imagenet": (2, 4, 8, 16, 32)}
 
-for _g in (8, 16):
-    globals()[f"resnext29_{_g}x64d"] = _variant(
-        f"resnext29_{_g}x64d",
-        "resnext",
-        XIE2017,
-        "cifar",
-        depth=29,
-        block="bottleneck",
-        filters=(64, 128, 256),
-        stem_filters=64,
-        groups=_g,
-        base_width=64,
-        shortcut="B",
-    )
-for _d, _w in ((50, 4), (101, 8)):
-    globals()[f"resnext{_d}_32x{_w}d"] = _variant(
-        f"resnext{_d}_32x{_w}d", "resnext", XIE2017, "imagenet", depth=_d, groups=32, base_width=_w
-    )
+for _prefix, _family, _paper, _dataset, _depths, _arguments in VARIANTS:
+    for _depth in _depths:
+        _name = _prefix if _family == "resnext" else f"{_prefix}{_depth}"
+        globals()[_name] = register_variant(
+            _name, resnet, family=_family, paper=_paper, dataset=_dataset,
+            feature_strides=FEATURE_STRIDES[_dataset],
+            recipe="resnet-cifar" if _dataset == "cifar10" and _family != "resnext" else None,
+            depth=_depth, **_arguments, **_deep(_depth),
+        )  # fmt: skip

@@ -1,21 +1,24 @@
-"""The registry's table: family, default input, trainable parameters and MACs per model.
+"""The registry as a table: ``kerascnn list`` and docs/models.md are generated from the rows.
 
-Building every model to count it takes minutes (VGG-19 alone has 144M weights), so
-``kerascnn list`` reads a table stored with the package; ``python -m kerascnn.zoo.table``
-rebuilds it, and a test checks that it matches freshly built models.
+Building every model to count it takes minutes (VGG-19 alone has 144M weights), so the
+parameter and multiply-add counts of the rows come from ``model_table.json``, stored with the
+package; ``python -m kerascnn.zoo.table`` measures it again (and rewrites docs/models.md
+with ``--markdown docs/models.md``), and tests check it against freshly built models.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import pathlib
 
 import numpy as np
 
 from kerascnn.zoo.flops import count_flops
-from kerascnn.zoo.registry import create, list_models, model_info
+from kerascnn.zoo.registry import TABLE_PATH, create, list_models, load_counts, model_info
 
-TABLE_PATH = pathlib.Path(__file__).with_name("model_table.json")
+__all__ = ["COLUMNS", "format_count", "load_table", "markdown", "measure", "rows"]
+
+COLUMNS = ("name", "family", "input", "params", "MACs", "features", "recipe", "weights", "paper")
 
 
 def measure(name: str) -> dict:
@@ -28,34 +31,73 @@ def measure(name: str) -> dict:
 
 
 def load_table() -> dict[str, dict]:
-    if TABLE_PATH.exists():
-        return json.loads(TABLE_PATH.read_text())
-    return {}
+    """A copy of the stored counts (``model_table.json``)."""
+    return dict(load_counts())
+
+
+def format_count(n: int) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(n)
 
 
 def rows(pattern: str = "*") -> list[dict]:
-    """One row per registered name matching ``pattern``; unknown counts are measured."""
-    table = load_table()
+    """One row of :data:`COLUMNS` (strings) per registered name matching ``pattern``;
+    counts missing from the stored table are measured."""
     out = []
     for name in list_models(pattern):
         info = model_info(name)
-        counts = table.get(name) or measure(name)
+        params, macs = info.trainable_params, info.macs
+        if params is None or macs is None:
+            counted = measure(name)
+            params, macs = counted["trainable_params"], counted["macs"]
         out.append(
             {
                 "name": name,
                 "family": info.family,
-                "input": "x".join(str(d) for d in info.default_input_shape),
-                "classes": info.default_num_classes,
-                **counts,
+                "input": "x".join(str(d) for d in info.default_input_shape)
+                + f" ({info.default_num_classes} classes)",
+                "params": f"{params:,}",
+                "MACs": format_count(macs),
+                "features": "/".join(str(s) for s in info.feature_strides),
+                "recipe": info.recipe or "-",
+                "weights": ", ".join(info.weights) or "-",
                 "paper": info.paper,
             }
         )
     return out
 
 
-def main() -> None:
+def markdown() -> str:
+    """docs/models.md: every registered name, generated from the registry's rows."""
+    lines = [
+        "# Models",
+        "",
+        "Generated from the registry's rows by `python -m kerascnn.zoo.table --markdown "
+        "docs/models.md` (a test checks it is current). `params`: trainable parameters and "
+        "`MACs`: multiply-adds of one image, both with the defaults (`model_table.json`); "
+        "`features`: the strides of the stage outputs of `kerascnn.zoo.feature_extractor`; "
+        "`recipe`: the default training recipe (`kerascnn.training.RECIPES`); `weights`: "
+        "trained weights for `create(name, weights=...)`.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
     import keras
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", help="only write the markdown table to this path")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown())
+        return
     table = {}
     for name in list_models():
         table[name] = measure(name)

@@ -11,6 +11,12 @@ import keras
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
+__all__ = [
+    "CONFIGS",
+    "vgg",
+    "vgg_blocks",
+]
+
 SIMONYAN2014 = "Simonyan & Zisserman 2014, Very Deep Convolutional Networks (arXiv:1409.1556)"
 
 # Configurations A, B, D, E of the paper's Table 1: the conv widths of the five blocks.
@@ -57,6 +63,8 @@ def vgg(
     input_shape=None,
     num_classes: int | None = None,
     classifier_activation=None,
+    include_top: bool = True,
+    pooling: str | None = None,
     norm: common.NormSpec = None,
     l2: float | None = None,
     kernel_regularizer=None,
@@ -78,6 +86,7 @@ def vgg(
         head: ``"fc"`` (flatten, two ``hidden_units`` dense layers with ReLU and dropout,
             classifier: the paper's) or ``"gap"`` (global average pooling + one linear layer).
         dropout: dropout rate in the FC head.
+        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
         norm: ``None`` (the paper, default) or ``"batch"`` etc. after every conv (VGG-BN;
             convs keep their bias, as in torchvision's ``vgg*_bn``).
         l2, kernel_regularizer: penalty on every kernel.
@@ -118,6 +127,7 @@ def vgg(
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_int("hidden_units", hidden_units, 1)
     common.check_classifier_activation(classifier_activation)
+    common.check_top(include_top, pooling)
     input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3) if paper else (32, 32, 3))
     num_classes = common.resolve_num_classes(num_classes, 1000 if paper else 10)
     common.minimum_input(input_shape, 2 ** len(blocks))
@@ -131,26 +141,25 @@ def vgg(
             x = b.act(x, f"block{i}_relu{j}")
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     if head == "fc":
-        x = keras.layers.Flatten(name="flatten")(x)
-        for i in (1, 2):
-            x = b.dense(x, hidden_units, f"fc{i}", activation="relu")
-            x = keras.layers.Dropout(dropout, name=f"fc{i}_dropout")(x)
-        outputs = b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+        top = common.fc_head(b, num_classes, classifier_activation, hidden_units, dropout)
     else:
-        outputs = b.classifier(x, num_classes, classifier_activation)
+
+        def top(x):
+            return b.classifier(x, num_classes, classifier_activation)
+
     if name is None:
         name = (
             f"vgg{depth}"
             if paper
             else f"vgg_{len(blocks)}x" + "-".join(str(len(w)) for w in blocks)
         )
-    return keras.Model(inputs, outputs, name=name)
+    return common.finish(inputs, x, top, include_top=include_top, pooling=pooling, name=name)
 
 
 for _d in CONFIGS:
     for _norm in (None, "batch"):
         _name = f"vgg{_d}" + ("_bn" if _norm else "")
         globals()[_name] = register_variant(
-            _name, vgg, family="vgg", input_shape=(224, 224, 3), num_classes=1000,
-            paper=SIMONYAN2014, depth=_d, norm=_norm,
+            _name, vgg, family="vgg", paper=SIMONYAN2014, dataset="imagenet",
+            feature_strides=(1, 2, 4, 8, 16, 32), depth=_d, norm=_norm,
         )  # fmt: skip

@@ -145,9 +145,10 @@ def test_model_built_outside_the_scope_is_refused():
         _check_created_in_scope(model, Fake)
 
 
-def test_loop_refuses_callbacks_and_explains_data_smaller_than_a_global_batch():
-    """The multi-worker loop (here under the default strategy) names the callbacks it
-    cannot run, and says why a too-small training set gives no batch."""
+def test_loop_refuses_only_callbacks_it_cannot_run_and_explains_small_data():
+    """The multi-worker loop (here under the default strategy) refuses a callback that
+    cannot work there with one line naming it and why, and says why a too-small training
+    set gives no batch."""
     import tensorflow as tf
 
     from kerascnn.training import get_recipe
@@ -159,11 +160,23 @@ def test_loop_refuses_callbacks_and_explains_data_smaller_than_a_global_batch():
     x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
     small = tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=True)
     recipe = get_recipe("vgg-sweep", batch_size=8, epochs=1)
-    with pytest.raises(ValueError, match="callbacks .TerminateOnNaN. are not supported"):
+    refused = {
+        keras.callbacks.BackupAndRestore("/tmp/unused"): "backs itself up",
+        keras.callbacks.ReduceLROnPlateau(): "needs model.optimizer",
+        keras.callbacks.TensorBoard("/tmp/unused"): "needs model.optimizer",
+    }
+    for callback, why in refused.items():
+        with pytest.raises(ValueError) as error:
+            fit_distributed(model, small, None, recipe, strategy="none", trainer="loop",
+                            callbacks=[keras.callbacks.TerminateOnNaN(), callback])  # fmt: skip
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith(f"the Keras callback {type(callback).__name__} cannot run")
+        assert why in message
+    # callbacks that only need model.fit's hooks are accepted: the data-size error comes next
+    with pytest.raises(ValueError, match="smaller than one global batch of 8 examples"):
         fit_distributed(model, small, None, recipe, strategy="none", trainer="loop",
                         callbacks=[keras.callbacks.TerminateOnNaN()])  # fmt: skip
-    with pytest.raises(ValueError, match="smaller than one global batch of 8 examples"):
-        fit_distributed(model, small, None, recipe, strategy="none", trainer="loop")
 
 
 def test_cli_train_has_strategy_options():

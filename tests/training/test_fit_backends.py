@@ -7,7 +7,7 @@ import csv
 import keras
 import numpy as np
 import pytest
-from conftest import RecordWeights
+from conftest import CrashAfterEpoch, RecordWeights
 
 import kerascnn
 from kerascnn import pipelines
@@ -43,16 +43,6 @@ def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():
     assert result.epochs_run == 3 and result.stopped_early and result.best_epoch == 1
     for got, epoch1 in zip(model.weights, record.per_epoch[0], strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), epoch1)
-
-
-class CrashAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"simulated crash after epoch {epoch}")
 
 
 def test_crashed_run_resumes_to_the_uninterrupted_weights(tmp_path):

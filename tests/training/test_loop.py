@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import RecordWeights
+from conftest import RecordWeights, sign_arrays
 
 from kerascnn.training import loop as fit_module
 from kerascnn.training.loop import TrainingDiverged, fit
@@ -12,11 +12,7 @@ from kerascnn.training.recipes import get_recipe
 
 
 def _data(n, seed, random_labels=False):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 8)).astype("float32")
-    y = (x[:, 0] > 0).astype("int64")
-    if random_labels:
-        y = rng.integers(0, 2, size=n)
+    x, y = sign_arrays(n, seed, random_labels)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
 
 

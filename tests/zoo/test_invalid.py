@@ -165,7 +165,7 @@ pytestmark = pytest.mark.jax
             lambda: kerascnn.zoo.LayerScale(0.0),
             r"init_value must be a number > 0; received init_value=0.0",
         ),
-        (lambda: kerascnn.zoo.lenet(pooling="median"), r"pooling must be one of 'avg', 'max'"),
+        (lambda: kerascnn.zoo.lenet(subsampling="median"), r"subsampling must be one of 'avg', 'max'"),
         (
             lambda: kerascnn.zoo.create("resnet57"),
             r"Unknown model name='resnet57'\. Did you mean: .*resnet5",
@@ -181,7 +181,7 @@ def test_register_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
 
         @kerascnn.zoo.register(
-            "resnet56", family="resnet", input_shape=(32, 32, 3), num_classes=10, paper="x"
+            "resnet56", family="resnet", paper="x", dataset="cifar10", feature_strides=(1, 2, 4)
         )
         def again(**overrides):  # pragma: no cover - never registered
             return None

@@ -1,6 +1,6 @@
 """Augmentation layers that keep XLA on and are the identity at inference (issue 4)."""
 
-from kerascnn.layers.augment.affine import (  # noqa: F401
+from kerascnn.layers.augment.affine import (
     RandomRotate,
     RandomShear,
     RandomTranslate,
@@ -11,8 +11,8 @@ from kerascnn.layers.augment.affine import (  # noqa: F401
     translation_matrix,
     zoom_matrix,
 )
-from kerascnn.layers.augment.base import BaseAugmentation  # noqa: F401
-from kerascnn.layers.augment.color import (  # noqa: F401
+from kerascnn.layers.augment.base import BaseAugmentation
+from kerascnn.layers.augment.color import (
     AutoContrast,
     Equalize,
     Invert,
@@ -32,7 +32,51 @@ from kerascnn.layers.augment.color import (  # noqa: F401
     posterize,
     solarize,
 )
-from kerascnn.layers.augment.cutout import Cutout, cutout  # noqa: F401
-from kerascnn.layers.augment.flip_crop import RandomFlip, RandomPadCrop, flip, pad_crop  # noqa: F401
-from kerascnn.layers.augment.mix import CutMix, MixTrainer, MixUp, cutmix, mixup  # noqa: F401
-from kerascnn.layers.augment.randaugment import RandAugment, randaugment  # noqa: F401
+from kerascnn.layers.augment.cutout import Cutout, cutout
+from kerascnn.layers.augment.flip_crop import RandomFlip, RandomPadCrop, flip, pad_crop
+from kerascnn.layers.augment.mix import CutMix, MixTrainer, MixUp, cutmix, mixup
+from kerascnn.layers.augment.randaugment import RandAugment, randaugment
+
+__all__ = [
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_sharpness",
+    "affine_transform",
+    "AutoContrast",
+    "autocontrast",
+    "BaseAugmentation",
+    "CutMix",
+    "cutmix",
+    "Cutout",
+    "cutout",
+    "Equalize",
+    "equalize",
+    "flip",
+    "Invert",
+    "invert",
+    "MixTrainer",
+    "MixUp",
+    "mixup",
+    "pad_crop",
+    "Posterize",
+    "posterize",
+    "RandAugment",
+    "randaugment",
+    "RandomBrightness",
+    "RandomColor",
+    "RandomContrast",
+    "RandomFlip",
+    "RandomPadCrop",
+    "RandomRotate",
+    "RandomSharpness",
+    "RandomShear",
+    "RandomTranslate",
+    "RandomZoom",
+    "rotation_matrix",
+    "shear_matrix",
+    "Solarize",
+    "solarize",
+    "translation_matrix",
+    "zoom_matrix",
+]

@@ -15,14 +15,24 @@ import math
 import keras
 from keras import ops
 
-from kerascnn.layers.augment.base import (
-    BaseAugmentation,
-    batch_size,
-    check_choice,
-    check_number,
-    check_range,
-)
+from kerascnn.checks import check_choice, check_float
+from kerascnn.layers.augment.base import BaseAugmentation, batch_size, check_range
 from kerascnn.layers.augment.flip_crop import gather_pixels
+
+__all__ = [
+    "affine_transform",
+    "FILL_MODES",
+    "identity_matrix",
+    "INTERPOLATIONS",
+    "RandomRotate",
+    "RandomShear",
+    "RandomTranslate",
+    "RandomZoom",
+    "rotation_matrix",
+    "shear_matrix",
+    "translation_matrix",
+    "zoom_matrix",
+]
 
 INTERPOLATIONS = ("nearest", "bilinear")
 FILL_MODES = ("constant", "reflect", "nearest")
@@ -187,7 +197,7 @@ class _AffineAugmentation(BaseAugmentation):
         super().__init__(seed=seed, **kwargs)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
         self.fill_mode = check_choice("fill_mode", fill_mode, FILL_MODES)
-        self.fill_value = check_number("fill_value", fill_value, -1e30, 1e30)
+        self.fill_value = check_float("fill_value", fill_value, -1e30, 1e30, high_inclusive=True)
 
     def _uniform(self, n, bounds):
         return keras.random.uniform((n,), bounds[0], bounds[1], seed=self.generator)

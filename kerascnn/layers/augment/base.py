@@ -1,4 +1,4 @@
-"""Shared machinery of the augmentation layers: argument checks, seeds, ``training`` handling.
+"""Shared machinery of the augmentation layers: range checks, seeds, ``training`` handling.
 
 Every augmentation layer of kerascnn is the identity unless it is called with a true
 ``training`` argument. ``model.fit`` passes ``training=True``; ``model.predict``, a plain
@@ -8,32 +8,36 @@ inference. In a ``tf.data`` map, pass ``training=True`` explicitly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import ops
 
+from kerascnn.checks import check_seed
+from kerascnn.errors import UserInputError
+
+__all__ = [
+    "BaseAugmentation",
+    "batch_size",
+    "check_range",
+    "check_value_range",
+    "from_unit",
+    "per_image",
+    "to_unit",
+]
+
 
 # --------------------------------------------------------------------------- checks
 def check_value_range(value_range: Any) -> tuple[float, float]:
-    """``(low, high)`` as floats with ``low < high``, or a ``ValueError``."""
+    """``(low, high)`` as floats with ``low < high``."""
     ok = isinstance(value_range, (tuple, list)) and len(value_range) == 2
     ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value_range)
     if not ok or not value_range[0] < value_range[1]:
-        raise ValueError(
+        raise UserInputError(
             "value_range must be a pair (low, high) of numbers with low < high, e.g. (0, 255) "
             f"or (0, 1); received value_range={value_range!r}"
         )
     return float(value_range[0]), float(value_range[1])
-
-
-def check_number(name: str, value: Any, low: float, high: float) -> float:
-    """``value`` as a float in ``[low, high]``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
-    if not ok:
-        raise ValueError(f"{name} must be a number in [{low}, {high}]; received {name}={value!r}")
-    return float(value)
 
 
 def check_range(name: str, value: Any, low: float, high: float) -> tuple[float, float]:
@@ -49,25 +53,11 @@ def check_range(name: str, value: Any, low: float, high: float) -> tuple[float, 
     else:
         pair = None
     if pair is None or not (low <= pair[0] <= pair[1] <= high):
-        raise ValueError(
+        raise UserInputError(
             f"{name} must be a number f (for the range (-f, f)) or a pair (lower, upper) with "
             f"{low} <= lower <= upper <= {high}; received {name}={value!r}"
         )
     return pair
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
-        )
-    return value
-
-
-def check_seed(seed: Any) -> int | None:
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer or None; received seed={seed!r}")
-    return seed
 
 
 # --------------------------------------------------------------------------- helpers

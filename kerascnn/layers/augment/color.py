@@ -12,15 +12,42 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerascnn.checks import check_float
 from kerascnn.layers.augment.base import (
     BaseAugmentation,
     batch_size,
-    check_number,
     check_range,
     check_value_range,
     from_unit,
     to_unit,
 )
+
+__all__ = [
+    "adjust_brightness",
+    "adjust_contrast",
+    "adjust_saturation",
+    "adjust_sharpness",
+    "apply_lut",
+    "AutoContrast",
+    "autocontrast",
+    "band_histograms",
+    "DEFAULT_RANGE",
+    "Equalize",
+    "equalize",
+    "equalize_lut",
+    "grey",
+    "Invert",
+    "invert",
+    "Posterize",
+    "posterize",
+    "RandomBrightness",
+    "RandomColor",
+    "RandomContrast",
+    "RandomSharpness",
+    "sharpness_detail",
+    "Solarize",
+    "solarize",
+]
 
 DEFAULT_RANGE = (0.0, 255.0)
 
@@ -292,7 +319,7 @@ class _ProbabilityLayer(BaseAugmentation):
 
     def __init__(self, probability=0.5, value_range=DEFAULT_RANGE, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        self.probability = check_number("probability", probability, 0.0, 1.0)
+        self.probability = check_float("probability", probability, 0.0, 1.0, high_inclusive=True)
         self.value_range = check_value_range(value_range)
 
     def apply(self, images):  # pragma: no cover - abstract
@@ -355,7 +382,9 @@ class Solarize(_ProbabilityLayer):
         lo, hi = self.value_range
         if threshold is None:
             threshold = (lo + hi) / 2.0
-        self.threshold = check_number("threshold", threshold, lo, hi + (hi - lo))
+        self.threshold = check_float(
+            "threshold", threshold, lo, hi + (hi - lo), high_inclusive=True
+        )
 
     def apply(self, images):
         return solarize(images, self.threshold, self.value_range)

@@ -9,7 +9,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.layers.augment.base import BaseAugmentation, batch_size, check_number
+from kerascnn.checks import check_float
+from kerascnn.layers.augment.base import BaseAugmentation, batch_size
+
+__all__ = [
+    "Cutout",
+    "cutout",
+]
 
 
 def cutout(inputs, centers_y, centers_x, size: int, fill_value=0.0):
@@ -83,9 +89,9 @@ class Cutout(BaseAugmentation):
                 f"per_channel must be True or False; received per_channel={per_channel!r}"
             )
         self.size = size
-        self.fill_value = check_number("fill_value", fill_value, -1e30, 1e30)
+        self.fill_value = check_float("fill_value", fill_value, -1e30, 1e30, high_inclusive=True)
         self.per_channel = per_channel
-        self.probability = check_number("probability", probability, 0.0, 1.0)
+        self.probability = check_float("probability", probability, 0.0, 1.0, high_inclusive=True)
 
     def check_image_size(self, height, width):
         if isinstance(self.size, int) and self.size > min(height, width):

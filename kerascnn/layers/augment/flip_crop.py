@@ -5,13 +5,19 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.layers.augment.base import (
-    BaseAugmentation,
-    batch_size,
-    check_choice,
-    check_number,
-    per_image,
-)
+from kerascnn.checks import check_choice, check_float, check_int
+from kerascnn.layers.augment.base import BaseAugmentation, batch_size, per_image
+
+__all__ = [
+    "flip",
+    "FLIP_MODES",
+    "gather_pixels",
+    "MAX_PADDING_BELOW_SIDE",
+    "pad_crop",
+    "PAD_FILLS",
+    "RandomFlip",
+    "RandomPadCrop",
+]
 
 FLIP_MODES = ("horizontal", "vertical", "horizontal_and_vertical")
 PAD_FILLS = ("reflect", "constant", "symmetric")
@@ -106,7 +112,7 @@ class RandomFlip(BaseAugmentation):
     def __init__(self, mode: str = "horizontal", probability: float = 0.5, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
         self.mode = check_choice("mode", mode, FLIP_MODES)
-        self.probability = check_number("probability", probability, 0.0, 1.0)
+        self.probability = check_float("probability", probability, 0.0, 1.0, high_inclusive=True)
 
     def augment(self, images):
         b = batch_size(images)
@@ -156,11 +162,9 @@ class RandomPadCrop(BaseAugmentation):
         self, padding: int = 4, fill: str = "reflect", fill_value: float = 0.0, seed=None, **kwargs
     ):
         super().__init__(seed=seed, **kwargs)
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding must be an integer >= 0; received padding={padding!r}")
-        self.padding = padding
+        self.padding = check_int("padding", padding, 0)
         self.fill = check_choice("fill", fill, PAD_FILLS)
-        self.fill_value = check_number("fill_value", fill_value, -1e30, 1e30)
+        self.fill_value = check_float("fill_value", fill_value, -1e30, 1e30, high_inclusive=True)
 
     def check_image_size(self, height, width):
         limit = min(height, width) - MAX_PADDING_BELOW_SIDE[self.fill]

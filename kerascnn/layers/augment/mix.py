@@ -9,8 +9,9 @@ Where to mix:
       ds = ds.batch(128).map(lambda x, y: mix(x, y, training=True))
 
 * inside the model: a ``Sequential`` sees only images, so the labels cannot be mixed by a
-  layer of the network. :class:`MixTrainer` wraps any model and mixes ``(x, y)`` at the
-  start of each training step (``train_step``), under ``jit_compile=True`` too; evaluation,
+  layer of the network. :class:`kerascnn.tasks.ImageClassifier` (``mixer=``) and
+  :class:`MixTrainer` (which wraps any model) mix ``(x, y)`` at the start of each training
+  step (``train_step``, :class:`MixStep`), under ``jit_compile=True`` too; evaluation,
   prediction and exports see the plain model. Save or export ``trainer.model``.
 
 Labels may be integer class ids ``(batch,)`` / ``(batch, 1)`` (``num_classes`` required) or
@@ -26,7 +27,20 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.layers.augment.base import check_seed
+from kerascnn.checks import check_seed
+
+__all__ = [
+    "CutMix",
+    "cutmix",
+    "cutmix_boxes",
+    "MixStep",
+    "MixTrainer",
+    "MixUp",
+    "mixup",
+    "sample_beta",
+    "sample_gamma",
+    "to_one_hot",
+]
 
 
 def sample_gamma(n, alpha: float, seed, tries: int = 8):
@@ -245,14 +259,60 @@ class CutMix(_BatchMixer):
         return x, y
 
 
+class MixStep:
+    """The mixing training step shared by :class:`MixTrainer` and
+    :class:`kerascnn.tasks.ImageClassifier`: a mix-in for a ``keras.Model`` subclass (listed
+    before it in the bases) with an attribute ``mixer`` (a ``MixUp`` / ``CutMix`` layer,
+    tracked by the model, or None).
+
+    ``train_step`` mixes ``(x, y)`` with ``mixer`` before Keras's own step, on TensorFlow
+    and PyTorch statefully, on JAX statelessly (the mixer's seed state is read from and
+    written back to the step's non-trainable variables, so it runs under ``jit``).
+    ``_labels_to_mix(y)`` may turn the labels into what the mixer takes (e.g. one-hot).
+    """
+
+    def _labels_to_mix(self, y):
+        return y
+
+    def _mix(self, data):
+        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = self.mixer(x, self._labels_to_mix(y), training=True)
+        return (x, y) if sw is None else (x, y, sw)
+
+    def _mix_stateless(self, state, data):
+        """JAX: run the mixer statelessly on its seed state taken from ``state``."""
+        trainable, non_trainable, *rest = state
+        positions = [
+            next(i for i, v in enumerate(self.non_trainable_variables) if v is mv)
+            for mv in self.mixer.non_trainable_variables
+        ]
+        non_trainable = list(non_trainable)
+        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
+        (x, y), new = self.mixer.stateless_call(
+            [], [non_trainable[i] for i in positions], x, self._labels_to_mix(y), training=True
+        )
+        for i, value in zip(positions, new, strict=True):
+            non_trainable[i] = value
+        return (trainable, non_trainable, *rest), ((x, y) if sw is None else (x, y, sw))
+
+    def train_step(self, *args):
+        if getattr(self, "mixer", None) is None:
+            return super().train_step(*args)
+        if keras.backend.backend() == "jax":
+            state, data = self._mix_stateless(*args)
+            return super().train_step(state, data)
+        return super().train_step(self._mix(args[0]))  # TensorFlow, PyTorch
+
+
 @keras.saving.register_keras_serializable(package="kerascnn")
-class MixTrainer(keras.Model):
+class MixTrainer(MixStep, keras.Model):
     """Train ``model`` on batches mixed by ``mixer`` (a :class:`MixUp` or :class:`CutMix`).
 
     The mixing happens at the start of each ``train_step`` (TensorFlow, JAX and PyTorch
-    backends), so it runs inside the compiled (XLA) training step; ``evaluate``, ``predict`` and ``call``
-    use the plain model. Compile with a loss for one-hot labels (e.g.
-    ``"categorical_crossentropy"``). Save or export ``trainer.model``.
+    backends; :class:`MixStep`), so it runs inside the compiled (XLA) training step;
+    ``evaluate``, ``predict`` and ``call`` use the plain model. Compile with a loss for
+    one-hot labels (e.g. ``"categorical_crossentropy"``). Save or export ``trainer.model``.
+    :class:`kerascnn.tasks.ImageClassifier` takes a ``mixer`` itself (same step).
 
     Args:
         model: the network to train.
@@ -274,27 +334,6 @@ class MixTrainer(keras.Model):
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
 
-    def _mix(self, data):
-        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
-        x, y = self.mixer(x, y, training=True)
-        return (x, y) if sw is None else (x, y, sw)
-
-    def _mix_stateless(self, state, data):
-        """JAX: run the mixer statelessly on its seed state taken from ``state``."""
-        trainable, non_trainable, *rest = state
-        positions = [
-            next(i for i, v in enumerate(self.non_trainable_variables) if v is mv)
-            for mv in self.mixer.non_trainable_variables
-        ]
-        non_trainable = list(non_trainable)
-        x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
-        (x, y), new = self.mixer.stateless_call(
-            [], [non_trainable[i] for i in positions], x, y, training=True
-        )
-        for i, value in zip(positions, new, strict=True):
-            non_trainable[i] = value
-        return (trainable, non_trainable, *rest), ((x, y) if sw is None else (x, y, sw))
-
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         # integer labels (e.g. when Keras builds the loss on an unmixed batch) become one-hot
         if y is not None and "int" in keras.backend.standardize_dtype(y.dtype):
@@ -302,12 +341,6 @@ class MixTrainer(keras.Model):
         return super().compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
         )
-
-    def train_step(self, *args):
-        if keras.backend.backend() == "jax":
-            state, data = self._mix_stateless(*args)
-            return super().train_step(state, data)
-        return super().train_step(self._mix(args[0]))  # TensorFlow, PyTorch
 
     def get_config(self):
         return {

@@ -54,17 +54,34 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerascnn.checks import check_choice, check_float, check_int
 from kerascnn.layers.augment import color
 from kerascnn.layers.augment.affine import INTERPOLATIONS, affine_transform
 from kerascnn.layers.augment.base import (
     BaseAugmentation,
     batch_size,
-    check_choice,
-    check_number,
     check_value_range,
     from_unit,
     to_unit,
 )
+
+__all__ = [
+    "FILL_GREY",
+    "GEOMETRIC",
+    "MAX_ENHANCE",
+    "MAX_POSTERIZE_DROP",
+    "MAX_ROTATE_DEGREES",
+    "MAX_SHEAR",
+    "MAX_TRANSLATE",
+    "on_chosen",
+    "op_codes",
+    "OP_INDEX",
+    "op_tables",
+    "OPS",
+    "RandAugment",
+    "randaugment",
+    "subset_capacity",
+]
 
 OPS = (
     "identity",
@@ -388,10 +405,8 @@ class RandAugment(BaseAugmentation):
         **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
-        if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 1:
-            raise ValueError(f"num_ops must be an integer >= 1; received num_ops={num_ops!r}")
-        self.num_ops = num_ops
-        self.magnitude = check_number("magnitude", magnitude, 0.0, 30.0)
+        self.num_ops = check_int("num_ops", num_ops)
+        self.magnitude = check_float("magnitude", magnitude, 0.0, 30.0, high_inclusive=True)
         self.value_range = check_value_range(value_range)
         self.interpolation = check_choice("interpolation", interpolation, INTERPOLATIONS)
 

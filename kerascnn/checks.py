@@ -1,0 +1,116 @@
+"""The argument checks shared by every part of kerascnn.
+
+Each check returns the (normalized) value or raises :class:`~kerascnn.errors.UserInputError`
+(a ``ValueError``) whose message names the argument, the value received and what is allowed,
+e.g. ``batch_size must be an integer >= 1; received batch_size=0``. The command line prints
+such errors as one line.
+
+This module sits at the bottom of kerascnn's import graph: it imports nothing from kerascnn
+but :mod:`kerascnn.errors`, so the zoo, the layers, the pipelines and the training code can
+all use it without importing each other. Checks that only make sense for one layer or one
+builder stay with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kerascnn.errors import UserInputError
+
+__all__ = [
+    "check_choice",
+    "check_data_format",
+    "check_float",
+    "check_input_shape",
+    "check_int",
+    "check_pair",
+    "check_seed",
+]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` if it is an int >= ``minimum`` (``bool`` is refused)."""
+    if not _is_int(value) or value < minimum:
+        raise UserInputError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+    return value
+
+
+def check_float(
+    name: str, value: Any, low: float, high: float, high_inclusive: bool = False
+) -> float:
+    """``value`` as a float in ``[low, high)``, or in ``[low, high]`` with
+    ``high_inclusive=True``."""
+    ok = _is_number(value) and low <= value and (value <= high if high_inclusive else value < high)
+    if not ok:
+        bracket = "]" if high_inclusive else ")"
+        raise UserInputError(
+            f"{name} must be a number in [{low}, {high}{bracket}; received {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
+    """``value`` if it is one of ``allowed`` (the message lists them)."""
+    if value not in allowed:
+        raise UserInputError(
+            f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
+        )
+    return value
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """``seed`` if it is ``None`` or an int."""
+    if seed is not None and not _is_int(seed):
+        raise UserInputError(f"{name} must be None or an integer; received {name}={seed!r}")
+    return seed
+
+
+def check_pair(name: str, value: Any) -> tuple[int, int]:
+    """``value`` (a positive int, or a pair of them) as a pair ``(a, b)``."""
+    if _is_int(value):
+        value = (value, value)
+    ok = isinstance(value, (tuple, list)) and len(value) == 2
+    if not ok or not all(_is_int(v) and v >= 1 for v in value):
+        raise UserInputError(
+            f"{name} must be a positive integer or a pair of them; received {name}={value!r}"
+        )
+    return tuple(value)
+
+
+def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+    """``input_shape`` as ``(height, width, channels)`` of positive ints (channels-last)."""
+    ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(_is_int(d) and d > 0 for d in input_shape)
+    )
+    if not ok:
+        raise UserInputError(
+            "input_shape must be (height, width, channels) with positive integers "
+            f"(channels-last); received input_shape={input_shape!r}"
+        )
+    return tuple(input_shape)
+
+
+def check_data_format(data_format: Any) -> str:
+    """``"channels_last"`` or ``"channels_first"``; ``None`` means Keras's
+    ``keras.config.image_data_format()``."""
+    if data_format is None:
+        import keras  # here, so that importing the checks does not import Keras
+
+        return keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise UserInputError(
+            "data_format must be None, 'channels_last' or 'channels_first'; "
+            f"received data_format={data_format!r}"
+        )
+    return data_format

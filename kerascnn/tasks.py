@@ -1,0 +1,444 @@
+"""Tasks: a backbone and everything that makes it a trainable, exportable classifier.
+
+:class:`ImageClassifier` is a functional Keras model (keras-hub's *Task* style: the graph is
+built in ``__init__``) that owns, in this order::
+
+    raw pixels -> augmentation (training only) -> preprocessing (standardization)
+        -> backbone -> head (pooling, dropout, Dense "predictions", or a given head model)
+        -> float32 output ("logits" or "probabilities", also under mixed precision)
+
+and, in training, MixUp / CutMix inside its ``train_step`` (TensorFlow, JAX, PyTorch; the
+step of :class:`kerascnn.layers.augment.mix.MixStep`). Data pipelines deliver integer labels
+only; the task converts them to one-hot where its loss needs them. It tells exports what it
+outputs (:attr:`ImageClassifier.output_kind`) and trainers which labels its loss takes
+(:attr:`ImageClassifier.label_format`).
+
+>>> from kerascnn.tasks import ImageClassifier
+>>> task = ImageClassifier.from_zoo("resnet20", num_classes=10)
+>>> task.output_kind, task.label_format
+('logits', 'sparse')
+"""
+
+from __future__ import annotations
+
+import keras
+
+from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
+
+__all__ = ["HEADS", "ImageClassifier", "split_classifier"]
+
+HEADS = ("auto", "generic", "zoo")
+_POOLINGS = (None, "avg", "max")
+_ACTIVATIONS = (None, "linear", "softmax")
+
+
+def _serialize(obj):
+    return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+def _deserialize(config):
+    return None if config is None else keras.saving.deserialize_keras_object(config)
+
+
+def _loss_takes_onehot(loss) -> bool:
+    """Whether ``loss`` (as given to ``compile``) compares one-hot labels with the outputs:
+    every loss but the sparse ones (``SparseCategoricalCrossentropy``, ``"sparse_..."``)."""
+    if isinstance(loss, (list, tuple)) and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, dict) and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None:
+        return False
+    if isinstance(loss, str):
+        name = loss
+    elif isinstance(loss, keras.losses.Loss):
+        name = type(loss).__name__ + " " + str(getattr(loss, "name", ""))
+        fn = getattr(loss, "fn", None)  # LossFunctionWrapper
+        name += " " + getattr(fn, "__name__", "")
+    else:
+        name = getattr(loss, "__name__", type(loss).__name__)
+    return "sparse" not in name.lower()
+
+
+def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """``(backbone, head)`` of a functional classifier, sharing its layers and weights.
+
+    The split is at the last feature map of the trunk: the input of the first global
+    pooling or ``Flatten`` (or the first non-4-D tensor) that every input-to-output path
+    passes through (as :mod:`kerascnn.zoo.features` finds stage outputs). The parameters of
+    the two parts add up to ``model``'s.
+    """
+    from kerascnn.zoo.features import _HEAD_LAYERS, _trunk
+
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            f"split_classifier needs a model with one input and one output; {model.name!r} "
+            f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
+        )
+    trunk = _trunk(model)
+    features = None
+    for before, node in zip(trunk, trunk[1:], strict=False):
+        if isinstance(node.operation, _HEAD_LAYERS) or len(node.output_tensors[0].shape) != 4:
+            features = before.output_tensors[0]
+            break
+    if features is None or features is model.inputs[0]:
+        raise ValueError(
+            f"found no classifier top in {model.name!r} (no global pooling or Flatten after "
+            "its feature maps)"
+        )
+    backbone = keras.Model(model.inputs[0], features, name=f"{model.name}_backbone")
+    head = keras.Model(features, model.outputs[0], name=f"{model.name}_head")
+    return backbone, head
+
+
+def _generic_head_arguments(head: keras.Model) -> dict | None:
+    """The ``ImageClassifier`` arguments that rebuild ``head`` when it is global pooling,
+    optional dropout and one biased Dense layer (linear or softmax); else None."""
+    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
+    pools = {keras.layers.GlobalAveragePooling2D: "avg", keras.layers.GlobalMaxPooling2D: "max"}
+    if len(layers) not in (2, 3) or type(layers[0]) not in pools:
+        return None
+    if getattr(layers[0], "keepdims", False):
+        return None
+    dropout = 0.0
+    if len(layers) == 3:
+        if type(layers[1]) is not keras.layers.Dropout:
+            return None
+        dropout = float(layers[1].rate)
+    dense = layers[-1]
+    activation = getattr(getattr(dense, "activation", None), "__name__", None)
+    if type(dense) is not keras.layers.Dense or not dense.use_bias:
+        return None
+    if activation not in ("linear", "softmax"):
+        return None
+    return {
+        "pooling": pools[type(layers[0])],
+        "dropout": dropout,
+        "activation": "softmax" if activation == "softmax" else None,
+        "kernel_regularizer": dense.kernel_regularizer,
+    }
+
+
+@keras.saving.register_keras_serializable(package="kerascnn")
+class ImageClassifier(MixStep, keras.Model):
+    """An image classifier built from a backbone: a functional Keras model.
+
+    Args:
+        backbone: a functional model from images ``(batch, height, width, channels)`` to
+            features, e.g. ``kerascnn.zoo.create("resnet20", include_top=False)`` (a 4-D
+            feature map) or with ``pooling="avg"`` (2-D features; then ``pooling=None``).
+        num_classes: number of classes (outputs). With ``head`` given, read from it when None.
+        preprocessing: layers applied to the raw pixels before the backbone, e.g. the
+            pipeline's ``Normalization`` (``Pipeline.model_preprocessing``); they make the
+            task, its ``.keras`` file and its exports take raw 0..255 pixels.
+        augmentation: layers applied first, before ``preprocessing``; kerascnn's
+            augmentation layers are the identity unless ``training`` is true, so evaluation,
+            prediction and exports skip them.
+        head: None for the generic head below, or a model / layer from the backbone's
+            features to class scores (e.g. a zoo model's own top; :func:`split_classifier`).
+        pooling: generic head: ``"avg"`` or ``"max"`` global pooling of a 4-D feature map,
+            or None for 2-D features.
+        dropout: generic head: dropout rate before the classifier (0: none).
+        activation: None (logits) or ``"softmax"`` (probabilities): the output layer, in
+            float32 whatever the dtype policy.
+        kernel_regularizer: generic head: regularizer of the ``predictions`` kernel.
+        mixer: a ``MixUp`` / ``CutMix`` layer that mixes each training batch inside
+            ``train_step`` (integer labels are made one-hot first); None: no mixing.
+        label_smoothing: the cross-entropy's label smoothing of ``compile(loss="auto")``.
+        head_dtype: dtype policy of the head's layers (default: the global policy); the
+            output is float32 in any case.
+        name: the model's name.
+
+    Labels: data pipelines give integer class ids. :attr:`label_format` is the format the
+    task trains with (``"onehot"`` with a mixer or label smoothing, else ``"sparse"``), and
+    ``compile(loss="auto")`` picks the matching cross-entropy. Whatever loss is compiled,
+    integer labels are converted to one-hot in ``compute_loss`` / ``compute_metrics`` when
+    that loss is not a sparse one, so the same integer batches serve training, validation
+    and ``evaluate``.
+
+    Example:
+        >>> backbone = kerascnn.zoo.create("resnet20", include_top=False)
+        >>> task = ImageClassifier(backbone, 10, mixer=kerascnn.layers.MixUp(0.2, seed=1))
+        >>> task.compile(keras.optimizers.SGD(0.1))     # loss: CategoricalCrossentropy
+        >>> task.fit(images, integer_labels)             # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        num_classes: int | None = None,
+        *,
+        preprocessing=(),
+        augmentation=(),
+        head=None,
+        pooling: str | None = "avg",
+        dropout: float = 0.0,
+        activation: str | None = None,
+        kernel_regularizer=None,
+        mixer=None,
+        label_smoothing: float = 0.0,
+        head_dtype=None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        if not isinstance(backbone, keras.Model) or not getattr(backbone, "inputs", None):
+            raise ValueError(
+                f"backbone must be a functional keras.Model with an image input; received {backbone!r}"
+            )
+        if len(backbone.inputs) != 1 or len(backbone.inputs[0].shape) != 4:
+            raise ValueError(
+                "backbone must take one image input (batch, height, width, channels); "
+                f"received inputs {[t.shape for t in backbone.inputs]}"
+            )
+        if pooling not in _POOLINGS:
+            raise ValueError(f"pooling must be 'avg', 'max' or None; received pooling={pooling!r}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"activation must be None (logits) or 'softmax'; received activation={activation!r}"
+            )
+        activation = None if activation == "linear" else activation
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0 <= dropout < 1
+        ):
+            raise ValueError(f"dropout must be a number in [0, 1); received dropout={dropout!r}")
+        if isinstance(label_smoothing, bool) or not 0 <= label_smoothing < 1:
+            raise ValueError(
+                f"label_smoothing must be in [0, 1); received label_smoothing={label_smoothing!r}"
+            )
+        if mixer is not None and not isinstance(mixer, _BatchMixer):
+            raise ValueError(f"mixer must be a MixUp or CutMix layer or None; received {mixer!r}")
+        if head is None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
+        ):
+            raise ValueError(
+                f"num_classes must be a positive integer; received num_classes={num_classes!r}"
+            )
+        preprocessing, augmentation = list(preprocessing), list(augmentation)
+        head_dtype = keras.dtype_policies.get(head_dtype or keras.config.dtype_policy())
+        kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+        # === Layers ===
+        inputs = keras.Input(shape=tuple(backbone.inputs[0].shape[1:]), name="images")
+        x = inputs
+        for layer in augmentation + preprocessing:
+            x = layer(x)
+        x = backbone(x)
+        if head is None:
+            rank = len(x.shape)
+            if rank == 4 and pooling is None:
+                raise ValueError(
+                    "the backbone outputs a 4-D feature map: pass pooling='avg' or 'max' (or a "
+                    "backbone built with pooling=...)"
+                )
+            if rank == 2 and pooling is not None:
+                raise ValueError(
+                    f"the backbone outputs pooled features; pass pooling=None (received {pooling!r})"
+                )
+            if rank not in (2, 4):
+                raise ValueError(f"the backbone's output must be 2-D or 4-D; received {x.shape}")
+            if pooling == "avg":
+                x = keras.layers.GlobalAveragePooling2D(dtype=head_dtype, name="pool")(x)
+            elif pooling == "max":
+                x = keras.layers.GlobalMaxPooling2D(dtype=head_dtype, name="pool")(x)
+            if dropout:
+                x = keras.layers.Dropout(dropout, dtype=head_dtype, name="dropout")(x)
+            x = keras.layers.Dense(
+                num_classes, kernel_regularizer=kernel_regularizer, dtype=head_dtype,
+                name="predictions",
+            )(x)  # fmt: skip
+        else:
+            x = head(x)
+            if num_classes is None:
+                num_classes = int(x.shape[-1])
+            elif int(x.shape[-1]) != num_classes:
+                raise ValueError(
+                    f"the head outputs {x.shape[-1]} classes; received num_classes={num_classes}"
+                )
+        kind = self._kind(activation, head)
+        outputs = keras.layers.Activation(activation or "linear", dtype="float32", name=kind)(x)
+
+        # === Functional model ===
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.backbone = backbone
+        self.head = head
+        self.mixer = mixer  # tracked: its seed is state of the train step
+        self.preprocessing = preprocessing
+        self.augmentation = augmentation
+        self.num_classes = int(num_classes)
+        self.pooling = pooling
+        self.dropout = float(dropout)
+        self.activation = activation
+        self.kernel_regularizer = kernel_regularizer
+        self.label_smoothing = float(label_smoothing)
+        self.head_dtype = head_dtype
+        self._output_kind = kind
+        self._onehot_labels = self.label_format == "onehot"
+
+    @staticmethod
+    def _kind(activation, head) -> str:
+        if activation == "softmax":
+            return "probabilities"
+        if head is not None:
+            from kerascnn.export import outputs_are_probabilities
+
+            if outputs_are_probabilities(head):
+                return "probabilities"
+        return "logits"
+
+    # ------------------------------------------------------------------ what it is
+    @property
+    def output_kind(self) -> str:
+        """``"logits"`` or ``"probabilities"`` (softmax applied): what the outputs are."""
+        return self._output_kind
+
+    @property
+    def label_format(self) -> str:
+        """``"onehot"`` (a mixer or label smoothing) or ``"sparse"``: the labels of the loss
+        the task trains with (``compile(loss="auto")``); data stays integer class ids."""
+        return "onehot" if self.mixer is not None or self.label_smoothing else "sparse"
+
+    # ------------------------------------------------------------------ training
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """``keras.Model.compile`` with task defaults: ``optimizer="auto"`` is Adam (1e-3);
+        ``loss="auto"`` the cross-entropy of :attr:`label_format` and :attr:`output_kind`
+        (with ``label_smoothing``); ``metrics="auto"`` the matching accuracy."""
+        onehot = self.label_format == "onehot"
+        if optimizer == "auto":
+            optimizer = keras.optimizers.Adam(1e-3)
+        if loss == "auto":
+            from_logits = self.output_kind == "logits"
+            loss = (
+                keras.losses.CategoricalCrossentropy(
+                    from_logits=from_logits, label_smoothing=self.label_smoothing
+                )
+                if onehot
+                else keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+            )
+        if metrics == "auto":
+            metric = (
+                keras.metrics.CategoricalAccuracy
+                if onehot
+                else keras.metrics.SparseCategoricalAccuracy
+            )
+            metrics = [metric(name="accuracy")]
+        takes_onehot = _loss_takes_onehot(loss)
+        if self.mixer is not None and not takes_onehot:
+            raise ValueError(
+                f"{type(self.mixer).__name__} mixes labels into soft labels, which a sparse loss "
+                f"cannot take; compile with a one-hot loss (e.g. CategoricalCrossentropy, "
+                f"loss='auto'); received loss={loss!r}"
+            )
+        self._onehot_labels = takes_onehot
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        """Recompile a loaded task with its saved compile arguments (Keras skips models with
+        their own ``compile``)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def _labels(self, y):
+        if (
+            y is not None
+            and getattr(self, "_onehot_labels", False)
+            and "int" in keras.backend.standardize_dtype(y.dtype)
+        ):
+            return to_one_hot(y, self.num_classes)
+        return y
+
+    def _labels_to_mix(self, y):  # MixStep: the mixer takes one-hot labels
+        return to_one_hot(y, self.num_classes)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(
+            x=x, y=self._labels(y), y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, self._labels(y), y_pred, sample_weight=sample_weight)
+
+    # ------------------------------------------------------------------ serialization
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": _serialize(self.backbone),
+            "num_classes": self.num_classes,
+            "preprocessing": [_serialize(layer) for layer in self.preprocessing],
+            "augmentation": [_serialize(layer) for layer in self.augmentation],
+            "head": _serialize(self.head),
+            "pooling": self.pooling,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "kernel_regularizer": _serialize(self.kernel_regularizer),
+            "mixer": _serialize(self.mixer),
+            "label_smoothing": self.label_smoothing,
+            "head_dtype": _serialize(self.head_dtype),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "head", "mixer", "kernel_regularizer", "head_dtype"):
+            config[key] = _deserialize(config.get(key))
+        for key in ("preprocessing", "augmentation"):
+            config[key] = [_deserialize(c) for c in config.get(key) or ()]
+        return cls(**config)
+
+    # ------------------------------------------------------------------ from the zoo
+    @classmethod
+    def from_zoo(
+        cls,
+        model_name: str,
+        num_classes: int | None = None,
+        *,
+        input_shape=None,
+        head: str = "auto",
+        zoo_kwargs: dict | None = None,
+        **kwargs,
+    ) -> ImageClassifier:
+        """The task of zoo model ``model_name``: its features as the backbone and a head.
+
+        Args:
+            model_name: a name of :func:`kerascnn.zoo.list_models`.
+            num_classes, input_shape: for the zoo builder (its defaults when None).
+            head: ``"zoo"``: the builder's own top (:func:`split_classifier`; e.g. VGG's
+                fully connected layers, MobileNet v3's and ConvNeXt's heads), only the float32
+                output added; ``"generic"``: global pooling, dropout and ``Dense``
+                ``predictions``; ``"auto"`` (default): ``"generic"`` when the builder's top
+                is exactly that (ResNet, DenseNet, ...; same dropout, activation, kernel
+                regularizer and parameter count), else ``"zoo"``. Either way the task has
+                as many parameters as ``zoo.create(model_name, ...)``, except ``"generic"``
+                forced on a model with another top.
+            zoo_kwargs: more builder arguments (``l2``, ``dropout``, ``width``, ...).
+            **kwargs: :class:`ImageClassifier` arguments (``preprocessing``,
+                ``augmentation``, ``mixer``, ``name`` ...); they override those read from
+                the zoo's top.
+        """
+        from kerascnn import zoo
+
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}; received head={head!r}")
+        build = dict(zoo_kwargs or {})
+        if input_shape is not None:
+            build["input_shape"] = tuple(input_shape)
+        if num_classes is not None:
+            build["num_classes"] = num_classes
+        build.pop("include_top", None)
+        build.pop("pooling", None)
+        full = zoo.create(model_name, **build)
+        backbone, zoo_head = split_classifier(full)
+        generic = _generic_head_arguments(zoo_head)
+        kwargs.setdefault("name", model_name)
+        classes = int(full.outputs[0].shape[-1])
+        if head == "zoo" or (head == "auto" and generic is None):
+            return cls(backbone, classes, head=zoo_head, **kwargs)
+        for key, value in (generic or {}).items():
+            kwargs.setdefault(key, value)
+        return cls(backbone, classes, **kwargs)
