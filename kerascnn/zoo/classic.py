@@ -18,19 +18,13 @@ __all__ = [
 ]
 
 
+@common.zoo_builder
 def lenet(
     *,
-    input_shape=None,
-    num_classes: int | None = None,
     activation: str = "tanh",
     subsampling: str = "avg",
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = None,
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str = "lenet5",
+    shared: common.Shared,
 ) -> keras.Model:
     """LeNet-5 (LeCun et al. 1998): C1 conv 6@5x5, S2 2x2 pool, C3 conv 16@5x5, S4 pool,
     C5 conv 120@5x5 (a dense layer on 32x32 inputs), F6 dense 84, output dense.
@@ -40,23 +34,14 @@ def lenet(
     re-implementations: 61,706 parameters at 32x32x1 and 10 classes.
 
     Args:
-        input_shape: default ``(32, 32, 1)``; at least 32x32 for C5 to be 1x1... any size
-            >= 32 works (C5 then produces a map that is flattened).
-        num_classes: default 10.
         activation: hidden activation (``"tanh"`` as the paper, ``"sigmoid"`` as D2L, ``"relu"``).
         subsampling: ``"avg"`` (as the paper) or ``"max"`` pooling in S2 and S4.
-        include_top, pooling: ``include_top=False`` returns C5's features (see
-            :func:`kerascnn.zoo.resnet`); the top is flatten, F6 and the output layer.
         norm: no normalization by default (the original has none); any ``norm=`` kind.
-        l2, kernel_regularizer: penalty on every kernel.
     """
     common.check_choice("subsampling", subsampling, ("avg", "max"))
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (32, 32, 1))
-    common.minimum_input(input_shape, 32)
-    num_classes = common.resolve_num_classes(num_classes, 10)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer, activation=activation)
+    input_shape, inputs = shared.inputs((32, 32, 1), 32)
+    num_classes = shared.classes(10)
+    b = shared.builder(norm, activation=activation)
     pool = keras.layers.AveragePooling2D if subsampling == "avg" else keras.layers.MaxPooling2D
     x = b.conv(inputs, 6, 5, "c1_conv", padding="valid")
     x = b.act(b.normalize(x, "c1_bn"), "c1_act")
@@ -70,23 +55,17 @@ def lenet(
     def head(x):
         x = keras.layers.Flatten(name="flatten")(x)
         x = b.dense(x, 84, "f6_fc", activation=activation)
-        return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+        return b.dense(x, num_classes, "head_fc", activation=shared.classifier_activation)
 
-    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
+    return shared.finish(inputs, x, head, "lenet5")
 
 
+@common.zoo_builder
 def alexnet(
     *,
-    input_shape=None,
-    num_classes: int | None = None,
     dropout: float = 0.5,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = None,
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str = "alexnet",
+    shared: common.Shared,
 ) -> keras.Model:
     """AlexNet (Krizhevsky et al. 2012) in the single-tower layout of Dive into Deep
     Learning ch. 8.1: conv 96@11x11/4, 3x3/2 max pool, conv 256@5x5, pool, conv 384, 384,
@@ -96,19 +75,13 @@ def alexnet(
     normalization is omitted, as in D2L; ``norm=`` adds any normalization after each conv).
 
     Args:
-        input_shape: default ``(224, 224, 3)``; at least 67x67.
-        num_classes: default 1000.
         dropout: dropout rate of the two hidden dense layers.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
-        norm, l2, kernel_regularizer: the usual zoo hooks (no normalization by default).
+        norm: the usual zoo hooks (no normalization by default).
     """
     common.check_float("dropout", dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
-    common.minimum_input(input_shape, 67)
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    input_shape, inputs = shared.inputs((224, 224, 3), 67)
+    num_classes = shared.classes(1000)
+    b = shared.builder(norm)
     x = inputs
     convs = [
         (96, 11, 4, "valid", True),
@@ -125,8 +98,8 @@ def alexnet(
             pool_index += 1
             common.require_spatial(x, 3, f"pool{pool_index}", input_shape)
             x = keras.layers.MaxPooling2D(3, strides=2, name=f"pool{pool_index}")(x)
-    head = common.fc_head(b, num_classes, classifier_activation, 4096, dropout)
-    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
+    head = common.fc_head(b, num_classes, shared.classifier_activation, 4096, dropout)
+    return shared.finish(inputs, x, head, "alexnet")
 
 
 lenet5 = register_variant(

@@ -7,6 +7,8 @@ Every builder is channels-last (NHWC), the layout Keras uses by default on every
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -281,6 +283,102 @@ def fc_head(b: Builder, num_classes, classifier_activation, hidden_units, dropou
         return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
 
     return head
+
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """The arguments every zoo builder takes (:func:`zoo_builder` adds them to its
+    signature and hands them over in one object)."""
+
+    input_shape: Any = None
+    num_classes: Any = None
+    classifier_activation: str | None = None
+    include_top: bool = True
+    pooling: str | None = None
+    l2: float | None = None
+    kernel_regularizer: Any = None
+    name: str | None = None
+
+    def __post_init__(self):
+        check_classifier_activation(self.classifier_activation)
+        check_top(self.include_top, self.pooling)
+
+    def inputs(self, default_shape, minimum: int | None = None):
+        """``(input_shape, keras.Input)``: the given shape or ``default_shape``, checked to
+        be at least ``minimum`` pixels high and wide (the family's total down-sampling)."""
+        shape, inputs = model_inputs(self.input_shape, default_shape)
+        if minimum is not None:
+            minimum_input(shape, minimum)
+        return shape, inputs
+
+    def classes(self, default: int) -> int:
+        """The number of classes: the given one or the family's ``default``."""
+        return resolve_num_classes(self.num_classes, default)
+
+    def builder(self, norm: NormSpec, activation: str = "relu", **norm_defaults) -> Builder:
+        """The :class:`Builder` of the model's layers, with ``l2`` / ``kernel_regularizer``."""
+        return Builder.from_args(
+            norm, self.l2, self.kernel_regularizer, activation=activation, **norm_defaults
+        )
+
+    def finish(self, inputs, features, head: Callable, default_name: str) -> keras.Model:
+        """The model (:func:`finish`) named ``name`` or ``default_name``."""
+        return finish(
+            inputs, features, head, include_top=self.include_top, pooling=self.pooling,
+            name=self.name or default_name,
+        )  # fmt: skip
+
+
+SHARED_DOC = """
+Arguments of every zoo builder:
+    input_shape: ``(height, width, channels)``, channels-last (default: the family's).
+    num_classes: outputs of the classifier (default: the family's).
+    classifier_activation: ``None`` returns logits (default); ``"softmax"``, ``"sigmoid"``
+        or ``"linear"``.
+    include_top: ``False`` leaves out the classifier: the model returns the last feature
+        map, the backbone (:mod:`kerascnn.zoo.features` finds its stage outputs), or its
+        global pooling with ``pooling``.
+    pooling: with ``include_top=False``: ``None`` (the 4-D feature map), ``"avg"`` or
+        ``"max"`` (one vector per image; layer ``avg_pool`` / ``max_pool``).
+    l2: L2 penalty ``l2 * sum(w**2)`` on every conv and dense kernel.
+    kernel_regularizer: any Keras regularizer instead of ``l2``.
+    name: the model's name (default: derived from the configuration).
+    weights: trained weights of the registered variant these arguments build (e.g.
+        ``resnet(depth=20, weights="cifar10")``; ``kerascnn list`` shows which exist);
+        ``None`` (default) initializes randomly.
+"""
+
+
+def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """Decorator for a family builder ``fn(..., shared: Shared)``: the returned builder takes
+    the :class:`Shared` arguments as keywords (they are in its signature and its docstring)
+    and passes them to ``fn`` as ``shared``."""
+    signature = inspect.signature(fn)
+    own = [p for p in signature.parameters.values() if p.name != "shared"]
+    names = [f.name for f in dataclasses.fields(Shared)]
+    added = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
+        for f in dataclasses.fields(Shared)
+    ]
+
+    @functools.wraps(fn)
+    def build(*args, weights=None, **kwargs):
+        shared = Shared(**{n: kwargs.pop(n) for n in names if n in kwargs})
+        if weights is None:
+            return fn(*args, shared=shared, **kwargs)
+        from kerascnn.zoo import presets, registry
+
+        arguments = signature.bind_partial(*args, **kwargs).arguments
+        name = registry.variant_of(build, arguments)
+        presets.check_compatible(
+            name, weights, shared.input_shape, shared.num_classes, shared.include_top
+        )
+        return presets.load_weights(fn(*args, shared=shared, **kwargs), name, weights)
+
+    weights = inspect.Parameter("weights", inspect.Parameter.KEYWORD_ONLY, default=None)
+    build.__signature__ = signature.replace(parameters=own + added + [weights])
+    build.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n" + SHARED_DOC
+    return build
 
 
 def model_inputs(input_shape, default, name="input"):

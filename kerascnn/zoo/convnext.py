@@ -101,6 +101,7 @@ def convnext_block(b: common.Builder, x, layer_scale, drop_rate: float, name: st
     return keras.layers.Add(name=f"{name}_add")([x, y])
 
 
+@common.zoo_builder
 def convnext(
     size: str = "tiny",
     *,
@@ -108,15 +109,8 @@ def convnext(
     blocks=None,
     layer_scale: float | None = 1e-6,
     drop_path_rate: float | None = None,
-    input_shape=None,
-    num_classes: int | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "channel_layer",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """ConvNeXt (torchvision's layout and parameter counts).
 
@@ -137,8 +131,6 @@ def convnext(
         norm: ``"channel_layer"`` (default: ``keras.layers.LayerNormalization`` over the
             channels, eps 1e-6, as the paper) or any of the zoo's ``norm=`` values (e.g.
             ``"batch"``, the paper's ablation).
-        l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage3_block9_pwconv1``.
@@ -163,14 +155,11 @@ def convnext(
         common.check_float("layer_scale", layer_scale, 0.0, 1e3)
     drop_path_rate = default_rate if drop_path_rate is None else drop_path_rate
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
     if isinstance(norm, str):
         common.check_choice("norm", norm, ("channel_layer", *common.NORM_KINDS))
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
-    common.minimum_input(input_shape, 4 * 2 ** (len(blocks) - 1))
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(_norm_factory(norm), l2, kernel_regularizer, activation="gelu")
+    input_shape, inputs = shared.inputs((224, 224, 3), 4 * 2 ** (len(blocks) - 1))
+    num_classes = shared.classes(1000)
+    b = shared.builder(_norm_factory(norm), activation="gelu")
 
     x = b.conv(inputs, channels[0], 4, "stem_conv", strides=4, padding="valid", use_bias=True)
     x = b.normalize(x, "stem_norm")
@@ -191,12 +180,9 @@ def convnext(
         x = keras.layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
         x = b.normalize(x, "head_norm")
         x = keras.layers.Flatten(name="head_flatten")(x)
-        return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+        return b.dense(x, num_classes, "head_fc", activation=shared.classifier_activation)
 
-    return common.finish(
-        inputs, x, head, include_top=include_top, pooling=pooling,
-        name=name or f"convnext_{size}",
-    )  # fmt: skip
+    return shared.finish(inputs, x, head, f"convnext_{size}")
 
 
 for _s in ("tiny", "small", "base"):

@@ -51,6 +51,7 @@ def transition(b: common.Builder, x, filters: int, name: str):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
+@common.zoo_builder
 def densenet(
     depth: int | None = 121,
     *,
@@ -60,15 +61,8 @@ def densenet(
     bottleneck: int = 4,
     compression: float = 0.5,
     block_dropout: float = 0.0,
-    input_shape=None,
-    num_classes: int | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """DenseNet-BC for ImageNet (torchvision's layout and parameter counts).
 
@@ -86,8 +80,7 @@ def densenet(
         compression: theta, the fraction of channels a transition keeps (0.5 for DenseNet-BC).
         block_dropout: dropout after each layer's 3x3 conv (the paper uses 0.2 without
             data augmentation).
-        norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
+        norm: the usual zoo hooks.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block3_conv1``.
@@ -116,12 +109,9 @@ def densenet(
     if compression == 0:
         raise ValueError("compression must be a number in (0.0, 1.0]; received compression=0")
     common.check_float("block_dropout", block_dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
-    common.minimum_input(input_shape, 4 * 2 ** (len(blocks) - 1))
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    input_shape, inputs = shared.inputs((224, 224, 3), 4 * 2 ** (len(blocks) - 1))
+    num_classes = shared.classes(1000)
+    b = shared.builder(norm)
 
     x = b.conv_norm_act(inputs, stem_filters, 7, "stem", strides=2)
     x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
@@ -133,11 +123,12 @@ def densenet(
             x = transition(b, x, int(x.shape[-1] * compression), f"transition{stage}")
     x = b.normalize(x, "post_bn")
     x = b.act(x, "post_relu")
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation),
-        include_top=include_top, pooling=pooling,
-        name=name or f"densenet{depth or sum(blocks) * 2 + 5}",
-    )  # fmt: skip
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation),
+        f"densenet{depth or sum(blocks) * 2 + 5}",
+    )
 
 
 for _d in (121, 169, 201):

@@ -127,6 +127,7 @@ def mbconv(
     return y
 
 
+@common.zoo_builder
 def efficientnet(
     variant: str = "b0",
     *,
@@ -135,16 +136,9 @@ def efficientnet(
     stages=None,
     se_ratio: float = 0.25,
     drop_path_rate: float = 0.2,
-    input_shape=None,
-    num_classes: int | None = None,
     dropout: float | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """EfficientNet (torchvision's layout, rounding and parameter counts).
 
@@ -164,10 +158,8 @@ def efficientnet(
         drop_path_rate: stochastic depth (0.2 in the paper and torchvision); block ``i``
             (0-based) of ``N`` drops its residual branch with rate ``drop_path_rate * i / N``,
             as the reference implementation. Blocks without an identity shortcut have none.
-        input_shape: default ``(r, r, 3)`` with the variant's resolution ``r``.
         dropout: before the classifier (the variant's, 0.2 to 0.5, by default).
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
-        norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
+        norm: the usual zoo hooks.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block1_expand_conv``.
@@ -183,14 +175,11 @@ def efficientnet(
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     dropout = default_dropout if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (resolution, resolution, 3))
-    common.minimum_input(input_shape, 2 * math.prod(row[2] for row in stages))
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(
-        norm, l2, kernel_regularizer, activation="swish", **NORM_DEFAULTS.get(variant, {})
+    input_shape, inputs = shared.inputs(
+        (resolution, resolution, 3), 2 * math.prod(row[2] for row in stages)
     )
+    num_classes = shared.classes(1000)
+    b = shared.builder(norm, activation="swish", **NORM_DEFAULTS.get(variant, {}))
 
     stages = scaled_stages(width, depth, stages)
     total_blocks = sum(n for *_, n in stages)
@@ -211,10 +200,12 @@ def efficientnet(
             )
             index += 1
     x = b.conv_norm_act(x, HEAD_EXPANSION * x.shape[-1], 1, "top")
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
-        include_top=include_top, pooling=pooling, name=name or f"efficientnet_{variant}",
-    )  # fmt: skip
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation, dropout),
+        f"efficientnet_{variant}",
+    )
 
 
 for _v, (_, _, _resolution, _) in VARIANTS.items():

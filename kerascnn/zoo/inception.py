@@ -45,18 +45,12 @@ def inception_module(b: common.Builder, x, widths, name: str):
     return keras.layers.Concatenate(name=f"{name}_concat")([branch1, branch2, branch3, branch4])
 
 
+@common.zoo_builder
 def googlenet(
     *,
-    input_shape=None,
-    num_classes: int | None = None,
     dropout: float = 0.4,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str = "googlenet",
+    shared: common.Shared,
 ) -> keras.Model:
     """GoogLeNet (Inception v1) with a norm layer after every convolution.
 
@@ -67,18 +61,13 @@ def googlenet(
     training without normalization). About 7.0M parameters at 224x224x3 / 1000 classes.
 
     Args:
-        input_shape: default ``(224, 224, 3)``; at least 32x32.
         dropout: before the classifier.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
-        norm, l2, kernel_regularizer: the usual zoo hooks.
+        norm: the usual zoo hooks.
     """
     common.check_float("dropout", dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
-    common.minimum_input(input_shape, 32)
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    input_shape, inputs = shared.inputs((224, 224, 3), 32)
+    num_classes = shared.classes(1000)
+    b = shared.builder(norm)
 
     x = b.conv_norm_act(inputs, 64, 7, "stem1", strides=2)
     x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem1_pool")(x)
@@ -92,10 +81,12 @@ def googlenet(
             x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools + 3}")(x)
         else:
             x = inception_module(b, x, entry[1], f"inception{entry[0]}")
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
-        include_top=include_top, pooling=pooling, name=name,
-    )  # fmt: skip
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation, dropout),
+        "googlenet",
+    )
 
 
 googlenet_variant = register_variant(

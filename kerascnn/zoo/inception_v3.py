@@ -156,19 +156,13 @@ def _aux_classifier(b: common.Builder, x, num_classes, classifier_activation):
     return b.dense(x, num_classes, "aux_fc", activation=classifier_activation)
 
 
+@common.zoo_builder
 def inception_v3(
     *,
     aux_logits: bool = False,
-    input_shape=None,
-    num_classes: int | None = None,
     dropout: float = 0.5,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str = "inception_v3",
+    shared: common.Shared,
 ) -> keras.Model:
     """Inception v3 (torchvision's layout and parameter counts).
 
@@ -183,11 +177,8 @@ def inception_v3(
             outputs, ``[logits, aux_logits]`` (torchvision's training-mode outputs; the paper
             weighs the auxiliary loss by 0.3 or 0.4, e.g. ``loss_weights=[1.0, 0.4]``); it
             needs inputs of at least 299x299.
-        input_shape: default ``(299, 299, 3)``; at least 75x75.
         dropout: before the classifier.
-        include_top, pooling: ``include_top=False`` returns the features (see
-            :func:`kerascnn.zoo.resnet`), without the auxiliary classifier.
-        norm, l2, kernel_regularizer, classifier_activation: the usual zoo hooks.
+        norm: the usual zoo hooks.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``mixed6b_b3_conv2``.
@@ -195,9 +186,7 @@ def inception_v3(
     if not isinstance(aux_logits, bool):
         raise ValueError(f"aux_logits must be True or False; received aux_logits={aux_logits!r}")
     common.check_float("dropout", dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (299, 299, 3))
+    input_shape, inputs = shared.inputs((299, 299, 3))
     if input_shape[0] < MIN_INPUT or input_shape[1] < MIN_INPUT:
         raise ValueError(
             f"input_shape={tuple(input_shape)!r} is too small for Inception v3: height and "
@@ -209,8 +198,8 @@ def inception_v3(
             f"(the auxiliary classifier reads a 17x17 grid); received "
             f"input_shape={tuple(input_shape)!r}. Use aux_logits=False for smaller inputs."
         )
-    num_classes = common.resolve_num_classes(num_classes, 1000)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer, epsilon=1e-3)
+    num_classes = shared.classes(1000)
+    b = shared.builder(norm, epsilon=1e-3)
 
     x = inputs
     convs = pools = 0
@@ -224,14 +213,14 @@ def inception_v3(
     aux = None
     for key, branches in MODULES:
         x = inception_block(b, x, branches, f"mixed{key}")
-        if aux_logits and include_top and key == AUX_AFTER:
-            aux = _aux_classifier(b, x, num_classes, classifier_activation)
+        if aux_logits and shared.include_top and key == AUX_AFTER:
+            aux = _aux_classifier(b, x, num_classes, shared.classifier_activation)
 
     def head(x):
-        logits = b.classifier(x, num_classes, classifier_activation, dropout)
+        logits = b.classifier(x, num_classes, shared.classifier_activation, dropout)
         return [logits, aux] if aux_logits else logits
 
-    return common.finish(inputs, x, head, include_top=include_top, pooling=pooling, name=name)
+    return shared.finish(inputs, x, head, "inception_v3")
 
 
 inception_v3_variant = register_variant(

@@ -86,21 +86,15 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return new
 
 
+@common.zoo_builder
 def mobilenet(
     version: int = 2,
     *,
     size: str | None = None,
     width_multiplier: float = 1.0,
-    input_shape=None,
-    num_classes: int | None = None,
     dropout: float | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """MobileNet v1, v2 or v3 (torchvision's layout and channel rounding).
 
@@ -121,8 +115,7 @@ def mobilenet(
         width_multiplier: alpha, scales every layer's channels (v2 keeps the last 1280
             unless alpha > 1; v3 scales its last layers too).
         dropout: before the classifier (default 0.001 for v1 as Keras, 0.2 for v2 and v3).
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
-        norm, l2, kernel_regularizer: the usual zoo hooks.
+        norm: the usual zoo hooks.
     """
     common.check_choice("version", version, (1, 2, 3))
     if version == 3:
@@ -135,16 +128,11 @@ def mobilenet(
     common.check_float("width_multiplier", width_multiplier, 0.01, 10.0, high_inclusive=True)
     dropout = (0.001 if version == 1 else 0.2) if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3))
-    common.minimum_input(input_shape, 32)
-    num_classes = common.resolve_num_classes(num_classes, 1000)
+    input_shape, inputs = shared.inputs((224, 224, 3), 32)
+    num_classes = shared.classes(1000)
     alpha = width_multiplier
     if version == 3:
-        b = common.Builder.from_args(
-            norm, l2, kernel_regularizer, activation="hard_swish", epsilon=1e-3, momentum=0.99
-        )
+        b = shared.builder(norm, activation="hard_swish", epsilon=1e-3, momentum=0.99)
         x = _v3_features(b, inputs, size, alpha)
         last = make_divisible(V3_LAST[size] * alpha)
 
@@ -153,13 +141,10 @@ def mobilenet(
             x = b.dense(x, last, "head_fc1")
             x = b.act(x, "head_hswish")
             x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-            return b.dense(x, num_classes, "head_fc", activation=classifier_activation)
+            return b.dense(x, num_classes, "head_fc", activation=shared.classifier_activation)
 
-        return common.finish(
-            inputs, x, v3_head, include_top=include_top, pooling=pooling,
-            name=name or f"mobilenet_v3_{size}",
-        )  # fmt: skip
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+        return shared.finish(inputs, x, v3_head, f"mobilenet_v3_{size}")
+    b = shared.builder(norm)
 
     if version == 1:
         x = b.conv_norm_act(inputs, make_divisible(32 * alpha), 3, "stem", strides=2)
@@ -191,10 +176,12 @@ def mobilenet(
                 x = y
         last = make_divisible(1280 * max(1.0, alpha))
         x = b.conv_norm_act(x, last, 1, "last", activation=relu6)
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
-        include_top=include_top, pooling=pooling, name=name or f"mobilenet_v{version}",
-    )  # fmt: skip
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation, dropout),
+        f"mobilenet_v{version}",
+    )
 
 
 def _v3_features(b: common.Builder, inputs, size: str, alpha: float):

@@ -23,6 +23,7 @@ CHEN2018 = "Chen et al. 2018, Neural Ordinary Differential Equations (arXiv:1806
 BLOCKS = ("ode", "resnet")
 
 
+@common.zoo_builder
 def odenet(
     *,
     filters: int = 64,
@@ -32,14 +33,7 @@ def odenet(
     hidden: int | None = None,
     norm_groups: int = 32,
     zero_init: bool = False,
-    input_shape=None,
-    num_classes: int | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """ODE-Net, or the ResNet with the same residual function.
 
@@ -54,9 +48,6 @@ def odenet(
             parameters of a ResNet with the same number of blocks.
         norm_groups: group-norm groups (reduced so that each group has at least two channels).
         zero_init: start every function at ``f = 0`` (identity blocks).
-        input_shape, num_classes: default ``(32, 32, 3)`` and 10.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`kerascnn.zoo.resnet`).
-        l2, kernel_regularizer: penalty on every kernel.
     """
     from kerascnn.layers.ode import METHODS, ODEBlock, ODEFunction
 
@@ -67,17 +58,12 @@ def odenet(
     if hidden is not None:
         common.check_int("hidden", hidden, 1)
     common.check_int("norm_groups", norm_groups, 1)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (32, 32, 3))
-    num_classes = common.resolve_num_classes(num_classes, 10)
-    common.minimum_input(input_shape, 4)
-    b = common.Builder.from_args(
+    input_shape, inputs = shared.inputs((32, 32, 3), 4)
+    num_classes = shared.classes(10)
+    b = shared.builder(
         lambda n: keras.layers.GroupNormalization(
             groups=_groups(norm_groups, filters), epsilon=1e-5, name=n
-        ),
-        l2,
-        kernel_regularizer,
+        )
     )
     regularizer = b.regularizer
 
@@ -93,13 +79,9 @@ def odenet(
 
     def func(name, time_conditioned):
         return ODEFunction(
-            filters=hidden,
-            norm_groups=norm_groups,
-            time_conditioned=time_conditioned,
-            zero_init=zero_init,
-            kernel_regularizer=regularizer,
-            name=name,
-        )
+            filters=hidden, norm_groups=norm_groups, time_conditioned=time_conditioned,
+            zero_init=zero_init, kernel_regularizer=regularizer, name=name,
+        )  # fmt: skip
 
     if block == "ode":
         x = ODEBlock(func("ode_func", True), steps=steps, method=method, name="ode_block")(x)
@@ -109,12 +91,12 @@ def odenet(
             x = keras.layers.Add(name=f"block{k}_add")([x, y])
     x = b.normalize(x, "post_gn")
     x = b.act(x, "post_relu")
-    if name is None:
-        name = f"odenet_{method}{steps}" if block == "ode" else f"odenet_resnet{steps}"
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation),
-        include_top=include_top, pooling=pooling, name=name,
-    )  # fmt: skip
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation),
+        f"odenet_{method}{steps}" if block == "ode" else f"odenet_resnet{steps}",
+    )
 
 
 def _groups(norm_groups: int, channels: int) -> int:

@@ -35,6 +35,7 @@ __all__ = [
     "model_info",
     "register",
     "register_variant",
+    "variant_of",
 ]
 
 # The data a variant is defined on: default input shape and number of classes. LeNet-5's
@@ -68,12 +69,18 @@ class ModelInfo:
     paper: str
     feature_strides: tuple[int, ...]
     recipe: str | None = None
-    weights: tuple[str, ...] = ()
     doc: str = ""
 
     def build(self, **overrides) -> keras.Model:
         """``builder(**arguments, name=name, **overrides)``."""
         return self.builder(**{**self.arguments, "name": self.name, **overrides})
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        """Names of the trained weights shipped for this name (``kerascnn.zoo.presets``)."""
+        from kerascnn.zoo.presets import presets
+
+        return tuple(presets().get(self.name, {}))
 
     @property
     def trainable_params(self) -> int | None:
@@ -121,7 +128,6 @@ def register_variant(
     feature_strides: tuple[int, ...],
     input_shape: tuple[int, int, int] | None = None,
     recipe: str | None = None,
-    weights: tuple[str, ...] = (),
     doc: str | None = None,
     **arguments,
 ) -> Callable[..., keras.Model]:
@@ -146,7 +152,6 @@ def register_variant(
         paper=paper,
         feature_strides=tuple(feature_strides),
         recipe=recipe,
-        weights=tuple(weights),
         doc=doc,
     )
     _add(info)
@@ -204,13 +209,39 @@ def create(name: str, weights: str | None = None, **overrides) -> keras.Model:
     e.g. ``create("resnet56", num_classes=100, shortcut="B")`` or
     ``create("resnet50", include_top=False, pooling="avg")``.
 
-    ``weights`` names trained weights of the row (``model_info(name).weights``); a name
-    without them is refused with the list of those that exist (no row ships weights yet).
+    ``weights`` names trained weights of the row (``model_info(name).weights``, e.g.
+    ``"cifar10"``): they are loaded after their SHA-256 is checked; weights that do not exist,
+    or arguments they cannot serve (another number of classes), are refused by name.
     """
     info = model_info(name)
-    if weights is not None and weights not in info.weights:
-        available = ", ".join(repr(w) for w in info.weights) or "none yet"
-        raise ValueError(
-            f"weights={weights!r} are not available for {name!r}; available: {available}"
-        )
-    return info.build(**overrides)
+    if weights is None:
+        return info.build(**overrides)
+    from kerascnn.zoo import presets
+
+    presets.check_compatible(
+        name, weights, overrides.get("input_shape"), overrides.get("num_classes"),
+        overrides.get("include_top", True),
+    )  # fmt: skip
+    return presets.load_weights(info.build(**overrides), name, weights)
+
+
+def variant_of(builder: Callable[..., keras.Model], arguments: Mapping[str, object]) -> str:
+    """The registered name whose row builds ``builder(**arguments)`` (its defaults filled
+    in on both sides), e.g. ``resnet20`` for ``resnet`` with ``{"depth": 20}``."""
+    import inspect
+
+    signature = inspect.signature(builder)
+
+    def complete(args):
+        bound = signature.bind_partial(**{k: v for k, v in args.items() if k != "name"})
+        bound.apply_defaults()
+        return bound.arguments
+
+    wanted = complete(arguments)
+    for info in _REGISTRY.values():
+        if info.builder is builder and complete(info.arguments) == wanted:
+            return info.name
+    raise ValueError(
+        f"no registered model is {builder.__name__}({', '.join(f'{k}={v!r}' for k, v in arguments.items())}), "
+        "so it has no trained weights; `kerascnn list` shows the names and their weights"
+    )

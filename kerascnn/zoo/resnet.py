@@ -159,6 +159,7 @@ def _block(
     return y
 
 
+@common.zoo_builder
 def resnet(
     depth: int | None = None,
     *,
@@ -174,16 +175,9 @@ def resnet(
     base_width: int = 64,
     zero_init_residual: bool = False,
     drop_path_rate: float = 0.0,
-    input_shape=None,
-    num_classes: int | None = None,
-    classifier_activation=None,
     dropout: float = 0.0,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = "batch",
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """ResNet (v1 or v2), ResNeXt or plain network.
 
@@ -215,19 +209,9 @@ def resnet(
             (v1) or the last conv of the branch to zero (v2), so each block starts as identity.
         drop_path_rate: stochastic depth (Huang et al. 2016), rate of the last block; block
             ``i`` of ``N`` drops its branch with rate ``drop_path_rate * i / N``.
-        input_shape: ``(height, width, channels)``, channels-last.
-        num_classes: outputs of the classifier.
-        classifier_activation: ``None`` returns logits (default), or ``"softmax"``.
         dropout: dropout rate before the classifier.
-        include_top: ``False`` leaves out the classifier: the model returns the last
-            feature map (the backbone), or its global pooling with ``pooling``.
-        pooling: with ``include_top=False``: ``None`` (the 4-D feature map), ``"avg"``
-            or ``"max"`` (global pooling to one vector per image).
         norm: ``"batch"`` (default), ``"sync_batch"``, ``"layer"``, ``"instance"``,
             ``"group"``, ``None`` or a callable ``name -> layer``.
-        l2: L2 penalty ``l2 * sum(w**2)`` on every conv and dense kernel.
-        kernel_regularizer: any Keras regularizer instead of ``l2``.
-        name: the model's name (default derived from the configuration).
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block3_conv1``.
@@ -253,19 +237,16 @@ def resnet(
     common.check_float("dropout", dropout, 0.0, 1.0)
     if drop_path_rate and not residual:
         raise ValueError("drop_path_rate needs residual=True: a plain net has no branch to drop")
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
 
     default_shape = (224, 224, 3) if layout == "imagenet" else (32, 32, 3)
-    input_shape, inputs = common.model_inputs(input_shape, default_shape)
-    num_classes = common.resolve_num_classes(num_classes, 1000 if layout == "imagenet" else 10)
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    num_classes = shared.classes(1000 if layout == "imagenet" else 10)
+    b = shared.builder(norm)
 
     if stem_filters is None:
         stem_filters = 64 if layout == "imagenet" else filters[0]
     common.check_int("stem_filters", stem_filters, 1)
     downsample = (4 if layout == "imagenet" else 1) * 2 ** (len(blocks) - 1)
-    common.minimum_input(input_shape, downsample)
+    input_shape, inputs = shared.inputs(default_shape, downsample)
 
     if layout == "imagenet":
         x = b.conv(inputs, stem_filters, 7, "stem_conv", strides=2)
@@ -309,13 +290,13 @@ def resnet(
     needed = 40 * sum(blocks) + 2000
     if sys.getrecursionlimit() < needed:
         sys.setrecursionlimit(needed)
-    if name is None:
-        kind = ("resnext" if groups > 1 else "resnet") if residual else "plain"
-        name = f"{kind}{depth if depth else sum(blocks)}" + ("_v2" if version == 2 else "")
-    return common.finish(
-        inputs, x, lambda f: b.classifier(f, num_classes, classifier_activation, dropout),
-        include_top=include_top, pooling=pooling, name=name,
-    )  # fmt: skip
+    kind = ("resnext" if groups > 1 else "resnet") if residual else "plain"
+    return shared.finish(
+        inputs,
+        x,
+        lambda f: b.classifier(f, num_classes, shared.classifier_activation, dropout),
+        f"{kind}{depth if depth else sum(blocks)}" + ("_v2" if version == 2 else ""),
+    )
 
 
 HE2016 = "He et al. 2016, Deep Residual Learning (arXiv:1512.03385)"

@@ -49,6 +49,7 @@ def vgg_blocks(num_blocks: int, convs_per_block, filters: int = 64, max_filters:
     return [[min(filters * 2**i, max_filters)] * n for i, n in enumerate(convs_per_block)]
 
 
+@common.zoo_builder
 def vgg(
     depth: int | None = None,
     *,
@@ -60,15 +61,8 @@ def vgg(
     head: str | None = None,
     dropout: float = 0.5,
     hidden_units: int = 4096,
-    input_shape=None,
-    num_classes: int | None = None,
-    classifier_activation=None,
-    include_top: bool = True,
-    pooling: str | None = None,
     norm: common.NormSpec = None,
-    l2: float | None = None,
-    kernel_regularizer=None,
-    name: str | None = None,
+    shared: common.Shared,
 ) -> keras.Model:
     """VGG network, by paper depth or any block layout.
 
@@ -86,10 +80,8 @@ def vgg(
         head: ``"fc"`` (flatten, two ``hidden_units`` dense layers with ReLU and dropout,
             classifier: the paper's) or ``"gap"`` (global average pooling + one linear layer).
         dropout: dropout rate in the FC head.
-        include_top, pooling: ``include_top=False`` returns the features (see :func:`resnet`).
         norm: ``None`` (the paper, default) or ``"batch"`` etc. after every conv (VGG-BN;
             convs keep their bias, as in torchvision's ``vgg*_bn``).
-        l2, kernel_regularizer: penalty on every kernel.
     """
     given = [
         depth is not None,
@@ -126,12 +118,9 @@ def vgg(
     common.check_choice("head", head, HEADS)
     common.check_float("dropout", dropout, 0.0, 1.0)
     common.check_int("hidden_units", hidden_units, 1)
-    common.check_classifier_activation(classifier_activation)
-    common.check_top(include_top, pooling)
-    input_shape, inputs = common.model_inputs(input_shape, (224, 224, 3) if paper else (32, 32, 3))
-    num_classes = common.resolve_num_classes(num_classes, 1000 if paper else 10)
-    common.minimum_input(input_shape, 2 ** len(blocks))
-    b = common.Builder.from_args(norm, l2, kernel_regularizer)
+    input_shape, inputs = shared.inputs((224, 224, 3) if paper else (32, 32, 3), 2 ** len(blocks))
+    num_classes = shared.classes(1000 if paper else 10)
+    b = shared.builder(norm)
 
     x = inputs
     for i, widths in enumerate(blocks, start=1):
@@ -141,19 +130,14 @@ def vgg(
             x = b.act(x, f"block{i}_relu{j}")
         x = keras.layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     if head == "fc":
-        top = common.fc_head(b, num_classes, classifier_activation, hidden_units, dropout)
+        top = common.fc_head(b, num_classes, shared.classifier_activation, hidden_units, dropout)
     else:
 
         def top(x):
-            return b.classifier(x, num_classes, classifier_activation)
+            return b.classifier(x, num_classes, shared.classifier_activation)
 
-    if name is None:
-        name = (
-            f"vgg{depth}"
-            if paper
-            else f"vgg_{len(blocks)}x" + "-".join(str(len(w)) for w in blocks)
-        )
-    return common.finish(inputs, x, top, include_top=include_top, pooling=pooling, name=name)
+    layout = "-".join(str(len(w)) for w in blocks)
+    return shared.finish(inputs, x, top, f"vgg{depth}" if paper else f"vgg_{len(blocks)}x{layout}")
 
 
 for _d in CONFIGS:

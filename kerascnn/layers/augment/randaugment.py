@@ -381,7 +381,7 @@ class RandAugment(BaseAugmentation):
 
     Call arguments:
         inputs: images, ``(batch, height, width, channels)`` or ``(height, width, channels)``.
-        training: augment only if true.
+        training: augment only if true; identity otherwise (also when absent).
 
     Input shape: ``(batch, height, width, channels)`` or ``(height, width, channels)``.
     Output shape: same as input.

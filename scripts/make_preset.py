@@ -1,0 +1,121 @@
+"""Turn a ``kerascnn train`` run folder into a preset of the zoo (issue 15's weights):
+``kerascnn/zoo/weights/MODEL-WEIGHTS.npz`` and its entry in ``presets.json``.
+
+    python scripts/make_preset.py runs/resnet20-cifar10 --model resnet20 --weights cifar10 \
+        --source ../shared/data/cifar10/train.npz --command "kerascnn train resnet20 ..."
+
+The run's ``model.keras`` is a :class:`kerascnn.tasks.ImageClassifier` (standardization,
+augmentation, backbone, head); the preset keeps the zoo model's weights (backbone + its
+classifier ``head_fc``) and the standardization as metadata, as torchvision's weights keep
+their transforms. The script checks that the zoo model with the preset loaded, on inputs
+standardized with the metadata in NumPy, predicts what the trained task predicts, and
+measures the validation accuracy it writes on the run's validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import pathlib
+import platform
+
+import keras
+import numpy as np
+
+from kerascnn import pipelines, zoo
+from kerascnn.layers import Standardize
+from kerascnn.tasks import ImageClassifier
+from kerascnn.zoo import presets
+
+
+def machine() -> str:
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        platform.processor(),
+    )
+    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model}, {simd}, {keras.backend.backend()} backend"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=pathlib.Path)
+    parser.add_argument("--model", required=True, help="registered name, e.g. resnet20")
+    parser.add_argument("--weights", required=True, help="the weights' name, e.g. cifar10")
+    parser.add_argument("--source", required=True, help="the data the run trained on")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--command", required=True, help="the command that trained the run")
+    args = parser.parse_args(argv)
+
+    task = keras.models.load_model(args.run / "model.keras")
+    if not isinstance(task, ImageClassifier):
+        raise SystemExit(f"{args.run / 'model.keras'} is not an ImageClassifier")
+    standardize = [layer for layer in task.preprocessing if isinstance(layer, Standardize)]
+    if len(standardize) != 1 or len(task.preprocessing) != 1:
+        raise SystemExit("expected exactly one Standardize layer as the task's preprocessing")
+    mean, std = standardize[0].mean, standardize[0].std
+    result = json.loads((args.run / "result.json").read_text())
+    log = (args.run / "log.csv").read_text().splitlines()
+
+    model = zoo.create(args.model, input_shape=task.input_shape[1:], num_classes=task.num_classes)
+    rename = {"predictions": "head_fc"} if task.head is None else {}
+    arrays = presets.arrays_of(task.backbone)
+    arrays.update(presets.arrays_of(task, rename))  # the head's Dense (the backbone's again)
+    wanted = {f"{layer.name}/{i}" for layer in model.layers for i in range(len(layer.weights))}
+    missing = wanted - set(arrays)
+    if missing:
+        raise SystemExit(f"the run has no weights for {sorted(missing)[:5]} ...")
+    arrays = {k: arrays[k] for k in sorted(wanted)}
+
+    out = presets.WEIGHTS_DIR / f"{args.model}-{args.weights}.npz"
+    out.parent.mkdir(exist_ok=True)
+    np.savez(out, **arrays)
+
+    val = pipelines.load(
+        args.source, "validation", validation_fraction=args.validation_fraction, seed=args.seed
+    )
+    x, y = val.read(np.arange(len(val))), val.labels
+    task_pred = task.predict(x, batch_size=500, verbose=0)
+    meta = {
+        "file": out.name,
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "input_shape": list(task.input_shape[1:]),
+        "num_classes": int(task.num_classes),
+        "class_names": (args.run / "class_names.txt").read_text().splitlines(),
+        "mean": mean,
+        "std": std,
+        "data": args.source,
+        "split": (
+            f"{len(val)} validation images carved from it by kerascnn.pipelines.load("
+            f"source, 'validation', validation_fraction={args.validation_fraction}, "
+            f"seed={args.seed}); trained on the rest"
+        ),
+        "command": args.command,
+        "epochs": int(result["epochs_run"]),
+        "val_accuracy": float(np.mean(task_pred.argmax(-1) == y)),
+        "run_val_accuracy": result["val_accuracy"],
+        "log_header": log[0],
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+    }
+    table = dict(presets.presets())
+    table.setdefault(args.model, {})[args.weights] = meta
+    (presets.WEIGHTS_DIR / "presets.json").write_text(json.dumps(table, indent=1) + "\n")
+    presets.presets.cache_clear()
+
+    # the zoo model with the preset, fed inputs standardized in NumPy, predicts as the task
+    loaded = zoo.create(args.model, weights=args.weights)
+    zoo_pred = loaded.predict(presets.standardize(x, args.model, args.weights), verbose=0)
+    gap = float(np.max(np.abs(zoo_pred - task_pred)))
+    print(json.dumps({k: meta[k] for k in ("file", "sha256", "epochs", "val_accuracy")}))
+    print(f"zoo model vs task: max |logit difference| {gap:.2e}")
+    if gap > 1e-3:
+        raise SystemExit("the zoo model with the preset does not reproduce the task")
+
+
+if __name__ == "__main__":
+    main()
