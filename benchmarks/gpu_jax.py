@@ -127,15 +127,7 @@ def keras_runner(depth, shape, classes, batch, steps, precision, augment):
     rng = np.random.default_rng(0)
     x = jax.device_put(rng.normal(size=(batch, *shape)).astype("float32"))
     y = jax.device_put(rng.integers(0, classes, size=batch).astype("int32"))
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in optimizer.variables],
-    )
-    t = time.perf_counter()
-    loss, state = train_step(state, x, y)
-    jax.block_until_ready(loss)
-    compile_s = time.perf_counter() - t
+    loss, state, compile_s = nets.jax_first_step(model, optimizer, train_step, x, y)
     box = {"state": state, "loss": float(loss)}
 
     def run():

@@ -104,7 +104,9 @@ def epoch_pauses(loader: str, epochs: int) -> dict:
     train = pipelines.load("cifar10-sample", "train")
     pipe = pipelines.build(train, batch_size=128, augment="flip,padcrop", placement="model",
                            normalize_in="model", loader=loader)  # fmt: skip
-    model = pipe.wrap(kerascnn.zoo.create("resnet20"))
+    model = kerascnn.tasks.ImageClassifier.from_zoo(
+        "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation
+    )
     recipe = kerascnn.training.get_recipe("quick", epochs=epochs, early_stopping=0, batch_size=128)
     times = StepTimes()
     start = time.perf_counter()

@@ -176,3 +176,22 @@ def torch_resnet50(num_classes=1000):
             cin = width * 4
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, num_classes)]
     return torch.nn.Sequential(*layers)
+
+
+def jax_first_step(model, optimizer, train_step, x, y):
+    """JAX: the state ``(trainable, non-trainable, optimizer variables)`` of ``model`` and
+    ``optimizer``, one jitted ``train_step(state, x, y) -> (loss, state)`` on it (compiling
+    it), and the seconds that took: ``(loss, state, compile_seconds)``."""
+    import time
+
+    import jax
+
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in optimizer.variables],
+    )
+    start = time.perf_counter()
+    loss, state = train_step(state, x, y)
+    jax.block_until_ready(loss)
+    return loss, state, time.perf_counter() - start

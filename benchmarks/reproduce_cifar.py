@@ -304,22 +304,22 @@ def make_norm(args):
 
 
 def keras_model(pipe, depth: int, precision: str, norm):
-    """kerascnn ResNet-``depth`` behind the pipeline's in-model layers; float32 logits."""
+    """kerascnn ResNet-``depth`` as an ``ImageClassifier`` with the pipeline's in-model
+    layers and its own top (``head="zoo"``); float32 logits under any precision."""
     import keras
 
     import kerascnn
+    from kerascnn.tasks import ImageClassifier
 
     previous = keras.mixed_precision.global_policy()
     if precision != "float32":
         keras.mixed_precision.set_global_policy(precision)
     try:
         core = kerascnn.zoo.resnet(depth=depth, input_shape=(32, 32, 3), num_classes=10, norm=norm)
-        net = pipe.wrap(core, name=f"resnet{depth}")
-        if precision != "float32":
-            out = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(
-                net.output
-            )
-            net = keras.Model(net.input, out, name=f"resnet{depth}")
+        net = ImageClassifier.from_model(
+            core, head="zoo", preprocessing=pipe.model_preprocessing,
+            augmentation=pipe.model_augmentation, mixer=pipe.mix, name=f"resnet{depth}",
+        )  # fmt: skip
     finally:
         keras.mixed_precision.set_global_policy(previous)
     params = sum(int(np.prod(w.shape)) for w in core.trainable_weights)
@@ -372,7 +372,7 @@ def build_pipes(x_tr, y_tr, x_va, y_va, args, batch_size, augment):
     train_ds = array_dataset("cifar10-train", "train", x_tr, y_tr, CLASSES)
     pipe = pipelines.build(
         train_ds, batch_size=batch_size, seed=args.seed, augment=augment,
-        placement="model", normalize_in="model", loader="numpy",
+        placement="model", normalize_in="model", loader="numpy", mix_in="model",
     )  # fmt: skip
     val_pipe = None
     if x_va is not None:
@@ -601,6 +601,7 @@ def fit_vs_step(depth, data, args, epochs, batch_size, step_rounds, steps_per_ro
     import jax
     import keras
 
+    from benchmarks import nets
     from kerascnn import training
 
     if keras.backend.backend() != "jax":
@@ -624,7 +625,7 @@ def fit_vs_step(depth, data, args, epochs, batch_size, step_rounds, steps_per_ro
     steps = -(-len(y_tr) // batch_size)
     optimizer = recipe.make_optimizer(steps)
     optimizer.build(model.trainable_variables)
-    loss_fn = recipe.make_loss(False)
+    loss_fn = model.default_loss()  # the task's: sparse labels, logits
 
     def compute_loss(trainable, non_trainable, x, y):
         logits, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
@@ -641,15 +642,7 @@ def fit_vs_step(depth, data, args, epochs, batch_size, step_rounds, steps_per_ro
 
     x = jax.device_put(x_tr[:batch_size].astype("float32"))
     y = jax.device_put(y_tr[:batch_size].astype("int32"))
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in optimizer.variables],
-    )
-    t = time.perf_counter()
-    loss, state = train_step(state, x, y)
-    jax.block_until_ready(loss)
-    compile_s = time.perf_counter() - t
+    loss, state, compile_s = nets.jax_first_step(model, optimizer, train_step, x, y)
     step_ips = []
     for _ in range(step_rounds):
         t = time.perf_counter()

@@ -14,6 +14,7 @@ __all__ = [
     "fold",
     "layers",
     "pipelines",
+    "tasks",
     "training",
     "zoo",
 ]
@@ -52,7 +53,7 @@ if _launched_as_cli() and "keras" not in sys.modules:
 
 # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
 # `keras.models.load_model` finds them after a plain `import kerascnn`.
-from kerascnn import export, fold, layers, pipelines, training, zoo  # noqa: E402,F401
+from kerascnn import export, fold, layers, pipelines, tasks, training, zoo  # noqa: E402,F401
 
 
 def __getattr__(name: str):

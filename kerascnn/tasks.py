@@ -68,17 +68,17 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     passes through (as :mod:`kerascnn.zoo.features` finds stage outputs). The parameters of
     the two parts add up to ``model``'s.
     """
-    from kerascnn.zoo.features import _HEAD_LAYERS, _trunk
+    from kerascnn.zoo.features import HEAD_LAYERS, trunk_nodes
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(
             f"split_classifier needs a model with one input and one output; {model.name!r} "
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
         )
-    trunk = _trunk(model)
+    trunk = trunk_nodes(model)
     features = None
     for before, node in zip(trunk, trunk[1:], strict=False):
-        if isinstance(node.operation, _HEAD_LAYERS) or len(node.output_tensors[0].shape) != 4:
+        if isinstance(node.operation, HEAD_LAYERS) or len(node.output_tensors[0].shape) != 4:
             features = before.output_tensors[0]
             break
     if features is None or features is model.inputs[0]:
@@ -310,14 +310,7 @@ class ImageClassifier(MixStep, keras.Model):
         if optimizer == "auto":
             optimizer = keras.optimizers.Adam(1e-3)
         if loss == "auto":
-            from_logits = self.output_kind == "logits"
-            loss = (
-                keras.losses.CategoricalCrossentropy(
-                    from_logits=from_logits, label_smoothing=self.label_smoothing
-                )
-                if onehot
-                else keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
-            )
+            loss = self.default_loss()
         if metrics == "auto":
             metric = (
                 keras.metrics.CategoricalAccuracy
@@ -335,6 +328,16 @@ class ImageClassifier(MixStep, keras.Model):
         self._onehot_labels = takes_onehot
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
+    def default_loss(self) -> keras.losses.Loss:
+        """The loss of ``compile(loss="auto")``: the cross-entropy of :attr:`label_format`
+        (one-hot with ``label_smoothing``, else sparse) on :attr:`output_kind`."""
+        from_logits = self.output_kind == "logits"
+        if self.label_format == "onehot":
+            return keras.losses.CategoricalCrossentropy(
+                from_logits=from_logits, label_smoothing=self.label_smoothing
+            )
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
     def compile_from_config(self, config):
         """Recompile a loaded task with its saved compile arguments (Keras skips models with
         their own ``compile``)."""
@@ -343,17 +346,30 @@ class ImageClassifier(MixStep, keras.Model):
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def _labels(self, y):
-        if (
-            y is not None
-            and getattr(self, "_onehot_labels", False)
-            and "int" in keras.backend.standardize_dtype(y.dtype)
-        ):
-            return to_one_hot(y, self.num_classes)
-        return y
+    def _labels(self, y):  # for the compiled loss (compile sets _onehot_labels)
+        return None if y is None else self.loss_labels(y, self._onehot_labels)
 
     def _labels_to_mix(self, y):  # MixStep: the mixer takes one-hot labels
         return to_one_hot(y, self.num_classes)
+
+    def training_batch(self, x, y, one_hot: bool | None = None):
+        """``(x, y)`` of a training batch as this task's ``train_step`` feeds them to its
+        loss: mixed by :attr:`mixer` (labels made one-hot first), integer labels made
+        one-hot when ``one_hot`` (default: :attr:`label_format` is ``"onehot"``). For
+        training loops that call the model themselves (the multi-worker loop of
+        :mod:`kerascnn.training.distribute`); stateful: the mixer's seed advances."""
+        if self.mixer is not None:
+            x, y = self.mixer(x, self._labels_to_mix(y), training=True)
+        return x, self.loss_labels(y, one_hot)
+
+    def loss_labels(self, y, one_hot: bool | None = None):
+        """Labels ``y`` in the format of the loss: integer class ids made one-hot when
+        ``one_hot`` (default: :attr:`label_format` is ``"onehot"``); one-hot labels as they
+        are."""
+        one_hot = self.label_format == "onehot" if one_hot is None else one_hot
+        if one_hot and "int" in keras.backend.standardize_dtype(y.dtype):
+            return to_one_hot(y, self.num_classes)
+        return y
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return super().compute_loss(
@@ -432,13 +448,32 @@ class ImageClassifier(MixStep, keras.Model):
             build["num_classes"] = num_classes
         build.pop("include_top", None)
         build.pop("pooling", None)
-        full = zoo.create(model_name, **build)
-        backbone, zoo_head = split_classifier(full)
-        generic = _generic_head_arguments(zoo_head)
         kwargs.setdefault("name", model_name)
-        classes = int(full.outputs[0].shape[-1])
+        return cls.from_model(zoo.create(model_name, **build), head=head, **kwargs)
+
+    @classmethod
+    def from_model(cls, model: keras.Model, *, head: str = "auto", **kwargs) -> ImageClassifier:
+        """The task of a functional classifier ``model`` (a zoo model, or one of your own):
+        its features (:func:`split_classifier`) as the backbone, sharing its layers and
+        weights, and a head.
+
+        Args:
+            model: a functional model from images to class scores, with a global pooling or
+                ``Flatten`` between its feature maps and its top.
+            head: ``"zoo"``: ``model``'s own top (its layers and weights, e.g. a hidden
+                ``Dense`` layer and dropout), only the float32 output added; ``"generic"``
+                and ``"auto"``: as in :meth:`from_zoo`.
+            **kwargs: :class:`ImageClassifier` arguments (``preprocessing``,
+                ``augmentation``, ``mixer``, ``name`` ...; default name: ``model``'s).
+        """
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}; received head={head!r}")
+        backbone, top = split_classifier(model)
+        generic = _generic_head_arguments(top)
+        kwargs.setdefault("name", model.name)
+        classes = int(model.outputs[0].shape[-1])
         if head == "zoo" or (head == "auto" and generic is None):
-            return cls(backbone, classes, head=zoo_head, **kwargs)
+            return cls(backbone, classes, head=top, **kwargs)
         for key, value in (generic or {}).items():
             kwargs.setdefault(key, value)
         return cls(backbone, classes, **kwargs)

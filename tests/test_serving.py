@@ -15,6 +15,7 @@ from conftest import RecordWeights, tf_only
 
 import kerascnn
 from kerascnn import export, pipelines
+from kerascnn.tasks import ImageClassifier
 from kerascnn.training import fit, get_recipe
 
 pytestmark = tf_only
@@ -66,7 +67,10 @@ def trained(tmp_path_factory):
     core = kerascnn.zoo.resnet(
         blocks=[1, 1], filters=[8, 16], input_shape=(16, 16, 3), num_classes=3
     )
-    model = pipe.wrap(core)
+    model = ImageClassifier.from_model(
+        core, head="zoo", preprocessing=pipe.model_preprocessing,
+        augmentation=pipe.model_augmentation,
+    )  # fmt: skip
     recorder = RecordWeights()
     result = fit(model, pipe, val_pipe, get_recipe("vgg-sweep", epochs=30, early_stopping=2, lr=3e-3),
                  out_dir=tmp / "run", callbacks=[recorder], verbose=0)  # fmt: skip

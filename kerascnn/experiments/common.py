@@ -73,6 +73,7 @@ __all__ = [
     "DEFAULT_OUT",
     "EpochTimer",
     "ExperimentData",
+    "finish_run",
     "hardware",
     "load_data",
     "load_experiment_data",
@@ -568,6 +569,18 @@ def save_figure_and_run_info(
     the figure). Returns both paths."""
     figure = save_figure(fig, path, caption(name, options, data, note))
     return figure, write_run_info(out, name, options, data, started)
+
+
+def finish_run(
+    fig, name: str, options: Mapping, data: ExperimentData, out, started: float, note="", **files
+) -> dict:
+    """The end of a run: ``fig`` saved as ``out/NAME.png`` and ``run.json``
+    (:func:`save_figure_and_run_info`); returns ``files`` (e.g. ``csv=...``) with the
+    ``png`` and ``run_info`` paths."""
+    png, info = save_figure_and_run_info(
+        fig, pathlib.Path(out) / f"{name}.png", name, options, data, out, started, note
+    )
+    return {**files, "png": png, "run_info": info}
 
 
 def _jsonable(value) -> bool:

@@ -13,7 +13,6 @@ residual networks as ensembles.
 
 from __future__ import annotations
 
-import re
 import time
 
 import keras
@@ -252,8 +251,8 @@ def add_vgg_depth_arguments(parser) -> None:
 
 
 # --------------------------------------------------------------------------- degradation
-DEG_FULL = {
-    "depths": "20,56",
+# the CIFAR nets' training of degradation and ensembles (the resnet-cifar recipe)
+_CIFAR_FULL = {
     "epochs": 30,
     "batch_size": 128,
     "lr": 0.1,
@@ -261,15 +260,9 @@ DEG_FULL = {
     "subset": None,
     "val_subset": None,
 }
-DEG_QUICK = {
-    "depths": "20,56",
-    "epochs": 5,
-    "batch_size": 64,
-    "lr": 0.05,
-    "augment": "",
-    "subset": 2000,
-    "val_subset": 1000,
-}
+_CIFAR_QUICK = {"epochs": 5, "batch_size": 64, "lr": 0.05, "augment": ""}
+DEG_FULL = {"depths": "20,56", **_CIFAR_FULL}
+DEG_QUICK = {"depths": "20,56", **_CIFAR_QUICK, "subset": 2000, "val_subset": 1000}
 DEG_COLUMNS = [
     "model",
     "depth",
@@ -379,10 +372,7 @@ def run_degradation(**options) -> dict:
         ax.legend()
     axes[0].set_ylabel("error")
     note = f"SGD momentum 0.9, lr {o['lr']} (/10 at 50% and 75%), wd 1e-4, augment {o['augment'] or 'none'!r}"
-    png, info = common.save_figure_and_run_info(
-        fig, out / f"{name}.png", name, o, data, out, started, note
-    )
-    return {"csv": csv_path, "png": png, "run_info": info}
+    return common.finish_run(fig, name, o, data, out, started, note, csv=csv_path)
 
 
 def add_degradation_arguments(parser) -> None:
@@ -392,45 +382,46 @@ def add_degradation_arguments(parser) -> None:
 
 
 # --------------------------------------------------------------------------- ensembles
-_BLOCK = re.compile(r"^(stage\d+_block\d+)_")
+def _blocks(model: keras.Model, like: keras.Model | None = None):
+    from kerascnn.zoo.features import blocks
+
+    return blocks(model, like=like)
 
 
-def block_names(model: keras.Model) -> list[str]:
-    """Names of the blocks of a zoo ResNet / plain net (``stage1_block1``, ...), in order."""
-    names = []
-    for layer in model.layers:
-        match = _BLOCK.match(layer.name)
-        if match and match.group(1) not in names:
-            names.append(match.group(1))
-    return names
+def block_names(model: keras.Model, like: keras.Model | None = None) -> list[str]:
+    """Names of the blocks of a residual net (``stage1_block1``, ...), in order, found from
+    its graph (:func:`kerascnn.zoo.features.blocks`: the parts between consecutive trunk
+    tensors that contain an ``Add``). A plain net's blocks are those of its residual twin
+    ``like`` (the same convolutions per block)."""
+    return [block.name for block in _blocks(model, like)]
 
 
-def delete_block(model: keras.Model, block: str) -> keras.Model:
+def delete_block(model: keras.Model, block: str, like: keras.Model | None = None) -> keras.Model:
     """A model sharing ``model``'s layers and weights with ``block`` deleted (Veit et al.).
 
     Residual nets keep the skip path: the block's addition returns its shortcut input, so
     the block computes ``shortcut(x)`` (the identity, or the down-sampling shortcut of the
     first block of a stage) followed by the block's output activation, as in the model.
-    A plain net has no skip path; its block is replaced by the parameter-free shortcut of
-    option A (the identity, or stride-2 subsampling with zero-padded channels), the same
-    operation the residual net keeps.
+    A plain net (its blocks read from its residual twin ``like``) has no skip path; its
+    block is replaced by the parameter-free shortcut of option A (the identity, or stride-2
+    subsampling with zero-padded channels), the same operation the residual net keeps.
     """
     from kerascnn.layers import ZeroPadShortcut
 
-    members = [layer for layer in model.layers if layer.name.startswith(block + "_")]
-    if not members:
-        raise ValueError(
-            f"block={block!r} is not in {model.name}; its blocks: {block_names(model)}"
-        )
-    add = next((lay for lay in members if lay.name == f"{block}_add"), None)
-    last = members[-1]
+    found = {b.name: b for b in _blocks(model, like)}
+    if block not in found:
+        raise ValueError(f"block={block!r} is not in {model.name}; its blocks: {list(found)}")
+    chosen = found[block]
+    members = {id(layer) for layer in chosen.layers}
+    first, last = chosen.layers[0], chosen.layers[-1]
     state = {}
 
     def call_function(layer, *args, **kwargs):
-        if layer is add:
-            return args[0][0]
-        if add is None and layer.name.startswith(block + "_"):
-            state.setdefault("input", args[0])
+        if layer is chosen.add:
+            return args[0][chosen.shortcut]
+        if chosen.add is None and id(layer) in members:
+            if layer is first:
+                state["input"] = args[0]
             if layer is last:
                 x = state["input"]
                 strides = x.shape[1] // layer.output.shape[1]
@@ -456,24 +447,8 @@ def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int =
     return float(np.mean(np.concatenate(predictions) == y))
 
 
-ENS_FULL = {
-    "depth": 56,
-    "epochs": 30,
-    "batch_size": 128,
-    "lr": 0.1,
-    "augment": "padcrop,flip",
-    "subset": None,
-    "val_subset": None,
-}
-ENS_QUICK = {
-    "depth": 20,
-    "epochs": 5,
-    "batch_size": 64,
-    "lr": 0.05,
-    "augment": "",
-    "subset": 3000,
-    "val_subset": 1000,
-}
+ENS_FULL = {"depth": 56, **_CIFAR_FULL}
+ENS_QUICK = {"depth": 20, **_CIFAR_QUICK, "subset": 3000, "val_subset": 1000}
 ENS_COLUMNS = ["model", "residual", "deleted_block", "block_index", "downsampling", "val_accuracy"]
 
 
@@ -489,9 +464,11 @@ def run_ensembles(**options) -> dict:
     recipe = _recipe(o)
     pipes = data.pipelines(o["batch_size"], seed=o["seed"], augment=o["augment"])
     x_val, y_val = data.arrays("val")
-    rows, results = [], {}
+    rows, results, twin = [], {}, None
+    # the residual net first: the plain net's blocks are those of its residual twin
     for residual in (True, False):
         model, result = _train_cifar_net(depth, residual, data, pipes, recipe, o["seed"])
+        twin = twin or model
         base = accuracy(model, x_val, y_val)
         label = model.name
         rows.append(
@@ -506,22 +483,20 @@ def run_ensembles(**options) -> dict:
         )
         common.log(name, f"{label}: trained in {result.seconds:.1f} s, val acc {base:.3f}")
         accs = []
-        for index, block in enumerate(block_names(model), start=1):
-            pruned = delete_block(model, block)
-            acc = accuracy(pruned, x_val, y_val)
-            downsampling = block.endswith("_block1") and not block.startswith("stage1_")
+        for index, block in enumerate(_blocks(model, like=twin), start=1):
+            acc = accuracy(delete_block(model, block.name, like=twin), x_val, y_val)
             rows.append(
                 {
                     "model": label,
                     "residual": residual,
-                    "deleted_block": block,
+                    "deleted_block": block.name,
                     "block_index": index,
-                    "downsampling": downsampling,
+                    "downsampling": block.downsampling,
                     "val_accuracy": acc,
                 }
             )
-            accs.append((index, block, downsampling, acc))
-            common.log(name, f"{label} without {block}: val acc {acc:.3f}")
+            accs.append((index, block.name, block.downsampling, acc))
+            common.log(name, f"{label} without {block.name}: val acc {acc:.3f}")
         results[label] = (residual, base, accs)
     csv_path = common.write_csv(out / f"{name}.csv", rows, ENS_COLUMNS)
 
@@ -545,10 +520,7 @@ def run_ensembles(**options) -> dict:
     ax.grid(alpha=0.3)
     ax.set_title("Deleting single blocks at test time (Veit et al. 2016)")
     note = f"SGD lr {o['lr']}, augment {o['augment'] or 'none'!r}"
-    png, info = common.save_figure_and_run_info(
-        fig, out / f"{name}.png", name, o, data, out, started, note
-    )
-    return {"csv": csv_path, "png": png, "run_info": info}
+    return common.finish_run(fig, name, o, data, out, started, note, csv=csv_path)
 
 
 def add_ensembles_arguments(parser) -> None:

@@ -153,10 +153,7 @@ def run(**options) -> dict:
         f"ResNet with {steps} blocks vs ODE block with {steps} {o['method']} steps", fontsize=10
     )
     note = f"Adam lr {o['lr']}, state width {filters}, ode-wide hidden width {wide}"
-    png, info = common.save_figure_and_run_info(
-        fig, out / f"{name}.png", name, o, data, out, started, note
-    )
-    return {"csv": csv_path, "png": png, "run_info": info}
+    return common.finish_run(fig, name, o, data, out, started, note, csv=csv_path)
 
 
 def add_arguments(parser) -> None:

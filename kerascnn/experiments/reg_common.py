@@ -20,6 +20,7 @@ from kerascnn.pipelines.sources import array_dataset
 __all__ = [
     "accuracy",
     "Arrays",
+    "classifier",
     "CONV_KINDS",
     "DROPOUT_KINDS",
     "EpochRecorder",
@@ -210,8 +211,9 @@ def pipes(
     x_train=None,
     y_train=None,
 ):
-    """Training and validation :class:`~kerascnn.pipelines.Pipeline` s with normalization in
-    the model (wrap the network with ``train_pipe.wrap(net)``: it then takes raw pixels).
+    """Training and validation :class:`~kerascnn.pipelines.Pipeline` s of raw pixels and
+    integer labels: normalization (and, with ``placement="model"``, augmentation) is for the
+    model, MixUp / CutMix for its train step (:func:`classifier` puts them there).
     ``x_train``, ``y_train`` replace the training images / labels (memorization)."""
     train = data.train
     if x_train is not None:
@@ -225,6 +227,7 @@ def pipes(
         augment=augment or None,
         placement=placement,
         normalize_in="model",
+        mix_in="model",
     )
     val = pipelines.build(
         data.val,
@@ -232,9 +235,20 @@ def pipes(
         shuffle=False,
         normalize=pipe.normalization,
         normalize_in="model",
-        labels="onehot" if pipe.mix is not None else "sparse",
     )
     return pipe, val
+
+
+def classifier(net: keras.Model, pipe, name: str | None = None):
+    """``net`` (a functional classifier) as an :class:`~kerascnn.tasks.ImageClassifier`
+    taking raw pixels: its own top kept (``head="zoo"``: the same layers and parameters),
+    with ``pipe``'s normalization, in-model augmentation and MixUp / CutMix."""
+    from kerascnn.tasks import ImageClassifier
+
+    return ImageClassifier.from_model(
+        net, head="zoo", preprocessing=pipe.model_preprocessing,
+        augmentation=pipe.model_augmentation, mixer=pipe.mix, name=name or net.name,
+    )  # fmt: skip
 
 
 def train(
@@ -243,40 +257,43 @@ def train(
     val,
     *,
     epochs: int,
-    lr: float,
+    lr: float = 1e-3,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
     schedule: str = "constant",
     momentum: float = 0.9,
-    one_hot: bool = False,
+    recipe=None,
     callbacks=(),
     norm: bool = False,
 ) -> list[dict]:
-    """Compile ``model`` with a :class:`~kerascnn.training.Recipe` (cross-entropy on logits,
-    accuracy) and train it; returns one row per epoch (see :class:`EpochRecorder`).
+    """Compile ``model`` (an :class:`~kerascnn.tasks.ImageClassifier`: the loss matches its
+    label format) with a :class:`~kerascnn.training.Recipe` and train it; returns one row per
+    epoch (see :class:`EpochRecorder`).
 
-    ``optimizer``: ``"adam"``, ``"adamw"`` (decoupled ``weight_decay``), ``"sgd"`` (with
-    ``weight_decay``: Keras's decoupled decay). Decoupled decay skips biases, as an L2
-    penalty on kernels does. A non-finite loss stops the run (the rows show it).
+    ``recipe``: the recipe to use; default ``"vgg-sweep"`` with ``optimizer``: ``"adam"``,
+    ``"adamw"`` (decoupled ``weight_decay``), ``"sgd"`` (with ``weight_decay``: Keras's
+    decoupled decay), ``lr``, ``schedule`` and ``momentum``. Decoupled decay skips biases, as
+    an L2 penalty on kernels does. A non-finite loss stops the run (the rows show it).
     """
     from kerascnn.training import get_recipe
+    from kerascnn.training.loop import compile_model, steps_per_epoch
 
-    recipe = get_recipe(
-        "vgg-sweep",
-        optimizer=optimizer,
-        lr=lr,
-        epochs=epochs,
-        momentum=momentum,
-        weight_decay=weight_decay,
-        decay="decoupled" if weight_decay else "coupled",
-        schedule=schedule,
-        batch_size=1,
-    )
-    steps = int(pipe.dataset.cardinality())
-    args = recipe.compile_args(steps, one_hot=one_hot)
-    if weight_decay:
-        args["optimizer"].exclude_from_weight_decay(var_names=["bias"])
-    model.compile(**args, jit_compile=False)
+    exclude_bias = recipe is None and weight_decay
+    if recipe is None:
+        recipe = get_recipe(
+            "vgg-sweep",
+            optimizer=optimizer,
+            lr=lr,
+            epochs=epochs,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            decay="decoupled" if weight_decay else "coupled",
+            schedule=schedule,
+            batch_size=1,
+        )
+    compile_model(model, recipe, steps_per_epoch(pipe.dataset), jit_compile=False)
+    if exclude_bias:
+        model.optimizer.exclude_from_weight_decay(var_names=["bias"])
     recorder = EpochRecorder(norm=norm)
     model.fit(
         pipe.dataset,

@@ -86,6 +86,17 @@ def _net(o):
     return {"filters": o["filters"], "convs_per_block": o["convs_per_block"]}
 
 
+def _vgg_task(data, o, name: str, pipe_options=None, **net):
+    """Seeded with ``o["seed"]``: the pipelines (:func:`rc.pipes <kerascnn.experiments.
+    reg_common.pipes>` with ``pipe_options``) and the VGG-like net of the options ``o``
+    (``net``: more :func:`~kerascnn.experiments.reg_common.small_vgg` arguments) as a task
+    named ``name``; returns ``(model, pipe, val)``."""
+    keras.utils.set_random_seed(o["seed"])
+    pipe, val = rc.pipes(data, o["batch_size"], o["seed"], **(pipe_options or {}))
+    core = rc.small_vgg(data.image_shape, data.num_classes, **_net(o), seed=o["seed"], **net)
+    return rc.classifier(core, pipe, name=name), pipe, val
+
+
 def _net_args(parser):
     parser.add_argument(
         "--filters",
@@ -99,10 +110,13 @@ def _net_args(parser):
     )
 
 
-def _vgg_experiment_args(parser, full, quick):
-    """The common options (defaults ``full`` / ``quick``), then the VGG-like net's."""
+def _vgg_experiment_args(parser, full, quick, **options):
+    """The common options (defaults ``full`` / ``quick``), the VGG-like net's, then
+    ``options``: ``name=(type, help)`` for each option ``--name`` of the experiment."""
     common.add_common_arguments(parser, full, quick)
     _net_args(parser)
+    for name, (kind, text) in options.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, help=text)
 
 
 def _select(all_names, value, what: str = "settings") -> list:
@@ -187,25 +201,12 @@ def run_augmentation(**options) -> dict:
     for label, spec, placement in runs:
         keras.utils.set_random_seed(o["seed"])
         pipe, val = rc.pipes(data, o["batch_size"], o["seed"], spec, placement)
-        one_hot = pipe.mix is not None
         core = zoo.resnet(depth=depth, input_shape=data.image_shape, num_classes=data.num_classes)
-        model = pipe.wrap(core, name=f"resnet{depth}")
+        model = rc.classifier(core, pipe, name=f"resnet{depth}")
         recipe = get_recipe(
             "quick", epochs=o["epochs"], batch_size=o["batch_size"], early_stopping=0, augment=""
         )
-        model.compile(
-            **recipe.compile_args(int(pipe.dataset.cardinality()), one_hot=one_hot),
-            jit_compile=False,
-        )
-        recorder = rc.EpochRecorder()
-        model.fit(
-            pipe.dataset,
-            validation_data=val.dataset,
-            epochs=o["epochs"],
-            verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(), recorder],
-        )
-        rows = recorder.rows
+        rows = rc.train(model, pipe, val, epochs=o["epochs"], recipe=recipe)
         train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
         val_acc = _last(rows, "val_accuracy")
         curves[label] = rows
@@ -276,13 +277,8 @@ def run_dropout(**options) -> dict:
     }
     epochs_rows, summary, curves = [], [], {}
     for setting in _select(DROP_SETTINGS, o.get("settings")):
-        keras.utils.set_random_seed(o["seed"])
-        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
         drop = "dropout" if setting in schedules else setting
-        core = rc.small_vgg(
-            data.image_shape, data.num_classes, **_net(o), drop=drop, rate=rate, seed=o["seed"]
-        )
-        model = pipe.wrap(core, name=f"vgg_{setting}")
+        model, pipe, val = _vgg_task(data, o, f"vgg_{setting}", drop=drop, rate=rate)
         callbacks = [schedules[setting]] if setting in schedules else []
         rows = rc.train(model, pipe, val, epochs=epochs, lr=1e-3, callbacks=callbacks)
         train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
@@ -309,8 +305,8 @@ def run_dropout(**options) -> dict:
 
 
 def add_dropout_arguments(parser):
-    _vgg_experiment_args(parser, DROP_FULL, DROP_QUICK)
-    parser.add_argument("--rate", type=float, help="drop rate of every variant (0.3)")
+    _vgg_experiment_args(parser, DROP_FULL, DROP_QUICK,
+                         rate=(float, "drop rate of every variant (0.3)"))  # fmt: skip
     _settings_arg(parser, DROP_SETTINGS)
 
 
@@ -355,10 +351,7 @@ def run_weight_decay(**options) -> dict:
     chosen = _select([row[0] for row in settings], o.get("settings"))
     epochs_rows, summary, curves = [], [], {}
     for label, optimizer, lr, l2, decay in [row for row in settings if row[0] in chosen]:
-        keras.utils.set_random_seed(o["seed"])
-        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-        core = rc.small_vgg(data.image_shape, data.num_classes, **_net(o), l2=l2, seed=o["seed"])
-        model = pipe.wrap(core, name="vgg")
+        model, pipe, val = _vgg_task(data, o, "vgg", l2=l2)
         start = {"epoch": 0, "weight_norm": rc.kernel_norm(model)}
         rows = rc.train(
             model,
@@ -452,17 +445,9 @@ def run_l1(**options) -> dict:
     epochs_rows, summary, weights = [], [], {}
     edges = np.linspace(-10, 1, 67)
     for setting in rc.CONV_KINDS:
-        keras.utils.set_random_seed(o["seed"])
-        pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-        core = rc.small_vgg(
-            data.image_shape,
-            data.num_classes,
-            **_net(o),
-            conv=setting,
-            l1=0.0 if setting == "plain" else l1,
-            seed=o["seed"],
+        model, pipe, val = _vgg_task(
+            data, o, f"vgg_{setting}", conv=setting, l1=0.0 if setting == "plain" else l1
         )
-        model = pipe.wrap(core, name=f"vgg_{setting}")
         rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr, optimizer="sgd")
         w = np.concatenate([k.ravel() for k in rc.kernels(model)])
         weights[setting] = w
@@ -522,10 +507,11 @@ def _log_abs(w, edges):
 
 
 def add_l1_arguments(parser):
-    _vgg_experiment_args(parser, L1_FULL, L1_QUICK)
-    parser.add_argument("--l1", type=float, help="L1 strength (default 1e-3; --quick: 0.02)")
-    parser.add_argument("--lr", type=float, help="SGD learning rate, momentum 0.9")
-    parser.add_argument("--threshold", type=float, help="|w| counted as zero below it")
+    _vgg_experiment_args(
+        parser, L1_FULL, L1_QUICK, l1=(float, "L1 strength (default 1e-3; --quick: 0.02)"),
+        lr=(float, "SGD learning rate, momentum 0.9"),
+        threshold=(float, "|w| counted as zero below it"),
+    )  # fmt: skip
 
 
 # =========================================================================== normalization
@@ -569,7 +555,7 @@ def run_normalization(**options) -> dict:
                 num_classes=data.num_classes,
                 norm=_norm_layer(kind, groups),
             )
-            model = pipe.wrap(core, name=f"vgg_{kind}")
+            model = rc.classifier(core, pipe, name=f"vgg_{kind}")
             start = time.perf_counter()
             rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
             curves[(batch, kind)] = rows
@@ -670,12 +656,7 @@ def run_mc_dropout(**options) -> dict:
     ``mc_dropout.png``."""
     o, data, arr, out, started = rc.setup("mc-dropout", options, MC_FULL, MC_QUICK)
     rate, samples = (o["rate"], o["samples"])
-    keras.utils.set_random_seed(o["seed"])
-    pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-    core = rc.small_vgg(
-        data.image_shape, data.num_classes, **_net(o), drop="dropout", rate=rate, seed=o["seed"]
-    )
-    model = pipe.wrap(core, name="vgg_dropout")
+    model, pipe, val = _vgg_task(data, o, "vgg_dropout", drop="dropout", rate=rate)
     rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
 
     def softmax(z):
@@ -785,9 +766,8 @@ def run_mc_dropout(**options) -> dict:
 
 
 def add_mc_dropout_arguments(parser):
-    _vgg_experiment_args(parser, MC_FULL, MC_QUICK)
-    parser.add_argument("--rate", type=float, help="dropout rate (0.3)")
-    parser.add_argument("--samples", type=int, help="largest N (100)")
+    _vgg_experiment_args(parser, MC_FULL, MC_QUICK, rate=(float, "dropout rate (0.3)"),
+                         samples=(int, "largest N (100)"))  # fmt: skip
 
 
 # =========================================================================== early stopping
@@ -802,9 +782,7 @@ def run_early_stopping(**options) -> dict:
     validation loss) and ``early_stopping.png``."""
     o, data, arr, out, started = rc.setup("early-stopping", options, ES_FULL, ES_QUICK)
     patience = o["patience"]
-    keras.utils.set_random_seed(o["seed"])
-    pipe, val = rc.pipes(data, o["batch_size"], o["seed"])
-    model = pipe.wrap(rc.small_vgg(data.image_shape, data.num_classes, **_net(o), seed=o["seed"]))
+    model, pipe, val = _vgg_task(data, o, "vgg")
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True
     )
@@ -861,8 +839,8 @@ def run_early_stopping(**options) -> dict:
 
 
 def add_early_stopping_arguments(parser):
-    _vgg_experiment_args(parser, ES_FULL, ES_QUICK)
-    parser.add_argument("--patience", type=int, help="epochs without improvement (4)")
+    _vgg_experiment_args(parser, ES_FULL, ES_QUICK,
+                         patience=(int, "epochs without improvement (4)"))  # fmt: skip
 
 
 # =========================================================================== memorization
@@ -892,17 +870,9 @@ def run_memorization(**options) -> dict:
     }
     epochs_rows, summary, curves = [], [], {}
     for condition, (xc, yc) in variants.items():
-        keras.utils.set_random_seed(o["seed"])
-        pipe, val = rc.pipes(data, o["batch_size"], o["seed"], x_train=xc, y_train=yc)
-        core = rc.small_vgg(
-            data.image_shape,
-            data.num_classes,
-            **_net(o),
-            hidden=hidden,
-            pool="flatten",
-            seed=o["seed"],
+        model, pipe, val = _vgg_task(
+            data, o, "vgg", {"x_train": xc, "y_train": yc}, hidden=hidden, pool="flatten"
         )
-        model = pipe.wrap(core, name="vgg")
         start = time.perf_counter()
         rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=lr)
         curves[condition] = rows
@@ -943,6 +913,5 @@ def run_memorization(**options) -> dict:
 
 
 def add_memorization_arguments(parser):
-    _vgg_experiment_args(parser, MEM_FULL, MEM_QUICK)
-    parser.add_argument("--lr", type=float, help="Adam learning rate (1e-3)")
-    parser.add_argument("--hidden", type=int, help="units of the hidden layer (512)")
+    _vgg_experiment_args(parser, MEM_FULL, MEM_QUICK, lr=(float, "Adam learning rate (1e-3)"),
+                         hidden=(int, "units of the hidden layer (512)"))  # fmt: skip

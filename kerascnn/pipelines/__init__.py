@@ -5,10 +5,11 @@ train = kerascnn.pipelines.load("cifar10-sample", split="train")      # offline
 val = kerascnn.pipelines.load("cifar10-sample", split="validation")
 pipe = kerascnn.pipelines.build(train, batch_size=128, augment="flip,padcrop",
                                 normalize_in="model")
-model = pipe.wrap(kerascnn.zoo.resnet(depth=20))   # takes raw pixels
 val_pipe = kerascnn.pipelines.build(val, shuffle=False, normalize=pipe.normalization,
                                     normalize_in="model")
-model.compile(...); model.fit(pipe.dataset, validation_data=val_pipe.dataset)
+model = kerascnn.tasks.ImageClassifier.from_zoo(           # takes raw pixels
+    "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation)
+model.compile(); model.fit(pipe.dataset, validation_data=val_pipe.dataset)
 """
 
 from kerascnn.pipelines.augment_spec import AugmentPlan, parse_augment

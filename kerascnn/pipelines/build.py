@@ -20,7 +20,7 @@ With ``placement="model"`` the augmentation layers (and, with ``normalize_in="mo
 normalization layer) are returned in :attr:`Pipeline.model_layers`
 (:attr:`Pipeline.model_augmentation` and :attr:`Pipeline.model_preprocessing`) for the model:
 an :class:`kerascnn.tasks.ImageClassifier` takes them as ``augmentation`` and
-``preprocessing`` (:meth:`Pipeline.wrap` puts them in front of any model); ``fit`` calls them
+``preprocessing`` (``ImageClassifier.from_model(net, ...)`` for a network of your own); ``fit`` calls them
 with ``training=True`` and inference and exports skip them (kerascnn's augmentation layers
 are the identity unless ``training`` is true). With ``mix_in="model"`` MixUp / CutMix is
 returned in :attr:`Pipeline.mix` for the task's ``mixer`` and the batches hold the plain
@@ -62,8 +62,10 @@ class Pipeline:
         normalization: the resolved :class:`Normalization` (reuse it for validation data:
             ``build(val, normalize=train.normalization)``).
         augment_layers: the per-image augmentation layers (in either placement).
-        model_layers: layers to put in front of the model (augmentation with
-            ``placement="model"``, normalization with ``normalize_in="model"``).
+        model_layers: layers for the model (augmentation with ``placement="model"``,
+            normalization with ``normalize_in="model"``): an ``ImageClassifier``'s
+            ``augmentation`` (:attr:`model_augmentation`) and ``preprocessing``
+            (:attr:`model_preprocessing`). The pipeline returns data only.
         mix: the kerascnn ``MixUp`` / ``CutMix`` layer of the augmentation, or ``None``:
             applied after batching (``mix_in="pipeline"``) or for the model's train step
             (``mix_in="model"``: ``ImageClassifier(mixer=pipe.mix)``).
@@ -101,20 +103,6 @@ class Pipeline:
         if steps < 0:
             raise ValueError("the tf.data pipeline has an unknown number of batches")
         return steps
-
-    def wrap(self, model: keras.Model, name: str | None = None) -> keras.Model:
-        """``model`` with :attr:`model_layers` in front: a functional model taking raw pixels.
-
-        For a classifier, prefer :class:`kerascnn.tasks.ImageClassifier` with
-        ``augmentation=pipe.model_augmentation, preprocessing=pipe.model_preprocessing``
-        (what ``kerascnn train`` builds)."""
-        if not self.model_layers:
-            return model
-        inputs = keras.Input(shape=self.info.image_shape, name="images")
-        x = inputs
-        for layer in self.model_layers:
-            x = layer(x)
-        return keras.Model(inputs, model(x), name=name or f"{model.name}_preprocessed")
 
 
 def augmenter(layers, batch_size: int):

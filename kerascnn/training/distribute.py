@@ -55,6 +55,7 @@ from kerascnn.training.loop import (
     LoaderEpoch,
     default_callbacks,
     fit,
+    label_onehot,
     run_training,
     train_epochs,
 )
@@ -276,7 +277,7 @@ def fit_distributed(
     *,
     strategy="auto",
     out_dir: str | os.PathLike | None = None,
-    one_hot: bool = False,
+    one_hot: bool | None = None,
     jit_compile="auto",
     callbacks=(),
     shard_policy: str = "data",
@@ -293,6 +294,10 @@ def fit_distributed(
         train, validation: batched ``tf.data.Dataset``s (or kerascnn ``Pipeline``s) whose
             batch is the global batch (see :func:`scale_recipe`).
         recipe: the :class:`Recipe` (already scaled for the replicas).
+        one_hot: as in :func:`fit`: a plain model's labels are one-hot. An
+            :class:`~kerascnn.tasks.ImageClassifier` derives its label format, and the
+            multi-worker loop runs its training batch as its ``train_step`` does (MixUp /
+            CutMix of its ``mixer``, integer labels made one-hot for its loss).
         strategy: a name for :func:`resolve_strategy` or a strategy object.
         out_dir: run folder as in :func:`fit`; under ``"multiworker"`` only the chief writes
             it, and its ``backup`` folder (a ``tf.train.CheckpointManager`` written at every
@@ -418,7 +423,7 @@ class _StrategyLoop:
     computes the steps and the epoch's metrics; the callbacks, the run folder and the
     result are :func:`kerascnn.training.loop.run_training`'s, as for :func:`fit`."""
 
-    def __init__(self, model, strategy, recipe: Recipe, one_hot: bool, shard_policy: str):
+    def __init__(self, model, strategy, recipe: Recipe, one_hot, shard_policy: str):
         _check("shard_policy", shard_policy, SHARD_POLICIES)
         if keras.mixed_precision.global_policy().name == "mixed_float16" or any(
             getattr(layer.dtype_policy, "name", "") == "mixed_float16" for layer in model.layers
@@ -427,8 +432,12 @@ class _StrategyLoop:
                 "mixed_float16 needs loss scaling, which the multi-worker loop does not do; "
                 "use mixed_bfloat16"
             )
+        from kerascnn.tasks import ImageClassifier
+
         self.model, self.strategy, self.recipe = model, strategy, recipe
-        self.one_hot, self.shard_policy = one_hot, shard_policy
+        # an ImageClassifier: its label format, loss and training batch (mixing, labels)
+        self.task = model if isinstance(model, ImageClassifier) else None
+        self.one_hot, self.shard_policy = label_onehot(model, recipe, one_hot), shard_policy
         self.task_type, self.task_id, self.chief = worker_role(strategy)
 
     def _step_functions(self, steps_per_epoch: int):
@@ -438,7 +447,8 @@ class _StrategyLoop:
         with strategy.scope():
             optimizer = self.recipe.make_optimizer(steps_per_epoch)
             optimizer.build(model.trainable_variables)
-            loss_fn = _loss_per_example(self.recipe.make_loss(self.one_hot))
+            loss = self.recipe.make_loss(self.one_hot) if self.task is None else None
+            loss_fn = _loss_per_example(loss or self.task.default_loss())
         self.optimizer = optimizer
         SUM = tf.distribute.ReduceOp.SUM
         dtype = keras.config.floatx()  # float32 logits and loss under a mixed policy too
@@ -457,7 +467,11 @@ class _StrategyLoop:
             # the reported loss, like model.fit's: data loss + penalty, mean over examples
             return tf.reduce_sum(per_example) + extra * count, tf.reduce_sum(correct), count
 
+        task, one_hot = self.task, self.one_hot
+
         def train_replica(x, y):
+            if task is not None:  # as the task's train_step: mixed, labels for its loss
+                x, y = task.training_batch(x, y, one_hot)
             context = tf.distribute.get_replica_context()
             count = tf.cast(tf.shape(x)[0], dtype)
             global_count = context.all_reduce(SUM, count)  # partial batches divide right
@@ -475,6 +489,8 @@ class _StrategyLoop:
             return totals(per_example, y, logits, extra)
 
         def eval_replica(x, y):
+            if task is not None:
+                y = task.loss_labels(y, one_hot)
             logits = tf.cast(model(x, training=False), dtype)
             return totals(tf.cast(loss_fn(y, logits), dtype), y, logits, penalty())
 

@@ -267,6 +267,51 @@ def run_training(
     return result
 
 
+def label_onehot(model: keras.Model, recipe: Recipe, one_hot: bool | None = None) -> bool:
+    """Whether the training loss of ``model`` takes one-hot labels.
+
+    An :class:`~kerascnn.tasks.ImageClassifier` says so itself (its ``label_format``: one-hot
+    with a mixer or label smoothing; the data stays integer class ids, the task converts
+    them); ``one_hot`` is then refused, and so is a recipe ``label_smoothing`` other than the
+    task's. A plain model's labels are what the data holds: ``one_hot`` (default False)."""
+    from kerascnn.tasks import ImageClassifier
+
+    if not isinstance(model, ImageClassifier):
+        return bool(one_hot)
+    if one_hot is not None:
+        raise ValueError(
+            f"one_hot is for plain models: an ImageClassifier's labels are its label_format "
+            f"({model.label_format!r}; integer labels are converted); received one_hot={one_hot!r}"
+        )
+    if recipe.label_smoothing and recipe.label_smoothing != model.label_smoothing:
+        raise ValueError(
+            f"the recipe's label_smoothing={recipe.label_smoothing} differs from the task's "
+            f"({model.label_smoothing}); build the task with label_smoothing="
+            f"{recipe.label_smoothing}"
+        )
+    return model.label_format == "onehot"
+
+
+def compile_model(
+    model: keras.Model, recipe: Recipe, steps_per_epoch: int, *, one_hot=None, **compile_kwargs
+) -> keras.Model:
+    """Compile ``model`` with ``recipe``'s optimizer (its schedule over ``steps_per_epoch``
+    steps an epoch), a cross-entropy and accuracy: an
+    :class:`~kerascnn.tasks.ImageClassifier`'s own (``loss="auto"``: its label format and
+    output kind), a plain model's from logits, one-hot when ``one_hot`` (see
+    :func:`label_onehot`). ``compile_kwargs``: more ``compile`` arguments."""
+    from kerascnn.tasks import ImageClassifier
+
+    onehot = label_onehot(model, recipe, one_hot)
+    if isinstance(model, ImageClassifier):  # its own loss and metric
+        args = {"optimizer": recipe.make_optimizer(steps_per_epoch), "loss": "auto"}
+        args["metrics"] = "auto"
+    else:
+        args = recipe.compile_args(steps_per_epoch, one_hot=onehot)
+    model.compile(**args, **compile_kwargs)
+    return model
+
+
 def fit(
     model: keras.Model,
     train,
@@ -274,7 +319,7 @@ def fit(
     recipe: Recipe | None = None,
     *,
     out_dir: str | os.PathLike | None = None,
-    one_hot: bool = False,
+    one_hot: bool | None = None,
     jit_compile="auto",
     steps_per_execution: int = 1,
     callbacks=(),
@@ -285,7 +330,8 @@ def fit(
     """Compile ``model`` with ``recipe`` and train it on ``train`` with the default callbacks.
 
     Args:
-        model: a Keras model (augmentation layers in front are fine).
+        model: a :class:`~kerascnn.tasks.ImageClassifier` (it owns the preprocessing,
+            augmentation, MixUp / CutMix and its label format) or a plain Keras model.
         train, validation: kerascnn ``Pipeline``s, or what they hold: ``keras.utils.PyDataset``s
             (such as :class:`~kerascnn.pipelines.loader.BatchLoader`) or batched
             ``tf.data.Dataset``s, finite with a known number of batches.
@@ -298,7 +344,9 @@ def fit(
             unless ``overwrite``. Every file is written atomically (temporary file, then
             rename), only at epoch ends that finished with a finite loss; a backup that
             does not read back is moved aside to ``backup.corrupt-<time>`` with a warning.
-        one_hot: the labels are one-hot (MixUp, CutMix, label smoothing).
+        one_hot: a plain model's labels are one-hot (MixUp / CutMix in the pipeline, label
+            smoothing). Not for an :class:`~kerascnn.tasks.ImageClassifier`: it derives its
+            label format and compiles its own loss (:func:`compile_model`).
         jit_compile: ``"auto"`` (XLA on GPU, off on CPU), ``True`` or ``False``.
         callbacks: more Keras callbacks (e.g. ``DropoutSchedule``).
         tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``.
@@ -320,11 +368,10 @@ def fit(
     if out_dir is not None:
         out = prepare_run_folder(out_dir, overwrite)
 
-    model.compile(
-        **recipe.compile_args(steps, one_hot=one_hot),
-        jit_compile=resolve_jit_compile(jit_compile),
+    compile_model(
+        model, recipe, steps, one_hot=one_hot, jit_compile=resolve_jit_compile(jit_compile),
         steps_per_execution=steps_per_execution,
-    )
+    )  # fmt: skip
     extra = list(callbacks)
     if hasattr(train_ds, "set_epoch"):
         extra.append(LoaderEpoch(train_ds))

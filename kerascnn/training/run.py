@@ -98,29 +98,25 @@ def train_from_names(
     keras.utils.set_random_seed(seed)
     train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
     check_trainable(train, val)
-    # The task mixes batches in its train_step and converts labels itself; the multi-worker
-    # loop (distribute.fit_distributed) calls the model, not its train_step, so it gets the
-    # mixing and one-hot labels from the pipeline.
-    mix_in = "pipeline" if multiworker else "model"
-    labels = "onehot" if multiworker and rec.needs_one_hot() else "sparse"
     # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
     # loader does that on every backend, without tf.data's pause at each epoch's start
     # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
     # and for tf.distribute's multi-worker sharding.
     numpy_ok = placement == "model" and train.readable and not multiworker
     loader = "numpy" if numpy_ok else "auto"
-    # Under MultiWorkerMirroredStrategy every variable of the model must be created in the
-    # strategy's scope: so must the augmentation layers' seed generators (placement="model").
-    in_scope = multiworker and placement == "model"
-    with distribute.scope_of(strat) if in_scope else contextlib.nullcontext():
+    # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, mix_in="model")
+    # and converts labels in its train step, also in the multi-worker loop. Under
+    # MultiWorkerMirroredStrategy every variable of the model must be created in the
+    # strategy's scope: so must the seed generators of the augmentation layers and the mixer.
+    with distribute.scope_of(strat) if multiworker else contextlib.nullcontext():
         pipe = pipelines.build(
             train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
-            placement=placement, normalize_in="model", labels=labels,
-            drop_remainder=multiworker, loader=loader, mix_in=mix_in,
+            placement=placement, normalize_in="model", drop_remainder=multiworker,
+            loader=loader, mix_in="model",
         )  # fmt: skip
     val_pipe = pipelines.build(
         val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
-        normalize_in="model", labels=labels, loader=loader,
+        normalize_in="model", loader=loader,
     )  # fmt: skip
     previous_policy = keras.mixed_precision.global_policy()
 
@@ -132,26 +128,24 @@ def train_from_names(
                 model_name, train.num_classes, input_shape=train.image_shape,
                 zoo_kwargs=model_overrides, preprocessing=pipe.model_preprocessing,
                 augmentation=pipe.model_augmentation,
-                mixer=pipe.mix if mix_in == "model" else None,
-                label_smoothing=rec.label_smoothing, name=model_name,
+                mixer=pipe.mix, label_smoothing=rec.label_smoothing, name=model_name,
             )  # fmt: skip
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
 
-    if multiworker:
-        with strat.scope():  # the model is created under the scope, the optimizer in the loop
-            net = build_model()
-        one_hot = rec.needs_one_hot()  # the pipeline's labels (see mix_in above)
+    # model, optimizer and metrics created under the strategy's scope; the label format is
+    # the task's (kerascnn.training.loop.label_onehot)
+    with distribute.scope_of(strat):
+        net = build_model()
+    if multiworker:  # the loop over strategy.run (model.fit fails there; see distribute)
         result = distribute.fit_distributed(
-            net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, one_hot=one_hot,
-            verbose=verbose, callbacks=callbacks, overwrite=overwrite,
+            net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, verbose=verbose,
+            callbacks=callbacks, overwrite=overwrite,
         )  # fmt: skip
     else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
-        with distribute.scope_of(strat):  # model, optimizer and metrics created under it
-            net = build_model()
-            one_hot = net.label_format == "onehot"  # derived from the task
+        with distribute.scope_of(strat):
             result = fit(
-                net, pipe, val_pipe, rec, out_dir=out_dir, one_hot=one_hot,
-                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose, overwrite=overwrite,
+                net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=jit_compile,
+                callbacks=callbacks, verbose=verbose, overwrite=overwrite,
             )  # fmt: skip
     return TrainedRun(net, result, list(train.info.class_names))

@@ -31,10 +31,19 @@ import dataclasses
 
 import keras
 
-__all__ = ["FeatureInfo", "feature_extractor", "feature_info"]
+__all__ = [
+    "Block",
+    "FeatureInfo",
+    "HEAD_LAYERS",
+    "blocks",
+    "feature_extractor",
+    "feature_info",
+    "node_strides",
+    "trunk_nodes",
+]
 
-# Layers that end the trunk: what follows is the classifier.
-_HEAD_LAYERS = (
+#: Layers that end the trunk: what follows is the classifier.
+HEAD_LAYERS = (
     keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalMaxPooling2D,
     keras.layers.Flatten,
@@ -52,17 +61,24 @@ class FeatureInfo:
     layer: str
 
 
-def _trunk(model: keras.Model) -> list:
-    """The nodes every input-to-output path passes through, in topological order.
+def _topological(model: keras.Model) -> list:
+    """The model's nodes in a topological order (inputs first)."""
+    # Keras's depth of a node is its distance to the outputs: an edge always goes from a
+    # greater depth to a smaller one, so decreasing depth is a topological order.
+    return [n for depth in sorted(model._nodes_by_depth, reverse=True)
+            for n in model._nodes_by_depth[depth]]  # fmt: skip
+
+
+def trunk_nodes(model: keras.Model) -> list:
+    """The nodes every input-to-output path passes through (the *trunk*), in topological
+    order: the input, the outputs of residual blocks, transitions, concatenations, the
+    classifier's layers; not a layer inside a branch.
 
     In a topological order, a node is on every path exactly when no edge jumps over it
     (from a node before it to a node after it)."""
-    # Keras's depth of a node is its distance to the outputs: an edge always goes from a
-    # greater depth to a smaller one, so decreasing depth is a topological order.
-    nodes = [n for depth in sorted(model._nodes_by_depth, reverse=True)
-             for n in model._nodes_by_depth[depth]]  # fmt: skip
+    nodes = _topological(model)
     position = {id(n): i for i, n in enumerate(nodes)}
-    furthest = [i for i in range(len(nodes))]  # furthest successor of each node
+    furthest = list(range(len(nodes)))  # furthest successor of each node
     for i, node in enumerate(nodes):
         for parent in node.parent_nodes:
             p = position[id(parent)]
@@ -82,8 +98,9 @@ def _layer_stride(layer) -> int:
     return int(strides[0] if isinstance(strides, (tuple, list)) else strides)
 
 
-def _strides(model: keras.Model) -> dict[int, int]:
-    """The stride of every node's output: the product of the layers' strides on its way."""
+def node_strides(model: keras.Model) -> dict[int, int]:
+    """The stride of every node's output (``{id(node): stride}``): the product of the
+    layers' strides on its way from the input."""
     strides: dict[int, int] = {}
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
@@ -92,30 +109,40 @@ def _strides(model: keras.Model) -> dict[int, int]:
     return strides
 
 
-def _stage_nodes(model: keras.Model) -> list[tuple[int, object]]:
-    """``(stride, node)`` of the last trunk tensor at each stride."""
+def _check_image_model(model, what: str) -> None:
     if not isinstance(model, keras.Model) or not getattr(model, "_nodes_by_depth", None):
         raise ValueError(
-            f"model={getattr(model, 'name', model)!r} is not a functional Keras model; stage "
-            "outputs are found from the layer graph of a functional model (every kerascnn.zoo "
-            "model is one)"
+            f"model={getattr(model, 'name', model)!r} is not a functional Keras model; {what} "
+            "are found from the layer graph of a functional model (every kerascnn.zoo model "
+            "is one)"
         )
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
         raise ValueError(
-            f"stage outputs need a model with one image input (batch, height, width, "
-            f"channels); model={model.name!r} has inputs {[t.shape for t in model.inputs]}"
+            f"{what} need a model with one image input (batch, height, width, channels); "
+            f"model={model.name!r} has inputs {[t.shape for t in model.inputs]}"
         )
-    strides = _strides(model)
-    last: dict[int, object] = {}
-    for node in _trunk(model):
+
+
+def _feature_trunk(model: keras.Model) -> list:
+    """The trunk nodes of the feature maps: after the input, before the classifier (the
+    first global pooling, ``Flatten`` or tensor that is not 4-D)."""
+    nodes = []
+    for node in trunk_nodes(model):
         layer = node.operation
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        if isinstance(layer, _HEAD_LAYERS) or len(node.output_tensors[0].shape) != 4:
+        if isinstance(layer, HEAD_LAYERS) or len(node.output_tensors[0].shape) != 4:
             break
-        if isinstance(layer, keras.layers.ZeroPadding2D):
-            continue
-        last[strides[id(node)]] = node
+        nodes.append(node)
+    return nodes
+
+
+def _stage_nodes(model: keras.Model) -> list[tuple[int, object]]:
+    """``(stride, node)`` of the last trunk tensor at each stride."""
+    _check_image_model(model, "stage outputs")
+    strides = node_strides(model)
+    last: dict[int, object] = {}
+    for node in _feature_trunk(model):
+        if not isinstance(node.operation, (keras.layers.InputLayer, keras.layers.ZeroPadding2D)):
+            last[strides[id(node)]] = node
     return sorted(last.items(), key=lambda item: item[0])
 
 
@@ -152,3 +179,142 @@ def feature_extractor(model: keras.Model, stages=None, name: str | None = None) 
         )
     outputs = {s: found[int(s[len("stage") :])].output_tensors[0] for s in stages}
     return keras.Model(model.inputs, outputs, name=name or f"{model.name}_features")
+
+
+# --------------------------------------------------------------------------- blocks
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of a residual network, or of a plain network read like its residual twin
+    (:func:`blocks`).
+
+    Attributes:
+        name: ``stage{s}_block{b}``: ``s`` counts the strides of the blocks' outputs (in
+            increasing order), ``b`` the blocks of that stride.
+        stride: the stride of the block's output.
+        downsampling: the block lowers the resolution (its output's stride is larger than
+            its input's).
+        layers: the block's layers, in order (the residual branch, the shortcut and the
+            ``Add``, or a plain net's layers of the same convolutions).
+        add: the ``Add`` layer joining the residual branch and the shortcut (None in a
+            plain net).
+        shortcut: the position of the shortcut among the ``Add``'s inputs (None in a
+            plain net).
+        convolutions: the convolutions of the residual branch (of a plain net: of the block).
+    """
+
+    name: str
+    stride: int
+    downsampling: bool
+    layers: tuple = dataclasses.field(repr=False)
+    add: object = dataclasses.field(default=None, repr=False)
+    shortcut: int | None = None
+    convolutions: int = 0
+
+
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+
+
+def _ancestors(node, stop_ids: set, within: set) -> set:
+    """ids of ``node`` and the nodes before it inside ``within``, not walking past
+    ``stop_ids``."""
+    seen, todo = set(), [node]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen or id(current) in stop_ids or id(current) not in within:
+            continue
+        seen.add(id(current))
+        todo.extend(current.parent_nodes)
+    return seen
+
+
+def _residual_segments(model: keras.Model) -> tuple[list, int]:
+    """``([(input node, segment nodes, add node, shortcut index, branch convs)], stem
+    convolutions)`` of the blocks of a residual net: a block is the part of the graph
+    between two consecutive trunk tensors that contains an ``Add`` of two branches."""
+    order = _topological(model)
+    position = {id(n): i for i, n in enumerate(order)}
+    trunk = _feature_trunk(model)
+    found, stem_convs = [], None
+    for start, end in zip(trunk, trunk[1:], strict=False):
+        segment = order[position[id(start)] + 1 : position[id(end)] + 1]
+        adds = [n for n in segment if isinstance(n.operation, keras.layers.Add)]
+        if len(adds) != 1 or len(adds[0].parent_nodes) != 2:
+            continue
+        if stem_convs is None:
+            before = order[: position[id(start)] + 1]
+            stem_convs = sum(isinstance(n.operation, _CONVOLUTIONS) for n in before)
+        add = adds[0]
+        within = {id(n) for n in segment}
+        # the shortcut is the input of the Add with the fewer layers since the block's input
+        sides = [_ancestors(parent, {id(start)}, within) for parent in add.parent_nodes]
+        shortcut = min(range(2), key=lambda i: len(sides[i]))
+        branch = sides[1 - shortcut] - sides[shortcut]
+        convs = sum(isinstance(n.operation, _CONVOLUTIONS) for n in segment if id(n) in branch)
+        found.append((start, segment, add, shortcut, convs))
+    return found, stem_convs or 0
+
+
+def _plain_segments(model: keras.Model, stem_convs: int, sizes: list[int]) -> list:
+    """The blocks of a plain net (a chain, no ``Add``) with the convolutions of its residual
+    twin: after ``stem_convs`` convolutions, groups of ``sizes[k]`` convolutions; a block
+    runs from the group's first layer (padding included) to the layer before the next
+    group's first layer (the last block: to the last feature map)."""
+    trunk = _feature_trunk(model)
+    convs = [i for i, n in enumerate(trunk) if isinstance(n.operation, _CONVOLUTIONS)]
+    if len(convs) != stem_convs + sum(sizes):
+        raise ValueError(
+            f"{model.name!r} has {len(convs)} convolutions on its trunk; its residual twin has "
+            f"{stem_convs} in the stem and {sum(sizes)} in its blocks"
+        )
+    firsts, k = [], stem_convs
+    for size in sizes:
+        first = convs[k]
+        while first > 1 and isinstance(trunk[first - 1].operation, keras.layers.ZeroPadding2D):
+            first -= 1
+        firsts.append(first)
+        k += size
+    ends = [f - 1 for f in firsts[1:]] + [len(trunk) - 1]
+    return [
+        (trunk[first - 1], trunk[first : end + 1], None, None, size)
+        for first, end, size in zip(firsts, ends, sizes, strict=True)
+    ]
+
+
+def blocks(model: keras.Model, like: keras.Model | None = None) -> list[Block]:
+    """The blocks of a residual network, found from its graph (not its layer names).
+
+    A block is the part of the graph between two consecutive trunk tensors (see
+    :func:`trunk_nodes`) that contains an ``Add``: the residual branch, the shortcut (the
+    ``Add``'s input with fewer layers since the block's input) and the addition. What
+    follows the addition (the block's output activation) is not part of it.
+
+    A plain network has no ``Add``; its blocks are those of its residual twin ``like`` (the
+    same builder with ``residual=True``): after as many stem convolutions, the same numbers
+    of convolutions per block, each block ending before the next one's first layer (its
+    output activation included). Without ``like`` a plain net has no blocks.
+    """
+    _check_image_model(model, "blocks")
+    segments, stem = _residual_segments(model)
+    if not segments and like is not None:
+        _check_image_model(like, "blocks")
+        twin, stem = _residual_segments(like)
+        segments = _plain_segments(model, stem, [convs for *_, convs in twin])
+    strides = node_strides(model)
+    out_strides = sorted({strides[id(segment[-1])] for _, segment, *_ in segments})
+    found, counts = [], {}
+    for start, segment, add, shortcut, convs in segments:
+        stride = strides[id(segment[-1])]
+        stage = out_strides.index(stride) + 1
+        counts[stage] = counts.get(stage, 0) + 1
+        found.append(
+            Block(
+                name=f"stage{stage}_block{counts[stage]}",
+                stride=stride,
+                downsampling=stride > strides[id(start)],
+                layers=tuple(n.operation for n in segment),
+                add=None if add is None else add.operation,
+                shortcut=shortcut,
+                convolutions=convs,
+            )
+        )
+    return found

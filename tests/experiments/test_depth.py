@@ -118,19 +118,94 @@ def test_ensembles_rows_per_deleted_block(tmp_path):
 @pytest.mark.parametrize("residual", [True, False])
 def test_deleting_a_block_changes_the_output_but_keeps_the_shape(residual):
     model = kerascnn.zoo.resnet(depth=14, residual=residual, input_shape=(16, 16, 3), num_classes=4)
+    twin = kerascnn.zoo.resnet(depth=14, input_shape=(16, 16, 3), num_classes=4)
     x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
     full = keras.ops.convert_to_numpy(model(x, training=False))
-    names = depth.block_names(model)
+    names = depth.block_names(model, like=twin)
+    # the zoo names its layers stageS_blockB_...: the blocks found from the graph agree
     assert names == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
     for name in names:
-        pruned = depth.delete_block(model, name)
+        pruned = depth.delete_block(model, name, like=twin)
         out = keras.ops.convert_to_numpy(pruned(x, training=False))
         assert out.shape == full.shape
         assert np.abs(out - full).max() > 1e-4, name
-        assert len(pruned.trainable_weights) < len(model.trainable_weights)
+        # the block's two 3x3 convolutions (and their BN) are gone, nothing else
+        assert len(pruned.trainable_weights) == len(model.trainable_weights) - 6, name
         assert not any(layer.name.startswith(name + "_conv") for layer in pruned.layers)
     # The original is untouched.
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x, training=False)), full)
+
+
+def _hand_built_residual_net():
+    """Two residual blocks with names that say nothing: the second down-samples with a
+    1x1 projection given to the Add second. Returns the model and its layers."""
+    L = keras.layers
+    keras.utils.set_random_seed(3)
+    layer = {
+        "stem": L.Conv2D(4, 3, padding="same", name="alpha"),
+        "b1c1": L.Conv2D(4, 3, padding="same", activation="relu", name="beta"),
+        "b1c2": L.Conv2D(4, 3, padding="same", name="gamma"),
+        "add1": L.Add(name="delta"),
+        "out1": L.ReLU(name="epsilon"),
+        "b2c1": L.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="zeta"),
+        "b2c2": L.Conv2D(8, 3, padding="same", name="eta"),
+        "proj": L.Conv2D(8, 1, strides=2, name="theta"),
+        "add2": L.Add(name="iota"),
+        "out2": L.ReLU(name="kappa"),
+        "pool": L.GlobalAveragePooling2D(name="lambda"),
+        "fc": L.Dense(3, name="mu"),
+    }
+    inputs = keras.Input((8, 8, 3))
+    h = layer["stem"](inputs)
+    h = layer["out1"](layer["add1"]([h, layer["b1c2"](layer["b1c1"](h))]))
+    h = layer["out2"](layer["add2"]([layer["b2c2"](layer["b2c1"](h)), layer["proj"](h)]))
+    return keras.Model(inputs, layer["fc"](layer["pool"](h))), layer
+
+
+def test_blocks_come_from_the_graph_not_the_layer_names():
+    from kerascnn.zoo.features import blocks
+
+    model, layer = _hand_built_residual_net()
+    found = blocks(model)
+    assert [b.name for b in found] == ["stage1_block1", "stage2_block1"]
+    assert [(b.stride, b.downsampling, b.shortcut, b.convolutions) for b in found] == [
+        (1, False, 0, 2), (2, True, 1, 2)
+    ]  # fmt: skip
+    assert found[1].add is layer["add2"] and layer["proj"] in found[1].layers
+    assert layer["out1"] not in found[0].layers  # the output activation follows the block
+
+    # deleting block 1 keeps its identity shortcut: the same as a model built without it
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    inputs = keras.Input((8, 8, 3))
+    h = layer["out1"](layer["stem"](inputs))
+    h = layer["out2"](layer["add2"]([layer["b2c2"](layer["b2c1"](h)), layer["proj"](h)]))
+    expected = keras.Model(inputs, layer["fc"](layer["pool"](h)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(depth.delete_block(model, "stage1_block1")(x)),
+        keras.ops.convert_to_numpy(expected(x)), rtol=1e-6, atol=1e-6,
+    )  # fmt: skip
+    # deleting block 2 keeps its projection (the Add's second input)
+    inputs = keras.Input((8, 8, 3))
+    h = layer["out1"](
+        layer["add1"]([layer["stem"](inputs), layer["b1c2"](layer["b1c1"](layer["stem"](inputs)))])
+    )
+    h = layer["out2"](layer["proj"](h))
+    expected = keras.Model(inputs, layer["fc"](layer["pool"](h)))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(depth.delete_block(model, "stage2_block1")(x)),
+        keras.ops.convert_to_numpy(expected(x)), rtol=1e-6, atol=1e-6,
+    )  # fmt: skip
+
+
+def test_a_plain_net_has_its_blocks_only_through_its_residual_twin():
+    plain = kerascnn.zoo.resnet(depth=8, residual=False, input_shape=(16, 16, 3), num_classes=4)
+    twin = kerascnn.zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=4)
+    assert depth.block_names(plain) == []
+    assert depth.block_names(plain, like=twin) == [
+        "stage1_block1",
+        "stage2_block1",
+        "stage3_block1",
+    ]
 
 
 def test_deleting_a_zero_residual_branch_changes_nothing():

@@ -54,7 +54,9 @@ def test_normalization_pipeline_equals_model_layer_and_serializes(small, tmp_pat
     np.testing.assert_array_equal(x_raw, raw)
     mean, std = np.array(small.mean), np.array(small.std)
     np.testing.assert_allclose(x_pipe, (raw - mean) / std, rtol=1e-5, atol=1e-5)
-    model = in_model.wrap(keras.Sequential([keras.layers.Identity()]))
+    inputs = keras.Input(raw.shape[1:])
+    assert len(in_model.model_preprocessing) == 1 and not in_model.model_augmentation
+    model = keras.Model(inputs, in_model.model_preprocessing[0](inputs))
     np.testing.assert_allclose(model(raw).numpy(), x_pipe, rtol=1e-5, atol=1e-5)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)

@@ -10,6 +10,7 @@ import pytest
 
 from kerascnn import pipelines
 from kerascnn.pipelines.loader import BatchLoader
+from kerascnn.tasks import ImageClassifier
 
 pytestmark = [pytest.mark.jax, pytest.mark.torch]
 
@@ -69,9 +70,11 @@ def test_build_numpy_normalizes_one_hots_and_feeds_fit(small):
     raw_pipe = pipelines.build(small, batch_size=25, augment="flip", placement="model",
                                loader="numpy")  # fmt: skip
     assert raw_pipe.dataset[0][0].dtype == np.uint8  # augmentation and normalization in the model
-    model = raw_pipe.wrap(
-        keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(4)]), name="tiny"
-    )
+    images = keras.Input(small.image_shape)
+    model = ImageClassifier(
+        keras.Model(images, keras.layers.Flatten()(images)), 4, pooling=None,
+        preprocessing=raw_pipe.model_preprocessing, augmentation=raw_pipe.model_augmentation,
+    )  # fmt: skip
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(raw_pipe.dataset, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])

@@ -11,6 +11,7 @@ from conftest import CrashAfterEpoch, RecordWeights
 
 import kerascnn
 from kerascnn import pipelines
+from kerascnn.tasks import ImageClassifier
 
 pytestmark = [pytest.mark.jax, pytest.mark.torch]
 
@@ -26,11 +27,12 @@ def sample_run():
     val_pipe = pipelines.build(val, batch_size=64, shuffle=False, normalize=pipe.normalization,
                                normalize_in="model", loader="numpy")  # fmt: skip
     keras.utils.set_random_seed(3)
-    core = keras.Sequential([
-        keras.Input((32, 32, 3)), keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10),
-    ])  # fmt: skip
-    return pipe.wrap(core, name="small"), pipe, val_pipe
+    images = keras.Input((32, 32, 3))
+    features = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(images)
+    backbone = keras.Model(images, features)
+    model = ImageClassifier(backbone, 10, preprocessing=pipe.model_preprocessing,
+                            augmentation=pipe.model_augmentation, name="small")  # fmt: skip
+    return model, pipe, val_pipe
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_epoch():

@@ -222,3 +222,71 @@ def test_loop_calls_the_callback_hooks_as_model_fit_does():
         ("train_end",),
     ]  # fmt: skip
     assert result.epochs_run == 2 and not result.stopped_early
+
+
+# ------------------------------------------- an ImageClassifier: the label format is the task's
+def _task(**kwargs):
+    """An ImageClassifier on 2x2x2 "images" (the 8 features of sign_arrays): flatten,
+    Dense-ReLU, then the task's Dense predictions."""
+    from kerascnn.tasks import ImageClassifier
+
+    keras.utils.set_random_seed(1)
+    images = keras.Input((2, 2, 2))
+    features = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(images))
+    return ImageClassifier(keras.Model(images, features), 2, pooling=None, **kwargs)
+
+
+def _images(arrays):
+    x, y = arrays
+    return x.reshape(-1, 2, 2, 2), y
+
+
+def _numpy_smoothed_loss(weights, x, y, smoothing):
+    """Mean cross-entropy (from logits) against labels smoothed as Keras does:
+    ``onehot * (1 - s) + s / classes``."""
+    w1, b1, w2, b2 = (np.asarray(w, "float64") for w in weights)
+    logits = np.maximum(x.reshape(len(x), -1) @ w1 + b1, 0.0) @ w2 + b2
+    top = logits.max(axis=1, keepdims=True)
+    log_probs = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+    target = np.eye(2)[y] * (1 - smoothing) + smoothing / 2
+    return -(target * log_probs).sum(axis=1).mean()
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_a_task_trains_with_its_own_loss_on_integer_labels_in_both_paths(tmp_path, trainer):
+    """Label smoothing makes the task's loss one-hot; the data stays integer labels, and
+    both trainers (the loop too) convert them: with lr 1e-12 every logged loss is the
+    NumPy smoothed cross-entropy of the initial weights."""
+    train, val = _images(sign_arrays(64, 0)), _images(sign_arrays(32, 1))
+    recipe = get_recipe("vgg-sweep", epochs=2, lr=1e-12, early_stopping=0, label_smoothing=0.2)
+    task = _task(label_smoothing=0.2)
+    initial = task.get_weights()
+    _train(trainer, train, val, recipe, model=task, out_dir=tmp_path)
+    _, rows = _log(tmp_path)
+    for row in rows:
+        np.testing.assert_allclose(
+            [row["loss"], row["val_loss"]],
+            [_numpy_smoothed_loss(initial, *train, 0.2), _numpy_smoothed_loss(initial, *val, 0.2)],
+            rtol=1e-5,
+        )  # fmt: skip
+
+
+def test_the_loop_mixes_with_the_tasks_mixer_and_refuses_one_hot():
+    """In the multi-worker loop a task with MixUp trains on mixed batches (the training loss
+    is not the plain batches' one, the mixer's seed advances) and validates on the plain
+    integer-labelled batches; one_hot is for plain models only."""
+    from kerascnn.layers import MixUp
+
+    train, val = _images(sign_arrays(64, 0)), _images(sign_arrays(32, 1))
+    recipe = get_recipe("vgg-sweep", epochs=1, lr=1e-12, early_stopping=0)
+    task = _task(mixer=MixUp(1.0, seed=4))
+    initial = task.get_weights()
+    state = keras.ops.convert_to_numpy(task.mixer.generator.state).copy()
+    result = _train("loop", train, val, recipe, model=task)
+    assert not np.array_equal(keras.ops.convert_to_numpy(task.mixer.generator.state), state)
+    assert result.history["val_loss"][0] == pytest.approx(
+        _numpy_smoothed_loss(initial, *val, 0.0), rel=1e-5
+    )
+    assert abs(result.history["loss"][0] - _numpy_smoothed_loss(initial, *train, 0.0)) > 1e-3
+    with pytest.raises(ValueError, match="one_hot is for plain models"):
+        _train("loop", train, val, recipe, model=_task(), one_hot=True)

@@ -165,7 +165,10 @@ pytestmark = pytest.mark.jax
             lambda: kerascnn.zoo.LayerScale(0.0),
             r"init_value must be a number > 0; received init_value=0.0",
         ),
-        (lambda: kerascnn.zoo.lenet(subsampling="median"), r"subsampling must be one of 'avg', 'max'"),
+        (
+            lambda: kerascnn.zoo.lenet(subsampling="median"),
+            r"subsampling must be one of 'avg', 'max'",
+        ),
         (
             lambda: kerascnn.zoo.create("resnet57"),
             r"Unknown model name='resnet57'\. Did you mean: .*resnet5",
