@@ -2,7 +2,8 @@
 ``kerascnn/zoo/weights/MODEL-WEIGHTS.npz`` and its entry in ``presets.json``.
 
     python scripts/make_preset.py runs/resnet20-cifar10 --model resnet20 --weights cifar10 \
-        --source ../shared/data/cifar10/train.npz --command "kerascnn train resnet20 ..."
+        --source ../shared/data/cifar10/train.npz --recipe fast-cifar \
+        --command "kerascnn train resnet20 ..."
 
 The run's ``model.keras`` is a :class:`kerascnn.tasks.ImageClassifier` (standardization,
 augmentation, backbone, head); the preset keeps the zoo model's weights (backbone + its
@@ -48,6 +49,7 @@ def main(argv=None) -> None:
     parser.add_argument("--source", required=True, help="the data the run trained on")
     parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", required=True, help="the recipe of the run, e.g. fast-cifar")
     parser.add_argument("--command", required=True, help="the command that trained the run")
     args = parser.parse_args(argv)
 
@@ -94,6 +96,7 @@ def main(argv=None) -> None:
             f"source, 'validation', validation_fraction={args.validation_fraction}, "
             f"seed={args.seed}); trained on the rest"
         ),
+        "recipe": args.recipe,
         "command": args.command,
         "epochs": int(result["epochs_run"]),
         "val_accuracy": float(np.mean(task_pred.argmax(-1) == y)),

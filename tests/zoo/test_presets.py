@@ -1,0 +1,102 @@
+"""Trained weights shipped as presets (issue 15): each one reaches its stated validation
+accuracy on the validation images it names, its file is checked, and its SavedModel export
+predicts the same."""
+
+import hashlib
+
+import keras
+import numpy as np
+import pytest
+from conftest import tf_only
+
+from kerascnn import pipelines, zoo
+from kerascnn.zoo import presets
+
+SHIPPED = [(name, weights) for name, table in presets.presets().items() for weights in table]
+
+
+def test_at_least_one_preset_is_shipped_and_listed():
+    assert ("resnet20", "cifar10") in SHIPPED
+    assert zoo.model_info("resnet20").weights == ("cifar10",)
+    assert zoo.model_info("resnet56").weights == ()
+
+
+def _validation(meta, cifar_npz):
+    # the split the metadata names, carved again from the shared CIFAR-10 file
+    assert meta["data"].endswith("cifar10/train.npz")
+    val = pipelines.load(cifar_npz, "validation", validation_fraction=0.1, seed=0)
+    assert str(len(val)) in meta["split"] and "seed=0" in meta["split"]
+    return val.read(np.arange(len(val))), val.labels
+
+
+@pytest.mark.jax
+@pytest.mark.torch
+@pytest.mark.parametrize(("name", "weights"), SHIPPED)
+def test_preset_reaches_its_stated_validation_accuracy(name, weights, cifar_npz):
+    meta = presets.preset(name, weights)
+    path = presets.WEIGHTS_DIR / meta["file"]
+    assert path.stat().st_size < 5 * 2**20
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
+    x, y = _validation(meta, cifar_npz)
+    model = zoo.create(name, weights=weights)
+    # standardization written out here from the metadata, not through kerascnn
+    inputs = (x.astype("float32") - np.float32(meta["mean"])) / np.float32(meta["std"])
+    accuracy = float(np.mean(model.predict(inputs, batch_size=500, verbose=0).argmax(-1) == y))
+    assert accuracy == pytest.approx(meta["val_accuracy"], abs=2e-4)  # one image in 5,000
+    # the training run's own measurement of the same images (Keras's metric, in the task)
+    assert accuracy == pytest.approx(meta["run_val_accuracy"], abs=2e-4)
+
+
+def test_family_builder_and_create_load_the_same_weights():
+    by_name = zoo.create("resnet20", weights="cifar10")
+    by_builder = zoo.resnet(depth=20, weights="cifar10")
+    for a, b in zip(by_name.weights, by_builder.weights, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    backbone = zoo.create("resnet20", weights="cifar10", include_top=False)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(backbone.get_layer("stage3_block3_conv2").kernel),
+        keras.ops.convert_to_numpy(by_name.get_layer("stage3_block3_conv2").kernel),
+    )
+
+
+def test_weights_that_cannot_serve_the_arguments_are_refused():
+    with pytest.raises(
+        ValueError,
+        match=r"weights='imagenet' are not available for 'resnet20'; available: 'cifar10'",
+    ):
+        zoo.create("resnet20", weights="imagenet")
+    with pytest.raises(
+        ValueError, match=r"have a classifier of 10 classes; received num_classes=100"
+    ):
+        zoo.create("resnet20", weights="cifar10", num_classes=100)
+    with pytest.raises(ValueError, match=r"take 3-channel images"):
+        zoo.create("resnet20", weights="cifar10", input_shape=(32, 32, 1))
+    with pytest.raises(ValueError, match=r"no registered model is resnet\(depth=26\)"):
+        zoo.resnet(depth=26, weights="cifar10")
+    # a new head on the trained features is fine
+    assert zoo.create("resnet20", weights="cifar10", include_top=False).output_shape[-1] == 64
+
+
+def test_a_damaged_weights_file_is_refused(tmp_path, monkeypatch):
+    meta = presets.preset("resnet20", "cifar10")
+    damaged = tmp_path / meta["file"]
+    data = bytearray((presets.WEIGHTS_DIR / meta["file"]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(presets, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="has SHA-256 .* not the .* of presets.json"):
+        zoo.create("resnet20", weights="cifar10")
+
+
+@tf_only
+def test_preset_saved_model_predicts_the_same(tmp_path):
+    import tensorflow as tf
+
+    from kerascnn import export
+
+    model = zoo.create("resnet20", weights="cifar10")
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
+    export.saved_model(model, tmp_path / "1")
+    loaded = tf.saved_model.load(str(tmp_path / "1"))  # keep it: it owns the variables
+    served = loaded.serve(tf.constant(x))
+    np.testing.assert_allclose(served.numpy(), model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
