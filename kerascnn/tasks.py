@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.checks import check_choice, check_float, check_int
 from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
 
 __all__ = ["HEADS", "ImageClassifier", "split_classifier"]
@@ -190,31 +191,18 @@ class ImageClassifier(MixStep, keras.Model):
                 "backbone must take one image input (batch, height, width, channels); "
                 f"received inputs {[t.shape for t in backbone.inputs]}"
             )
-        if pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be 'avg', 'max' or None; received pooling={pooling!r}")
+        check_choice("pooling", pooling, _POOLINGS)
         if activation not in _ACTIVATIONS:
             raise ValueError(
                 f"activation must be None (logits) or 'softmax'; received activation={activation!r}"
             )
         activation = None if activation == "linear" else activation
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0 <= dropout < 1
-        ):
-            raise ValueError(f"dropout must be a number in [0, 1); received dropout={dropout!r}")
-        if isinstance(label_smoothing, bool) or not 0 <= label_smoothing < 1:
-            raise ValueError(
-                f"label_smoothing must be in [0, 1); received label_smoothing={label_smoothing!r}"
-            )
+        check_float("dropout", dropout, 0.0, 1.0)
+        check_float("label_smoothing", label_smoothing, 0.0, 1.0)
         if mixer is not None and not isinstance(mixer, _BatchMixer):
             raise ValueError(f"mixer must be a MixUp or CutMix layer or None; received {mixer!r}")
-        if head is None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-        ):
-            raise ValueError(
-                f"num_classes must be a positive integer; received num_classes={num_classes!r}"
-            )
+        if head is None:
+            check_int("num_classes", num_classes, 1)
         preprocessing, augmentation = list(preprocessing), list(augmentation)
         head_dtype = keras.dtype_policies.get(head_dtype or keras.config.dtype_policy())
         kernel_regularizer = keras.regularizers.get(kernel_regularizer)
