@@ -11,9 +11,10 @@ Benchmarks (``--only`` takes these names):
     train_imagenet  training images/s, ResNet-50 at 224x224, batch 32: kerascnn (both batch
                     norms), keras.applications.ResNet50, PyTorch NCHW and channels_last
     inference       ResNet-56 inference images/s at batch 128 and batch-1 latency p50/p99:
-                    exported SavedModel (kerascnn.export.saved_model) as is, with batch norm
-                    folded (kerascnn.fold), with the fused batch norm; tf.function;
-                    model.predict; PyTorch eval (NCHW, channels_last)
+                    kerascnn.export.serving_export of the zoo model (fused batch norm, folded
+                    into the convolutions by the export, its float32 ``serve`` endpoint),
+                    export.saved_model of the model as is (Keras and fused batch norm);
+                    tf.function; model.predict; PyTorch eval (NCHW, channels_last)
     augment         ResNet-56 training step with in-model flip + pad-crop, with RandAugment, none
     xla             training step with jit_compile on vs off (Keras and fused batch norm)
     levers          steps_per_execution, bfloat16 mixed precision, Grappler options, thread
@@ -61,7 +62,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kerascnn  # noqa: E402
-from benchmarks import nets  # noqa: E402
+from benchmarks import machine, nets, summary  # noqa: E402
 from kerascnn.fold import fold_batchnorm  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -321,16 +322,14 @@ def bench_inference(cfg):
         model(x_warm, training=True)
     fused = kerascnn_resnet(depth, fused=True)
     fused.set_weights(model.get_weights())
-    folded = fold_batchnorm(model)
     x, _ = cifar_data(batch, seed=1)
     x1 = x[:1]
     xt, xt1 = tf.constant(x), tf.constant(x1)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="kerascnn-bench-"))
     loaded = {
         "savedmodel": tf.saved_model.load(kerascnn.export.saved_model(model, tmp / "plain")),
-        "savedmodel_folded_bn": tf.saved_model.load(
-            kerascnn.export.saved_model(folded, tmp / "folded")
-        ),
+        # the product's export: batch norm folded, the float32 ``serve`` endpoint
+        "serving_export": tf.saved_model.load(kerascnn.export.serving_export(fused, tmp / "serving")),
         "savedmodel_fused_bn": tf.saved_model.load(
             kerascnn.export.saved_model(fused, tmp / "fused")
         ),
@@ -430,8 +429,8 @@ def bench_inference(cfg):
     }
     if "torch_eval_channels_last" in res:
         best_torch = max(res[k]["median"] for k in torch_calls)
-        out["folded_savedmodel_vs_best_torch_eval"] = round(
-            res["savedmodel_folded_bn"]["median"] / best_torch, 3
+        out["serving_export_vs_best_torch_eval"] = round(
+            res["serving_export"]["median"] / best_torch, 3
         )
     return out
 
@@ -711,27 +710,12 @@ BENCHES = {
 
 # --------------------------------------------------------------------------- report
 def machine_info():
-    info = {
+    info = machine.cpu()
+    info.update({
         "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
         "gpus": [g.name for g in tf.config.list_physical_devices("GPU")],
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-    }
-    try:
-        flags = pathlib.Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0]
-        info["avx512"] = "avx512f" in flags
-        info["avx512_bf16"] = "avx512_bf16" in flags
-        model = [
-            line.split(":", 1)[1].strip()
-            for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        info["cpu_model"] = model[0] if model else None
-    except (OSError, IndexError):
-        pass
+    })  # fmt: skip
     return info
 
 
@@ -870,11 +854,24 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer steps and rounds (~10 min)")
     parser.add_argument("--only", default=None, help="comma-separated: " + ", ".join(BENCHES))
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    parser.add_argument(
+        "--summary",
+        nargs="?",
+        const="",
+        metavar="RESULTS_JSON",
+        help="print the table of the ratios the README quotes (benchmarks/summary.py): of the "
+        "given results file, or (no file) after measuring " + ", ".join(summary.BENCHMARKS),
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         depth, steps, rounds = (int(v) for v in args.child.split(","))
         return _child_train(depth, steps, rounds)
+    if args.summary:
+        log(summary.markdown(summary.load(args.summary), args.summary))
+        return None
+    if args.summary == "" and not args.only:
+        args.only = ",".join(summary.BENCHMARKS)
     names = list(BENCHES) if not args.only else [n.strip() for n in args.only.split(",")]
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -908,7 +905,14 @@ def main(argv=None):
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(result) + "\n")
     log(f"wrote {args.out / (stem + '.json')} and .md ({result['wall_s']:.0f} s)")
+    if args.summary == "":
+        log(summary.markdown(result, _relative(args.out / f"{stem}.json")))
     return result
+
+
+def _relative(path: pathlib.Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _apply_process_env():

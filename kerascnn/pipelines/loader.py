@@ -75,6 +75,7 @@ class BatchLoader(keras.utils.PyDataset):
         self.seed = int(seed)
         self.drop_remainder = drop_remainder
         self.transform = transform
+        self.random_transform = bool(random_transform)
         self.epoch = 0
         self._labels = dataset.labels.astype(np.int32)
         self._order = self._order_of(0)
@@ -97,7 +98,10 @@ class BatchLoader(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         if not 0 <= index < len(self):
             raise IndexError(f"batch index {index} out of range [0, {len(self)})")
-        positions = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        return self._batch(self._order, index)
+
+    def _batch(self, order: np.ndarray, index: int):
+        positions = order[index * self.batch_size : (index + 1) * self.batch_size]
         images = self.dataset.read(positions)
         labels = self._labels[positions]
         if self.transform is not None:
@@ -113,6 +117,43 @@ class BatchLoader(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.set_epoch(self.epoch + 1)
+
+    @property
+    def streams_endlessly(self) -> bool:
+        """Whether :meth:`endless_tf_dataset` serves the same batches as the epochs of this
+        loader: data held in memory (one reading thread is enough) and no random
+        ``transform`` (reading ahead would move its random draws past an epoch's end, which a
+        resumed run must restore)."""
+        return bool(self.dataset.in_memory) and not self.random_transform
+
+    def endless_tf_dataset(self):
+        """Epoch after epoch of batches as one ``tf.data.Dataset`` (TensorFlow backend).
+
+        The dataset starts at the epoch :meth:`set_epoch` named last when its iterator starts,
+        then serves the batches of that epoch and of every later one, in the loader's order.
+        ``model.fit(..., steps_per_epoch=len(loader))`` then keeps one iterator for the
+        whole run. Given a ``PyDataset``, Keras's TensorFlow trainer makes a new ``tf.data``
+        iterator at every epoch, which sometimes took 1.4-2.5 s
+        (``benchmarks/results/2026-12-01-main-command*.json``).
+        """
+        import tensorflow as tf
+
+        signature = tuple(
+            tf.TensorSpec((None, *array.shape[1:]), tf.as_dtype(array.dtype))
+            for array in self._batch(self._order_of(0), 0)
+        )
+        stream = tf.data.Dataset.from_generator(
+            lambda: self._epochs_from(self.epoch), output_signature=signature
+        )
+        return stream.prefetch(2)
+
+    def _epochs_from(self, epoch: int):
+        """The batches of epoch ``epoch``, then of every later epoch, without end."""
+        while True:
+            order = self._order_of(epoch)
+            for index in range(len(self)):
+                yield self._batch(order, index)
+            epoch += 1
 
     def __iter__(self):
         """One epoch of batches (then the next epoch's order is drawn)."""

@@ -379,11 +379,17 @@ def fit(
         out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
     )
 
+    train_input, fit_steps = train_ds, None
+    if keras.backend.backend() == "tensorflow" and getattr(train_ds, "streams_endlessly", False):
+        # one tf.data iterator for the whole run instead of a new one at every epoch start
+        train_input, fit_steps = train_ds.endless_tf_dataset(), steps
+
     def train_with(callbacks):
         return model.fit(
-            train_ds,
+            train_input,
             validation_data=val_ds,
             epochs=recipe.epochs,
+            steps_per_epoch=fit_steps,
             callbacks=callbacks,
             verbose=verbose,
             shuffle=False,  # the pipelines shuffle with their seed

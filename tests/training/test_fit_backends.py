@@ -73,3 +73,28 @@ def test_crashed_run_resumes_to_the_uninterrupted_weights(tmp_path):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
         changed = changed or not np.allclose(c, a, atol=1e-6)
     assert changed  # the third epoch moved the weights: the comparison above can fail
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's fit path")
+def test_fit_on_tensorflow_streams_the_loaders_epochs_through_one_iterator(monkeypatch):
+    """On TensorFlow, ``fit`` feeds a loader as one endless ``tf.data`` stream (Keras would
+    make a new iterator at each epoch start, a pause of up to 2.5 s measured in
+    benchmarks/results/2026-12-01-main-command*.json): the stream starts once and reads the
+    epochs in order, and the model sees what ``model.fit`` on the loader itself gives (same
+    weights after 3 epochs)."""
+    recipe = kerascnn.training.get_recipe("quick", epochs=3, early_stopping=0)
+    streamed, pipe, val_pipe = sample_run()
+    assert pipe.dataset.streams_endlessly
+    starts = []
+    epochs_from = pipe.dataset._epochs_from
+    monkeypatch.setattr(pipe.dataset, "_epochs_from", lambda e: starts.append(e) or epochs_from(e))
+    kerascnn.training.fit(streamed, pipe, val_pipe, recipe, verbose=0)
+    assert starts == [0]  # one stream, started at epoch 0, for the 3 epochs
+
+    direct, pipe, val_pipe = sample_run()
+    kerascnn.training.loop.compile_model(direct, recipe, len(pipe.dataset))
+    direct.fit(pipe.dataset, validation_data=val_pipe.dataset, epochs=3, verbose=0,
+               shuffle=False, callbacks=[kerascnn.training.loop.LoaderEpoch(pipe.dataset)])  # fmt: skip
+    for a, b in zip(streamed.weights, direct.weights, strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
