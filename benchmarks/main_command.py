@@ -13,7 +13,9 @@
    steady step time (the bar's mean of the later steps); the epoch-start pause is their
    difference (``epoch_rows``).
 
-Writes ``benchmarks/results/<date>-main-command.json`` (machine from ``benchmarks.machine``,
+``--commit REV`` measures an earlier commit the same way (before / after a change).
+
+Writes ``benchmarks/results/<date>-main-command-<commit>.json`` (machine from ``benchmarks.machine``,
 commit, command, times, per-epoch rows, the printed validation accuracy).
 """
 
@@ -112,11 +114,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--keep", action="store_true", help="keep the temporary clone")
+    parser.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
     args = parser.parse_args(argv)
-    command = readme_line("main-command")
+    command = readme_line("main-command")  # today's README's command, at any --commit
     install, train = (part.strip() for part in command.split("&&", 1))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()  # fmt: skip
+    commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()  # fmt: skip
     info = machine.cpu()
     cache_mb = pip_cache_mb()
     work = pathlib.Path(tempfile.mkdtemp(prefix="kerascnn-main-"))
@@ -124,6 +127,7 @@ def main(argv=None) -> dict:
         clone = work / "kerascnn"
         start = time.perf_counter()
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        subprocess.run(["git", "checkout", "-q", commit], cwd=clone, check=True)
         subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True)
         setup_s = time.perf_counter() - start
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
@@ -139,7 +143,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "main_command",
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/main_command.py",
+        "command": "python benchmarks/main_command.py" + (f" --commit {args.commit}" if args.commit != "HEAD" else ""),
         "main_command": command,
         "commit": commit,
         "machine": info,
@@ -154,7 +158,7 @@ def main(argv=None) -> dict:
         "max_pause_after_epoch_1_s": max(later) if later else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['date']}-main-command.json"
+    path = args.out / f"{result['date']}-main-command-{commit[:7]}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{result['machine_label']}")
     print(f"main command {result['main_command_s']} s (install {result['install_s']} s, "
