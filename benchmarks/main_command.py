@@ -1,8 +1,9 @@
 """The README's main command on a fresh clone, timed as a new user meets it, install included.
 
-    python benchmarks/main_command.py [--out DIR] [--keep]
+    python benchmarks/main_command.py [--commits REV,REV] [--rounds N] [--out DIR]
 
-1. ``git clone`` of this repository's committed HEAD into a temporary folder and a new
+1. ``git clone`` of this repository at each commit measured (default HEAD) into a temporary
+   folder and a new
    virtual environment there (``python3 -m venv``; pip's download cache is the user's, as it
    would be on a machine that installed packages before: its size is recorded);
 2. the line after ``<!-- main-command -->`` in README.md, run verbatim by bash in the clone
@@ -13,10 +14,12 @@
    steady step time (the bar's mean of the later steps); the epoch-start pause is their
    difference (``epoch_rows``).
 
-``--commit REV`` measures an earlier commit the same way (before / after a change).
+``--commits A,B --rounds N`` measures several commits (before / after a change) in turns,
+N runs each, and reports each one's median and range.
 
-Writes ``benchmarks/results/<date>-main-command-<commit>.json`` (machine from ``benchmarks.machine``,
-commit, command, times, per-epoch rows, the printed validation accuracy).
+Writes ``benchmarks/results/<date>-main-command.json`` (machine from ``benchmarks.machine``,
+the command; per run: commit, load average, times, per-epoch rows, the printed validation
+accuracy).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import os
 import pathlib
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,18 +114,9 @@ def pip_cache_mb() -> float | None:
     return round(total / 2**20, 1)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary clone")
-    parser.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
-    args = parser.parse_args(argv)
-    command = readme_line("main-command")  # today's README's command, at any --commit
+def one_run(commit: str, command: str) -> dict:
+    """Clone ``commit``, make a venv, run ``command`` (install && train) there; the timings."""
     install, train = (part.strip() for part in command.split("&&", 1))
-    commit = subprocess.run(["git", "rev-parse", args.commit], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.strip()  # fmt: skip
-    info = machine.cpu()
-    cache_mb = pip_cache_mb()
     work = pathlib.Path(tempfile.mkdtemp(prefix="kerascnn-main-"))
     try:
         clone = work / "kerascnn"
@@ -132,38 +127,75 @@ def main(argv=None) -> dict:
         setup_s = time.perf_counter() - start
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
         env["PATH"] = f"{work / 'venv' / 'bin'}:{env['PATH']}"
+        load = [round(v, 2) for v in os.getloadavg()]
         install_s, _ = run(install, clone, env)
         train_s, output = run(train, clone, env)
     finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     epochs = epoch_rows(output)
     accuracy = re.search(r"validation accuracy: ([0-9.]+)", output)
     later = [row["pause_s"] for row in epochs[1:]]
-    result = {
-        "benchmark": "main_command",
-        "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/main_command.py" + (f" --commit {args.commit}" if args.commit != "HEAD" else ""),
-        "main_command": command,
+    return {
         "commit": commit,
-        "machine": info,
-        "machine_label": machine.label(info),
-        "pip_cache_mb_before": cache_mb,
+        "load_average_before": load,
         "clone_and_venv_s": round(setup_s, 1),
         "install_s": round(install_s, 1),
         "train_s": round(train_s, 1),
         "main_command_s": round(install_s + train_s, 1),
         "validation_accuracy": float(accuracy.group(1)) if accuracy else None,
-        "epochs": epochs,
         "max_pause_after_epoch_1_s": max(later) if later else None,
+        "epochs": epochs,
     }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--commits", default="HEAD",
+                        help="comma-separated commits to measure, in turns (default HEAD)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each commit")
+    args = parser.parse_args(argv)
+    command = readme_line("main-command")  # today's README's command, for every commit
+    commits = [
+        subprocess.run(["git", "rev-parse", "--short", c.strip()], cwd=ROOT, check=True,
+                       capture_output=True, text=True).stdout.strip()
+        for c in args.commits.split(",")
+    ]  # fmt: skip
+    info = machine.cpu()
+    result = {
+        "benchmark": "main_command",
+        "date": datetime.date.today().isoformat(),
+        "command": "python benchmarks/main_command.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "main_command": command,
+        "machine": info,
+        "machine_label": machine.label(info),
+        "pip_cache_mb_before": pip_cache_mb(),
+        "runs": [],
+    }
+    print(result["machine_label"], flush=True)
+    for r in range(args.rounds):
+        k = r % len(commits)
+        for commit in commits[k:] + commits[:k]:
+            row = one_run(commit, command)
+            result["runs"].append(row)
+            print(f"{commit}: main command {row['main_command_s']} s (install {row['install_s']} s, "
+                  f"train {row['train_s']} s); validation accuracy {row['validation_accuracy']}; "
+                  f"largest epoch-start pause after epoch 1: {row['max_pause_after_epoch_1_s']} s",
+                  flush=True)  # fmt: skip
+    result["by_commit"] = {
+        commit: {
+            "main_command_s_median": statistics.median(r["main_command_s"] for r in rows),
+            "main_command_s_range": [min(r["main_command_s"] for r in rows),
+                                     max(r["main_command_s"] for r in rows)],
+            "max_pause_after_epoch_1_s": max(r["max_pause_after_epoch_1_s"] for r in rows),
+        }
+        for commit in commits
+        if (rows := [r for r in result["runs"] if r["commit"] == commit])
+    }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['date']}-main-command-{commit[:7]}.json"
+    path = args.out / f"{result['date']}-main-command.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"{result['machine_label']}")
-    print(f"main command {result['main_command_s']} s (install {result['install_s']} s, "
-          f"train {result['train_s']} s); validation accuracy {result['validation_accuracy']}; "
-          f"largest epoch-start pause after epoch 1: {result['max_pause_after_epoch_1_s']} s")
+    print(json.dumps(result["by_commit"], indent=1))
     print(f"wrote {path}")
     return result
 
