@@ -121,24 +121,31 @@ def cifar_data(batch, shape=(32, 32, 3), classes=10, scale=1.0, seed=0):
 
 
 def keras_trainer(model, x, y, steps, jit_compile=False, steps_per_execution=1):
-    """A runner timing ``steps`` training steps of ``model.fit`` on one in-memory batch."""
+    """A runner timing ``steps`` training steps of ``model`` on one in-memory batch: Keras's
+    own compiled train function (what ``fit`` calls each step) on one ``tf.data`` iterator
+    kept for the whole benchmark. A ``model.fit`` call per round would also time Keras's
+    per-call setup and a new ``tf.data`` iterator, which sometimes took 1.4-2.5 s on its own
+    (benchmarks/results/2026-12-01-main-command.json) against a 0.1-0.5 s step."""
     model.compile(
         keras.optimizers.SGD(LR, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    train_function = model.make_train_function()
+    calls = max(1, steps // steps_per_execution)
+    train_function(iterator)  # trace and compile
     batch = x.shape[0]
-    model.fit(ds, steps_per_epoch=steps_per_execution, epochs=1, verbose=0, shuffle=False)
     state = {}
 
     def run():
         t = time.perf_counter()
-        h = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
+        for _ in range(calls):
+            logs = train_function(iterator)
+        state["loss"] = float(logs["loss"])  # waits for the last step
         dt = time.perf_counter() - t
-        state["loss"] = float(h.history["loss"][-1])
-        return batch * steps / dt
+        return batch * calls * steps_per_execution / dt
 
     run.state = state
     return run
@@ -902,6 +909,8 @@ def main(argv=None):
         stem += "-" + "-".join(names)
     if args.quick:
         stem += "-quick"
+    if result["machine"].get("isa_caps"):  # a run with the instruction set capped
+        stem += "-" + "-".join(f"{k}-{v}" for k, v in result["machine"]["isa_caps"].items())
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(result) + "\n")
     log(f"wrote {args.out / (stem + '.json')} and .md ({result['wall_s']:.0f} s)")
