@@ -3,9 +3,9 @@
     python benchmarks/main_command.py [--commits REV,REV] [--rounds N] [--out DIR]
 
 1. ``git clone`` of this repository at each commit measured (default HEAD) into a temporary
-   folder and a new
-   virtual environment there (``python3 -m venv``; pip's download cache is the user's, as it
-   would be on a machine that installed packages before: its size is recorded);
+   folder and a new virtual environment there (``python3 -m venv``; pip's download cache is
+   the user's, as it would be on a machine that installed packages before: its size is
+   recorded);
 2. the line after ``<!-- main-command -->`` in README.md, run verbatim by bash in the clone
    with the venv first on PATH, its two halves (``pip install ...`` and ``kerascnn train ...``,
    split at the first ``&&``) timed separately;
@@ -17,7 +17,7 @@
 ``--commits A,B --rounds N`` measures several commits (before / after a change) in turns,
 N runs each, and reports each one's median and range.
 
-Writes ``benchmarks/results/<date>-main-command.json`` (machine from ``benchmarks.machine``,
+Writes ``benchmarks/results/<date>-main-command-<commits>.json`` (machine from ``benchmarks.machine``,
 the command; per run: commit, load average, times, per-epoch rows, the printed validation
 accuracy).
 """
@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
         if (rows := [r for r in result["runs"] if r["commit"] == commit])
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['date']}-main-command.json"
+    path = args.out / f"{result['date']}-main-command-{'-'.join(commits)}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result["by_commit"], indent=1))
     print(f"wrote {path}")

@@ -125,7 +125,7 @@ def keras_trainer(model, x, y, steps, jit_compile=False, steps_per_execution=1):
     own compiled train function (what ``fit`` calls each step) on one ``tf.data`` iterator
     kept for the whole benchmark. A ``model.fit`` call per round would also time Keras's
     per-call setup and a new ``tf.data`` iterator, which sometimes took 1.4-2.5 s on its own
-    (benchmarks/results/2026-12-01-main-command.json) against a 0.1-0.5 s step."""
+    (benchmarks/results/2026-12-01-main-command-b4b5ac4-566fd08.json) against a 0.1-0.5 s step."""
     model.compile(
         keras.optimizers.SGD(LR, momentum=0.9),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -133,7 +133,8 @@ def keras_trainer(model, x, y, steps, jit_compile=False, steps_per_execution=1):
         steps_per_execution=steps_per_execution,
     )
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    train_function = model.make_train_function()
+    model.make_train_function()
+    train_function = model.train_function
     calls = max(1, steps // steps_per_execution)
     train_function(iterator)  # trace and compile
     batch = x.shape[0]

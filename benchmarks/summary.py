@@ -54,7 +54,8 @@ def rows(result: dict) -> list[tuple[str, str, str]]:
 
     peak = b.get("peak", {}).get("best_gflops")
     if peak:
-        out.append(("float32 matrix product peak", f"{peak:.0f} GFLOP/s", "best of 1024/2048"))
+        sizes = "/".join(k.split("_")[1] for k in b["peak"] if k.startswith("matmul_"))
+        out.append(("float32 matrix product peak", f"{peak:.0f} GFLOP/s", f"best of n = {sizes}"))
     for depth in (56, 20):
         e = b.get("train_cifar", {}).get(f"resnet{depth}")
         if not e or "images_per_s" not in e:

@@ -134,7 +134,7 @@ class BatchLoader(keras.utils.PyDataset):
         ``model.fit(..., steps_per_epoch=len(loader))`` then keeps one iterator for the
         whole run. Given a ``PyDataset``, Keras's TensorFlow trainer makes a new ``tf.data``
         iterator at every epoch, which sometimes took 1.4-2.5 s
-        (``benchmarks/results/2026-12-01-main-command.json``).
+        (``benchmarks/results/2026-12-01-main-command-b4b5ac4-566fd08.json``).
         """
         import tensorflow as tf
 

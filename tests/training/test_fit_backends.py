@@ -79,7 +79,7 @@ def test_crashed_run_resumes_to_the_uninterrupted_weights(tmp_path):
 def test_fit_on_tensorflow_streams_the_loaders_epochs_through_one_iterator(monkeypatch):
     """On TensorFlow, ``fit`` feeds a loader as one endless ``tf.data`` stream (Keras would
     make a new iterator at each epoch start, a pause of up to 2.5 s measured in
-    benchmarks/results/2026-12-01-main-command.json): the stream starts once and reads the
+    benchmarks/results/2026-12-01-main-command-b4b5ac4-566fd08.json): the stream starts once and reads the
     epochs in order, and the model sees what ``model.fit`` on the loader itself gives (same
     weights after 3 epochs)."""
     recipe = kerascnn.training.get_recipe("quick", epochs=3, early_stopping=0)
