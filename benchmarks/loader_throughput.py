@@ -34,28 +34,10 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 import kerascnn  # noqa: E402
+from benchmarks import machine  # noqa: E402
 from kerascnn import pipelines  # noqa: E402
 
 DEFAULT_NPZ = ROOT.parent / "shared" / "data" / "cifar10" / "train.npz"
-
-
-def machine() -> dict:
-    info = {"platform": platform.platform(), "cpu_count": os.cpu_count()}
-    try:
-        text = pathlib.Path("/proc/cpuinfo").read_text()
-        flags = text.split("flags")[1].split("\n")[0]
-        info["cpu_model"] = next(
-            line.split(":", 1)[1].strip()
-            for line in text.splitlines()
-            if line.startswith("model name")
-        )
-        info["avx2"] = " avx2" in flags
-        info["avx512f"] = "avx512f" in flags
-        info["fma"] = " fma" in flags
-    except (OSError, IndexError, StopIteration):
-        pass
-    info["load_average_at_start"] = list(os.getloadavg())
-    return info
 
 
 def loader_alone(npz: pathlib.Path, batch_size: int, epochs: int) -> dict:
@@ -138,7 +120,7 @@ def main(argv=None) -> int:
         "benchmark": "loader_throughput",
         "date": datetime.date.today().isoformat(),
         "command": " ".join([f"KERAS_BACKEND={backend}", "python", *sys.argv]),
-        "machine": machine(),
+        "machine": machine.cpu(),
         "versions": {
             "python": platform.python_version(),
             "keras": keras.__version__,

@@ -204,22 +204,10 @@ def split_description(y, train_pos, val_pos, seed, data_info) -> dict:
 
 
 # --------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info(keras_backend: str, with_torch: bool) -> dict:
-    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "keras_backend": keras_backend}
-    try:
-        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        pass
+    from benchmarks import machine
+
+    info = {**machine.cpu(), "keras_backend": keras_backend}
     gpu = None
     if keras_backend == "jax":
         import jax
