@@ -604,7 +604,7 @@ def bench_levers(cfg):
                 child[name][k].append(v)
             log(f"    threads/oneDNN {name:22s} {r}")
     out["processes"] = {
-        "note": "fused-BN ResNet-20, train (fit) and tf.function inference images/s at batch "
+        "note": "fused-BN ResNet-20, train (the compiled train step) and tf.function inference images/s at batch "
         "128, one child process per setting, settings alternated",
         "results": {
             n: {k: (statistics.median(v) if k != "error" else v[-1]) for k, v in d.items()}
