@@ -151,8 +151,11 @@ def one_run(commit: str, command: str) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--commits", default="HEAD",
-                        help="comma-separated commits to measure, in turns (default HEAD)")
+    parser.add_argument(
+        "--commits",
+        default="HEAD",
+        help="comma-separated commits to measure, in turns (default HEAD)",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each commit")
     args = parser.parse_args(argv)
     command = readme_line("main-command")  # today's README's command, for every commit
@@ -165,7 +168,8 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "main_command",
         "date": datetime.date.today().isoformat(),
-        "command": "python benchmarks/main_command.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/main_command.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "main_command": command,
         "machine": info,
         "machine_label": machine.label(info),

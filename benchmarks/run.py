@@ -337,7 +337,9 @@ def bench_inference(cfg):
     loaded = {
         "savedmodel": tf.saved_model.load(kerascnn.export.saved_model(model, tmp / "plain")),
         # the product's export: batch norm folded, the float32 ``serve`` endpoint
-        "serving_export": tf.saved_model.load(kerascnn.export.serving_export(fused, tmp / "serving")),
+        "serving_export": tf.saved_model.load(
+            kerascnn.export.serving_export(fused, tmp / "serving")
+        ),
         "savedmodel_fused_bn": tf.saved_model.load(
             kerascnn.export.saved_model(fused, tmp / "fused")
         ),
@@ -749,7 +751,7 @@ def markdown(result):
     lines = [
         f"# kerascnn benchmarks, {result['date']}",
         "",
-        f"Machine: {result['machine'].get('cpu_model')} ({result['machine']['cpu_count']} cores), "
+        f"Machine: {machine.label(result['machine'])}, "
         f"load average at start {result['machine'].get('load_average_at_start')}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in result["versions"].items())
         + ".",

@@ -36,7 +36,10 @@ def _ratio(res: dict, top: str, bottom: str):
     a, b = _median(res, top), _median(res, bottom)
     if a is None or b is None:
         return None
-    return f"{a / b:.2f}x", f"{a:.0f} / {b:.0f} images/s [{_range(res[top])} / {_range(res[bottom])}]"
+    return (
+        f"{a / b:.2f}x",
+        f"{a:.0f} / {b:.0f} images/s [{_range(res[top])} / {_range(res[bottom])}]",
+    )
 
 
 def _range(entry: dict) -> str:
@@ -62,7 +65,10 @@ def rows(result: dict) -> list[tuple[str, str, str]]:
             continue
         res = e["images_per_s"]
         name = f"ResNet-{depth} training"
-        add(f"{name}: kerascnn / PyTorch channels_last", _ratio(res, "kerascnn", "torch_channels_last"))
+        add(
+            f"{name}: kerascnn / PyTorch channels_last",
+            _ratio(res, "kerascnn", "torch_channels_last"),
+        )
         add(f"{name}: kerascnn / PyTorch NCHW", _ratio(res, "kerascnn", "torch_nchw"))
         add(f"{name}: kerascnn / plain Keras", _ratio(res, "kerascnn", "plain_keras"))
         if peak and _median(res, "kerascnn"):
@@ -75,7 +81,10 @@ def rows(result: dict) -> list[tuple[str, str, str]]:
         name = "ResNet-56 inference"
         add(f"{name}: serving_export / PyTorch eval channels_last",
             _ratio(res, "serving_export", "torch_eval_channels_last"))  # fmt: skip
-        add(f"{name}: serving_export / model.predict", _ratio(res, "serving_export", "model_predict"))
+        add(
+            f"{name}: serving_export / model.predict",
+            _ratio(res, "serving_export", "model_predict"),
+        )
         lat = e.get("batch1_latency", {})
         if "serving_export" in lat and "torch_eval_channels_last" in lat:
             out.append((f"{name}, batch 1: p50 latency, serving_export / PyTorch channels_last",

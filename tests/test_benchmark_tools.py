@@ -100,7 +100,10 @@ def test_summary_rows_are_the_ratios_of_the_results_file(tmp_path):
     assert table["ResNet-56 training: kerascnn's share of the peak"] == "45 %"  # 120*0.75/200
     assert table["ResNet-56 inference: serving_export / PyTorch eval channels_last"] == "1.40x"
     text = summary.markdown(result, "benchmarks/results/x.json")
-    assert "| ResNet-56 training: kerascnn / PyTorch channels_last | 1.20x (target 1.0x: met) |" in text
+    assert (
+        "| ResNet-56 training: kerascnn / PyTorch channels_last | 1.20x (target 1.0x: met) |"
+        in text
+    )
     assert "(target 1.2x: met)" in text and "`benchmarks/results/x.json`" in text
 
 
