@@ -19,6 +19,7 @@ from typing import Any
 from kerascnn.errors import UserInputError
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_data_format",
     "check_float",
@@ -41,6 +42,13 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """``value`` if it is an int >= ``minimum`` (``bool`` is refused)."""
     if not _is_int(value) or value < minimum:
         raise UserInputError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is ``True`` or ``False`` (``0``, ``1`` and strings are refused)."""
+    if not isinstance(value, bool):
+        raise UserInputError(f"{name} must be True or False; received {name}={value!r}")
     return value
 
 

@@ -25,6 +25,8 @@ import keras
 
 from kerascnn.checks import check_choice, check_float, check_int
 from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
+from kerascnn.layers.standardize import Standardize
+from kerascnn.zoo.pixels import PixelInputCheck
 
 __all__ = ["HEADS", "ImageClassifier", "split_classifier"]
 
@@ -121,7 +123,7 @@ def _generic_head_arguments(head: keras.Model) -> dict | None:
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
-class ImageClassifier(MixStep, keras.Model):
+class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
     """An image classifier built from a backbone: a functional Keras model.
 
     Args:
@@ -149,6 +151,10 @@ class ImageClassifier(MixStep, keras.Model):
         head_dtype: dtype policy of the head's layers (default: the global policy); the
             output is float32 in any case.
         name: the model's name.
+
+    Input: with a :class:`~kerascnn.layers.Standardize` in ``preprocessing`` the task takes
+    raw 0..255 pixels, and floats in 0..1 given to ``predict`` / ``evaluate`` / a call raise a
+    :class:`~kerascnn.zoo.pixels.PixelRangeWarning`.
 
     Labels: data pipelines give integer class ids. :attr:`label_format` is the format the
     task trains with (``"onehot"`` with a mixer or label smoothing, else ``"sparse"``), and
@@ -265,6 +271,10 @@ class ImageClassifier(MixStep, keras.Model):
         self.head_dtype = head_dtype
         self._output_kind = kind
         self._onehot_labels = self.label_format == "onehot"
+
+    def takes_pixels(self) -> bool:
+        """Whether the task's input is raw pixels (its preprocessing standardizes them)."""
+        return any(isinstance(layer, Standardize) for layer in self.preprocessing)
 
     @staticmethod
     def _kind(activation, head) -> str:
@@ -405,6 +415,7 @@ class ImageClassifier(MixStep, keras.Model):
         input_shape=None,
         head: str = "auto",
         zoo_kwargs: dict | None = None,
+        weights: str | None = None,
         **kwargs,
     ) -> ImageClassifier:
         """The task of zoo model ``model_name``: its features as the backbone and a head.
@@ -412,6 +423,11 @@ class ImageClassifier(MixStep, keras.Model):
         Args:
             model_name: a name of :func:`kerascnn.zoo.list_models`.
             num_classes, input_shape: for the zoo builder (its defaults when None).
+            weights: trained weights of ``model_name`` (``kerascnn.zoo.model_info(name).weights``):
+                the backbone and top take them, and ``preprocessing`` defaults to their
+                standardization (:func:`kerascnn.zoo.presets.preprocessing`), so the task
+                takes raw 0..255 pixels. ``head="auto"`` then keeps the trained top
+                (``"zoo"``); ``"generic"`` puts a new, untrained head on the features.
             head: ``"zoo"``: the builder's own top (:func:`split_classifier`; e.g. VGG's
                 fully connected layers, MobileNet v3's and ConvNeXt's heads), only the float32
                 output added; ``"generic"``: global pooling, dropout and ``Dense``
@@ -437,6 +453,12 @@ class ImageClassifier(MixStep, keras.Model):
         build.pop("include_top", None)
         build.pop("pooling", None)
         kwargs.setdefault("name", model_name)
+        if weights is not None:
+            from kerascnn.zoo import presets
+
+            kwargs.setdefault("preprocessing", presets.preprocessing(model_name, weights))
+            build.update(weights=weights, include_preprocessing=False)
+            head = "zoo" if head == "auto" else head  # keep the trained top's weights
         return cls.from_model(zoo.create(model_name, **build), head=head, **kwargs)
 
     @classmethod

@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.checks import check_data_format, check_int, check_pair
+from kerascnn.checks import check_bool, check_data_format, check_int, check_pair
 
 __all__ = [
     "Conv2DKernelMixin",
@@ -41,8 +41,7 @@ class KernelLayerMixin:
     """Activation, bias and initializer arguments of ``activation(op(x, kernel) + bias)``."""
 
     def _init_kernel_args(self, activation, use_bias, kernel_initializer, bias_initializer):
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"use_bias must be True or False; received use_bias={use_bias!r}")
+        check_bool("use_bias", use_bias)
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

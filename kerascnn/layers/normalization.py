@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from kerascnn.checks import check_choice, check_float, check_int
+from kerascnn.checks import check_bool, check_choice, check_float, check_int
 
 __all__ = [
     "axis_normalization",
@@ -162,9 +162,8 @@ class AxisNormalization(keras.layers.Layer):
         check_float("momentum", momentum, 0, 1)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
             raise ValueError(f"epsilon must be a number > 0; received epsilon={epsilon!r}")
-        for name, value in (("center", center), ("scale", scale)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False; received {name}={value!r}")
+        check_bool("center", center)
+        check_bool("scale", scale)
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.center = center

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
-from kerascnn.checks import check_choice, check_int
+from kerascnn.checks import check_bool, check_choice, check_int
 
 __all__ = [
     "evaluations_per_step",
@@ -161,9 +161,8 @@ class ODEFunction(keras.layers.Layer):
             raise ValueError(
                 f"kernel_size must be an odd integer >= 1; received kernel_size={kernel_size!r}"
             )
-        for name, value in (("time_conditioned", time_conditioned), ("zero_init", zero_init)):
-            if not isinstance(value, bool):
-                raise ValueError(f"{name} must be True or False; received {name}={value!r}")
+        check_bool("time_conditioned", time_conditioned)
+        check_bool("zero_init", zero_init)
         self.filters = filters
         self.kernel_size = kernel_size
         self.norm_groups = norm_groups

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.checks import check_int
+from kerascnn.checks import check_bool, check_int
 from kerascnn.layers.dropout import DropoutBase, check_rate, dropout
 
 __all__ = [
@@ -73,10 +73,7 @@ class StochasticDepth(DropoutBase):
 
     def __init__(self, rate: float, seed: int | None = None, scale_by_keep: bool = True, **kwargs):
         super().__init__(rate, seed=seed, **kwargs)
-        if not isinstance(scale_by_keep, bool):
-            raise ValueError(
-                f"scale_by_keep must be True or False; received scale_by_keep={scale_by_keep!r}"
-            )
+        check_bool("scale_by_keep", scale_by_keep)
         self.scale_by_keep = scale_by_keep
         self._build_at_init()
 

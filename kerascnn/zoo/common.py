@@ -14,7 +14,8 @@ from typing import Any
 
 import keras
 
-from kerascnn.checks import check_choice, check_float, check_input_shape, check_int  # noqa: F401
+from kerascnn.checks import check_bool, check_choice, check_float, check_input_shape, check_int  # noqa: F401
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "ACTIVATION_SUFFIX",
@@ -245,8 +246,7 @@ POOLINGS = (None, "avg", "max")
 
 def check_top(include_top, pooling) -> None:
     """``include_top`` a bool; ``pooling`` one of :data:`POOLINGS`, only without the top."""
-    if not isinstance(include_top, bool):
-        raise ValueError(f"include_top must be True or False; received include_top={include_top!r}")
+    check_bool("include_top", include_top)
     check_choice("pooling", pooling, POOLINGS)
     if include_top and pooling is not None:
         raise ValueError(
@@ -345,7 +345,11 @@ Arguments of every zoo builder:
     name: the model's name (default: derived from the configuration).
     weights: trained weights of the registered variant these arguments build (e.g.
         ``resnet(depth=20, weights="cifar10")``; ``kerascnn list`` shows which exist);
-        ``None`` (default) initializes randomly.
+        ``None`` (default) initializes randomly. A model with weights takes raw 0..255
+        pixels (uint8 or float) and standardizes them as the weights were trained.
+    include_preprocessing: with ``weights``: ``False`` returns the bare network, whose input
+        is the standardized image (``kerascnn.zoo.presets.standardize``); default: the
+        preset's standardization is the model's first layer (``kerascnn.zoo.pixels``).
 """
 
 
@@ -362,23 +366,39 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
     ]
 
     @functools.wraps(fn)
-    def build(*args, weights=None, **kwargs):
+    def build(*args, weights=None, include_preprocessing=None, **kwargs):
         shared = Shared(**{n: kwargs.pop(n) for n in names if n in kwargs})
         if weights is None:
+            check_no_preprocessing(include_preprocessing)
             return fn(*args, shared=shared, **kwargs)
         from kerascnn.zoo import presets, registry
 
         arguments = signature.bind_partial(*args, **kwargs).arguments
-        name = registry.variant_of(build, arguments)
-        presets.check_compatible(
-            name, weights, shared.input_shape, shared.num_classes, shared.include_top
-        )
-        return presets.load_weights(fn(*args, shared=shared, **kwargs), name, weights)
+        return presets.pretrained(
+            lambda: fn(*args, shared=shared, **kwargs),
+            registry.variant_of(build, arguments), weights,
+            input_shape=shared.input_shape, num_classes=shared.num_classes,
+            include_top=shared.include_top, include_preprocessing=include_preprocessing,
+        )  # fmt: skip
 
-    weights = inspect.Parameter("weights", inspect.Parameter.KEYWORD_ONLY, default=None)
-    build.__signature__ = signature.replace(parameters=own + added + [weights])
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    extra = [
+        inspect.Parameter("weights", keyword, default=None),
+        inspect.Parameter("include_preprocessing", keyword, default=None),
+    ]
+    build.__signature__ = signature.replace(parameters=own + added + extra)
     build.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n" + SHARED_DOC
     return build
+
+
+def check_no_preprocessing(include_preprocessing) -> None:
+    """Without weights there are no statistics to standardize with: refuse
+    ``include_preprocessing=True``."""
+    if include_preprocessing not in (None, False):
+        raise UserInputError(
+            "include_preprocessing applies to trained weights (their standardization); pass "
+            f"weights=... or leave it out; received include_preprocessing={include_preprocessing!r}"
+        )
 
 
 def model_inputs(input_shape, default, name="input"):

@@ -183,8 +183,7 @@ def inception_v3(
     Returns:
         A functional ``keras.Model`` with layer names like ``mixed6b_b3_conv2``.
     """
-    if not isinstance(aux_logits, bool):
-        raise ValueError(f"aux_logits must be True or False; received aux_logits={aux_logits!r}")
+    common.check_bool("aux_logits", aux_logits)
     common.check_float("dropout", dropout, 0.0, 1.0)
     input_shape, inputs = shared.inputs((299, 299, 3))
     if input_shape[0] < MIN_INPUT or input_shape[1] < MIN_INPUT:

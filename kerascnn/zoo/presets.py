@@ -7,6 +7,11 @@ trained and validated on, the recipe and command, epochs, validation accuracy, d
 input standardization it expects (per-channel mean and std of raw 0..255 pixels) and the
 file's SHA-256, which is checked on every load. ``scripts/make_preset.py`` writes both from a
 ``kerascnn train`` run folder.
+
+A model created with weights takes raw pixels: :func:`pretrained` puts the preset's
+standardization in front of the network (:mod:`kerascnn.zoo.pixels`), unless
+``include_preprocessing=False`` asks for the bare network, whose input is
+:func:`standardize`'s output.
 """
 
 from __future__ import annotations
@@ -15,11 +20,20 @@ import functools
 import hashlib
 import json
 import pathlib
+from collections.abc import Callable
 
 import keras
 import numpy as np
 
-__all__ = ["WEIGHTS_DIR", "load_weights", "preset", "presets", "standardize"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "load_weights",
+    "preprocessing",
+    "preset",
+    "presets",
+    "pretrained",
+    "standardize",
+]
 
 WEIGHTS_DIR = pathlib.Path(__file__).with_name("weights")
 
@@ -90,8 +104,45 @@ def load_weights(model: keras.Model, name: str, weights: str) -> keras.Model:
     return model
 
 
+def preprocessing(name: str, weights: str) -> list[keras.Layer]:
+    """The layers that turn raw 0..255 pixels into the input ``name``'s weights ``weights``
+    were trained on: one :class:`~kerascnn.layers.Standardize` (layer ``standardize``)."""
+    from kerascnn.layers import Standardize
+
+    meta = preset(name, weights)
+    return [Standardize(meta["mean"], meta["std"], name="standardize")]
+
+
+def pretrained(
+    build: Callable[[], keras.Model],
+    name: str,
+    weights: str,
+    *,
+    input_shape=None,
+    num_classes=None,
+    include_top: bool = True,
+    include_preprocessing: bool | None = None,
+) -> keras.Model:
+    """``build()`` with the weights ``weights`` of the registered ``name`` (after refusing
+    arguments they cannot serve) and, unless ``include_preprocessing`` is False, the preset's
+    :func:`preprocessing` in front: a :class:`~kerascnn.zoo.pixels.PixelModel` that takes raw
+    0..255 pixels. With ``include_preprocessing=False``: the bare network, whose input is
+    :func:`standardize`'s output."""
+    from kerascnn.checks import check_bool
+    from kerascnn.zoo.pixels import with_preprocessing
+
+    if include_preprocessing is not None:
+        check_bool("include_preprocessing", include_preprocessing)
+    check_compatible(name, weights, input_shape, num_classes, include_top)
+    model = load_weights(build(), name, weights)
+    if include_preprocessing is False:
+        return model
+    return with_preprocessing(model, preprocessing(name, weights))
+
+
 def standardize(images, name: str, weights: str) -> np.ndarray:
-    """Raw 0..255 pixels standardized as the preset was trained: ``(x - mean) / std``."""
+    """Raw 0..255 pixels standardized as the preset was trained: ``(x - mean) / std``, the
+    input of the bare network (``include_preprocessing=False``)."""
     meta = preset(name, weights)
     mean = np.asarray(meta["mean"], "float32")
     std = np.asarray(meta["std"], "float32")

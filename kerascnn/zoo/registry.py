@@ -204,25 +204,37 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create(name: str, weights: str | None = None, **overrides) -> keras.Model:
+def create(
+    name: str,
+    weights: str | None = None,
+    include_preprocessing: bool | None = None,
+    **overrides,
+) -> keras.Model:
     """Build the registered model ``name``; ``overrides`` go to its family builder,
     e.g. ``create("resnet56", num_classes=100, shortcut="B")`` or
     ``create("resnet50", include_top=False, pooling="avg")``.
 
     ``weights`` names trained weights of the row (``model_info(name).weights``, e.g.
     ``"cifar10"``): they are loaded after their SHA-256 is checked; weights that do not exist,
-    or arguments they cannot serve (another number of classes), are refused by name.
+    or arguments they cannot serve (another number of classes), are refused by name. The
+    model then takes raw 0..255 pixels, uint8 or float: its first layer is the weights' own
+    standardization (a :class:`kerascnn.zoo.pixels.PixelModel`).
+    ``include_preprocessing=False`` returns the bare network instead, whose input is
+    ``kerascnn.zoo.presets.standardize(pixels, name, weights)``.
     """
     info = model_info(name)
     if weights is None:
+        from kerascnn.zoo.common import check_no_preprocessing
+
+        check_no_preprocessing(include_preprocessing)
         return info.build(**overrides)
     from kerascnn.zoo import presets
 
-    presets.check_compatible(
-        name, weights, overrides.get("input_shape"), overrides.get("num_classes"),
-        overrides.get("include_top", True),
+    return presets.pretrained(
+        lambda: info.build(**overrides), name, weights,
+        input_shape=overrides.get("input_shape"), num_classes=overrides.get("num_classes"),
+        include_top=overrides.get("include_top", True), include_preprocessing=include_preprocessing,
     )  # fmt: skip
-    return presets.load_weights(info.build(**overrides), name, weights)
 
 
 def variant_of(builder: Callable[..., keras.Model], arguments: Mapping[str, object]) -> str:

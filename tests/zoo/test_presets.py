@@ -38,13 +38,19 @@ def test_preset_reaches_its_stated_validation_accuracy(name, weights, cifar_npz)
     assert path.stat().st_size < 5 * 2**20
     assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
     x, y = _validation(meta, cifar_npz)
-    model = zoo.create(name, weights=weights)
+    assert x.dtype == np.uint8
+    bare = zoo.create(name, weights=weights, include_preprocessing=False)
     # standardization written out here from the metadata, not through kerascnn
     inputs = (x.astype("float32") - np.float32(meta["mean"])) / np.float32(meta["std"])
-    accuracy = float(np.mean(model.predict(inputs, batch_size=500, verbose=0).argmax(-1) == y))
+    bare_pred = bare.predict(inputs, batch_size=500, verbose=0).argmax(-1)
+    accuracy = float(np.mean(bare_pred == y))
     assert accuracy == pytest.approx(meta["val_accuracy"], abs=2e-4)  # one image in 5,000
     # the training run's own measurement of the same images (Keras's metric, in the task)
     assert accuracy == pytest.approx(meta["run_val_accuracy"], abs=2e-4)
+    # the model users get takes the raw uint8 pixels and scores the same
+    pixel_pred = zoo.create(name, weights=weights).predict(x, batch_size=500, verbose=0)
+    assert float(np.mean(pixel_pred.argmax(-1) == y)) == pytest.approx(accuracy, abs=2e-4)
+    assert np.mean(pixel_pred.argmax(-1) == bare_pred) > 0.999
 
 
 def test_family_builder_and_create_load_the_same_weights():

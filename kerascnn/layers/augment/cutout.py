@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.checks import check_float
+from kerascnn.checks import check_bool, check_float
 from kerascnn.layers.augment.base import BaseAugmentation, batch_size
 
 __all__ = [
@@ -84,10 +84,7 @@ class Cutout(BaseAugmentation):
                 "size must be an integer >= 1 (pixels) or a float in (0, 1] (fraction of the "
                 f"smaller side); received size={size!r}"
             )
-        if not isinstance(per_channel, bool):
-            raise ValueError(
-                f"per_channel must be True or False; received per_channel={per_channel!r}"
-            )
+        check_bool("per_channel", per_channel)
         self.size = size
         self.fill_value = check_float("fill_value", fill_value, -1e30, 1e30, high_inclusive=True)
         self.per_channel = per_channel
