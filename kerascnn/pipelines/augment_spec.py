@@ -7,13 +7,18 @@ augmentation layers, in order):
 item                layer                                                 default args
 ==================  ====================================================  ==================
 ``flip[:mode]``     ``RandomFlip(mode)`` (horizontal, vertical, both)     ``horizontal``
-``padcrop[:p]``     ``RandomPadCrop(padding=p)``                          ``4``
+``padcrop[:p[:f]]`` ``RandomPadCrop(padding=p)``, fill ``f`` (below)       ``4:reflect``
 ``randaugment:N:M`` ``RandAugment(num_ops=N, magnitude=M)``               ``2:9``
 ``cutout[:s]``      ``Cutout(size=s)`` (pixels, or a fraction if < 1)     ``16``
 ``translate[:f]``   ``RandomTranslate(f, f)``                             ``0.125``
 ``rotate[:deg]``    ``RandomRotate(deg)``                                 ``15``
 ``zoom[:f]``        ``RandomZoom(f)``                                     ``0.2``
 ==================  ====================================================  ==================
+
+``padcrop``'s fill: ``reflect`` or ``symmetric`` (mirror the image), ``zero`` (black
+pixels, as ``torchvision.transforms.RandomCrop(padding=4)`` before normalization) or ``mean``
+(the data's per-channel mean pixel, i.e. zeros after standardization: He et al.'s padding of
+the standardized image; needs the data's mean, which :func:`kerascnn.pipelines.build` passes).
 
 Batch-level mixing (always in ``tf.data``, after batching; labels become one-hot):
 ``mixup[:alpha]`` -> ``MixUp(alpha)`` (default 0.2) and ``cutmix[:alpha]`` -> ``CutMix(alpha)``
@@ -43,6 +48,7 @@ __all__ = [
 
 MIX_KINDS = ("mixup", "cutmix")
 LAYER_NAMES = ("flip", "padcrop", "randaugment", "cutout", "translate", "rotate", "zoom")
+PADCROP_FILLS = ("reflect", "symmetric", "zero", "mean")
 FLIP_MODES = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
 
 
@@ -92,7 +98,7 @@ def _stand_in_padcrop(padding: int, image_shape, seed):
     )
 
 
-def _make_layer(item: str, name: str, args: list[str], seed, image_shape):
+def _make_layer(item: str, name: str, args: list[str], seed, image_shape, mean):
     def need(cls_name):
         cls = kerascnn_layer(cls_name)
         if cls is None:
@@ -102,7 +108,7 @@ def _make_layer(item: str, name: str, args: list[str], seed, image_shape):
             )
         return cls
 
-    if len(args) > (2 if name == "randaugment" else 1):
+    if len(args) > (2 if name in ("randaugment", "padcrop") else 1):
         raise ValueError(f"augment item {item!r} has too many ':' arguments")
     if name == "flip":
         mode = args[0] if args else "horizontal"
@@ -116,10 +122,24 @@ def _make_layer(item: str, name: str, args: list[str], seed, image_shape):
         return cls(mode=FLIP_MODES[mode], seed=seed)
     if name == "padcrop":
         padding = _number(item, args[0], int) if args else 4
+        fill = args[1] if len(args) > 1 else "reflect"
+        if fill not in PADCROP_FILLS:
+            raise ValueError(
+                f"augment item {item!r}: padcrop fill must be one of {', '.join(PADCROP_FILLS)}; "
+                f"received {fill!r}"
+            )
+        if fill == "mean" and mean is None:
+            raise ValueError(
+                f"augment item {item!r}: fill 'mean' needs the data's mean pixel (parse_augment's "
+                "mean=, which kerascnn.pipelines.build passes)"
+            )
         cls = kerascnn_layer("RandomPadCrop")
         if cls is None:
             return _stand_in_padcrop(padding, image_shape, seed)
-        return cls(padding=padding, seed=seed)
+        if fill in ("zero", "mean"):
+            value = 0.0 if fill == "zero" else [float(m) for m in mean]
+            return cls(padding=padding, fill="constant", fill_value=value, seed=seed)
+        return cls(padding=padding, fill=fill, seed=seed)
     if name == "randaugment":
         n = _number(item, args[0], int) if args else 2
         m = _number(item, args[1]) if len(args) > 1 else 9.0
@@ -154,7 +174,12 @@ def _is_mixer(layer) -> bool:
 
 
 def parse_augment(
-    augment, *, seed: int | None = None, image_shape=None, num_classes: int | None = None
+    augment,
+    *,
+    seed: int | None = None,
+    image_shape=None,
+    num_classes: int | None = None,
+    mean=None,
 ) -> AugmentPlan:
     """Parse ``augment=`` (``None``, a spec string, or a list of layers and spec strings).
 
@@ -162,7 +187,8 @@ def parse_augment(
     seed give the same augmentation. Layer instances are used as they are (their own seeds).
     With ``image_shape`` (``(height, width, channels)``), sizes are checked against it here,
     before any training: ``padcrop:40`` or ``cutout:100`` on 32x32 images raise a
-    ``ValueError`` naming the item.
+    ``ValueError`` naming the item. ``mean`` (the data's per-channel mean pixel) serves
+    ``padcrop``'s ``mean`` fill.
     """
     if augment is None or augment == "" or augment == []:
         return AugmentPlan([])
@@ -202,7 +228,7 @@ def parse_augment(
                 raise ValueError(f"augment item {item!r} needs kerascnn.layers.MixUp / CutMix")
             plan.mix = cls(alpha=alpha, num_classes=num_classes, seed=item_seed)
         elif name in LAYER_NAMES:
-            layer = _make_layer(item, name, args, item_seed, image_shape)
+            layer = _make_layer(item, name, args, item_seed, image_shape, mean)
             _check_image_size(item, layer, image_shape)
             plan.layers.append(layer)
         else:

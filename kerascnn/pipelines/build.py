@@ -143,6 +143,16 @@ def _default_shuffle_buffer(dataset: Dataset) -> int:
     return max(1, min(len(dataset), max(1024, SHUFFLE_BUFFER_BYTES // per_image)))
 
 
+def _mean_pixel(augment, norm, dataset):
+    """The per-channel mean pixel that ``padcrop``'s ``mean`` fill pads with: the
+    standardization's own mean (so the padding is zero after it), else the data's. Read only
+    when a spec string asks for it (the data's mean may take a pass over the images)."""
+    items = [augment] if isinstance(augment, str) else list(augment or ())
+    if not any(isinstance(item, str) and ":mean" in item for item in items):
+        return None
+    return norm.mean if norm.mode == "standardize" else dataset.mean
+
+
 def build(
     dataset: Dataset,
     *,
@@ -224,9 +234,11 @@ def build(
             f"images of {dataset.info.name!r} vary in size; load it with image_size=(height, width)"
         )
 
+    norm = resolve_normalization(normalize, dataset, mean, std)
     plan = parse_augment(
-        augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes
-    )
+        augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes,
+        mean=_mean_pixel(augment, norm, dataset),
+    )  # fmt: skip
     mix = plan.mix if mix_in == "pipeline" else None  # applied to the batches
     if labels is None:
         labels = "onehot" if mix is not None else "sparse"
@@ -241,7 +253,6 @@ def build(
             "placement='model' with normalize_in='pipeline' would augment normalized pixels; "
             "use normalize_in='model' (the default for placement='model')"
         )
-    norm = resolve_normalization(normalize, dataset, mean, std)
     in_pipeline = list(plan.layers) if placement == "pipeline" else []
     loader = _choose_loader(loader, dataset, in_pipeline)
     make = _numpy_batches if loader == "numpy" else _tf_batches

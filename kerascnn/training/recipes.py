@@ -11,7 +11,7 @@ import math
 
 import keras
 
-from kerascnn.checks import check_choice, check_int
+from kerascnn.checks import check_bool, check_choice, check_int
 from kerascnn.errors import UserInputError
 
 __all__ = [
@@ -40,10 +40,15 @@ class CoupledSGD(keras.optimizers.SGD):
 
     Args:
         l2_decay: the coupled decay coefficient (``1e-4`` in He et al.).
+        decay_vectors: ``False`` leaves every variable of rank <= 1 out of the decay: the
+            normalization layers' scales and offsets and the biases (timm's
+            ``param_groups_weight_decay`` rule); ``True`` (default) decays every trainable
+            variable, as ``torch.optim.SGD(model.parameters(), weight_decay=...)`` and He et
+            al.'s fb.resnet.torch do.
         **kwargs: ``keras.optimizers.SGD`` arguments (without ``weight_decay``).
     """
 
-    def __init__(self, l2_decay: float = 0.0, **kwargs):
+    def __init__(self, l2_decay: float = 0.0, decay_vectors: bool = True, **kwargs):
         if kwargs.get("weight_decay"):
             raise ValueError(
                 "CoupledSGD takes l2_decay=, not weight_decay= (that is Keras's decoupled decay)"
@@ -53,14 +58,23 @@ class CoupledSGD(keras.optimizers.SGD):
         if l2_decay < 0:
             raise ValueError(f"l2_decay must be >= 0; received l2_decay={l2_decay!r}")
         self.l2_decay = float(l2_decay)
+        self.decay_vectors = check_bool("decay_vectors", decay_vectors)
+
+    def decays(self, variable) -> bool:
+        """Whether ``variable`` gets the L2 term."""
+        return bool(self.l2_decay) and (self.decay_vectors or len(variable.shape) > 1)
 
     def update_step(self, gradient, variable, learning_rate):
-        if self.l2_decay:
+        if self.decays(variable):
             gradient = keras.ops.add(gradient, keras.ops.multiply(self.l2_decay, variable))
         return super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "l2_decay": self.l2_decay}
+        return {
+            **super().get_config(),
+            "l2_decay": self.l2_decay,
+            "decay_vectors": self.decay_vectors,
+        }
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -107,6 +121,9 @@ class Recipe:
         weight_decay: decay coefficient; see ``decay``.
         decay: ``"coupled"`` (L2 term in the gradient, :class:`CoupledSGD`; Adam gets Keras's
             L2-equivalent) or ``"decoupled"`` (Keras's ``weight_decay``: AdamW, SGDW).
+        decay_vectors: with ``decay="coupled"`` SGD, ``False`` leaves normalization scales /
+            offsets and biases (every variable of rank <= 1) out of the decay
+            (:class:`CoupledSGD`).
         schedule: ``"constant"``, ``"step"`` (divide by 10 at ``milestones``, fractions of
             the run), ``"cosine"`` or ``"onecycle"``.
         epochs, batch_size: the run's length and batch.
@@ -122,6 +139,7 @@ class Recipe:
     momentum: float = 0.9
     weight_decay: float = 0.0
     decay: str = "coupled"
+    decay_vectors: bool = True
     schedule: str = "step"
     milestones: tuple[float, ...] = (0.5, 0.75)
     epochs: int = 30
@@ -134,6 +152,14 @@ class Recipe:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("decay", self.decay, DECAY_MODES)
+        check_bool("decay_vectors", self.decay_vectors)
+        if not self.decay_vectors and (self.optimizer != "sgd" or self.decay != "coupled"):
+            raise UserInputError(
+                "decay_vectors=False is implemented for optimizer='sgd' with decay='coupled' "
+                "(CoupledSGD); for Keras's decoupled decay call the optimizer's "
+                f"exclude_from_weight_decay(...); received optimizer={self.optimizer!r}, "
+                f"decay={self.decay!r}"
+            )
         for field, low in (
             ("lr", 0.0),
             ("weight_decay", 0.0),
@@ -183,8 +209,9 @@ class Recipe:
         if self.optimizer == "sgd":
             if self.decay == "coupled":
                 return CoupledSGD(
-                    l2_decay=self.weight_decay, learning_rate=lr, momentum=self.momentum
-                )
+                    l2_decay=self.weight_decay, decay_vectors=self.decay_vectors,
+                    learning_rate=lr, momentum=self.momentum,
+                )  # fmt: skip
             return keras.optimizers.SGD(learning_rate=lr, momentum=self.momentum, weight_decay=wd)
         if self.optimizer == "adam" and self.decay == "coupled" and wd:
             raise ValueError(

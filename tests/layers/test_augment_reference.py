@@ -93,6 +93,30 @@ def test_pad_crop_is_a_window_of_the_padded_image(fill):
 
 
 @pytest.mark.jax
+def test_pad_crop_with_one_fill_value_per_channel_is_numpy_pad_per_channel():
+    x = _img()
+    mean = [125.3, 122.9, 113.8]  # e.g. the data's mean pixel: zeros after standardization
+    oy, ox = np.array([0, 8, 3, 4], "int32"), np.array([8, 0, 5, 4], "int32")
+    y = _np(A.pad_crop(x, oy, ox, 4, "constant", mean))
+    padded = np.concatenate(
+        [
+            np.pad(x[..., c : c + 1], [(0, 0), (4, 4), (4, 4), (0, 0)], constant_values=v)
+            for c, v in enumerate(mean)
+        ],
+        axis=-1,
+    )
+    for i in range(4):
+        np.testing.assert_array_equal(y[i], padded[i, oy[i] : oy[i] + 12, ox[i] : ox[i] + 10])
+    # standardized with that mean, the border is exactly what He et al. pad with: zero
+    # (image 0's window starts at row 0: its first 4 rows are padding)
+    np.testing.assert_array_equal(y[0, :4] - np.float32(mean), 0.0)
+    layer = A.RandomPadCrop(4, fill="constant", fill_value=mean, seed=3)
+    assert A.RandomPadCrop.from_config(layer.get_config()).fill_value == mean
+    with pytest.raises(ValueError, match=r"fill_value has 2 values .* images have 3 channels"):
+        A.RandomPadCrop(4, fill="constant", fill_value=[1.0, 2.0])(x, training=True)
+
+
+@pytest.mark.jax
 def test_posterize_solarize_invert_exact():
     x = _img()
     xi = x.astype(np.uint8)

@@ -159,3 +159,21 @@ def test_augmenter_full_and_last_partial_batches(own_layers):
             flipped.append(mirrored)
     assert any(flipped) and not all(flipped)
     assert (fn.__name__ == "augment") == own_layers  # the XLA wrapper, or the plain layers
+
+
+def test_padcrop_fills_from_the_spec(small):
+    """``padcrop:p:fill``: mirror (default), black pixels, or the standardization's mean
+    pixel (zeros once standardized: He et al.'s padding)."""
+    layer = lambda spec, **kw: pipelines.build(  # noqa: E731
+        small, batch_size=32, augment=spec, placement="model", seed=0, **kw
+    ).model_augmentation[0]
+    assert (layer("padcrop").fill, layer("padcrop:2:symmetric").fill) == ("reflect", "symmetric")
+    assert (layer("padcrop:4:zero").fill, layer("padcrop:4:zero").fill_value) == ("constant", 0.0)
+    x = small.read(np.arange(len(small))).astype("float64")
+    mean = layer("padcrop:4:mean")
+    assert mean.fill == "constant"
+    np.testing.assert_allclose(mean.fill_value, x.mean(axis=(0, 1, 2)), rtol=1e-4)
+    given = layer("padcrop:4:mean", mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0])
+    assert given.fill_value == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match=r"padcrop fill must be one of reflect, symmetric, zero, mean"):
+        layer("padcrop:4:black")

@@ -78,3 +78,30 @@ def test_coupled_sgd_adds_decay_to_the_gradient_before_momentum():
     w1 = w0 + v1
     v2 = 0.9 * v1 - lr * (g + wd * w1)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(var), w1 + v2, rtol=1e-5)
+
+
+def test_coupled_sgd_can_leave_normalization_parameters_and_biases_out_of_the_decay():
+    lr, wd = 0.1, 0.01
+    kernel0 = np.array([[1.0, -2.0], [0.5, 3.0]], "float32")
+    bias0 = np.array([1.0, -2.0], "float32")
+    g_kernel = np.full((2, 2), 0.5, "float32")
+    g_bias = np.array([0.5, 0.25], "float32")
+    for decay_vectors in (True, False):
+        opt = CoupledSGD(l2_decay=wd, decay_vectors=decay_vectors, learning_rate=lr)
+        kernel, bias = keras.Variable(kernel0), keras.Variable(bias0)
+        opt.apply_gradients([(g_kernel, kernel), (g_bias, bias)])
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(kernel), kernel0 - lr * (g_kernel + wd * kernel0), rtol=1e-6
+        )
+        bias_decay = wd * bias0 if decay_vectors else 0.0
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(bias), bias0 - lr * (g_bias + bias_decay), rtol=1e-6
+        )
+    # the recipe passes it on, and keeps it through the optimizer's config
+    opt = get_recipe("resnet-cifar", decay_vectors=False).make_optimizer(10)
+    assert isinstance(opt, CoupledSGD) and opt.decay_vectors is False
+    assert CoupledSGD.from_config(opt.get_config()).decay_vectors is False
+    with pytest.raises(ValueError, match=r"decay_vectors=False is implemented for .*'coupled'"):
+        get_recipe("adamw", decay_vectors=False)
+    with pytest.raises(ValueError, match=r"decay_vectors must be True or False; received .*=0"):
+        get_recipe("resnet-cifar", decay_vectors=0)

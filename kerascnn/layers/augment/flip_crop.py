@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_choice, check_float, check_int
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.base import BaseAugmentation, batch_size, per_image
 
 __all__ = [
@@ -63,10 +64,20 @@ def pad_crop(images, offsets_y, offsets_x, padding: int, fill: str = "reflect", 
     padded image (offsets in ``[0, 2 * padding]``).
 
     ``fill`` is ``"reflect"`` (mirror without repeating the edge, as ``np.pad`` reflect),
-    ``"symmetric"`` (mirror with the edge) or ``"constant"`` (``fill_value``).
+    ``"symmetric"`` (mirror with the edge) or ``"constant"`` (``fill_value``: one number, or
+    one per channel).
     """
     pads = [[0, 0], [padding, padding], [padding, padding], [0, 0]]
-    if fill == "constant":
+    if fill == "constant" and isinstance(fill_value, (list, tuple)):
+        # zeros, then the border mask times the per-channel value: the image's own pixels
+        # are copied exactly (no x - v + v rounding)
+        ones = ops.ones_like(images[:1, :, :, :1])
+        border = ones[:1, :1, :1] - ops.pad(ones, pads, mode="constant")
+        if "int" in str(images.dtype):
+            fill_value = [round(v) for v in fill_value]
+        value = ops.convert_to_tensor(fill_value, dtype=images.dtype)
+        padded = ops.pad(images, pads, mode="constant") + border * value
+    elif fill == "constant":
         padded = ops.pad(images, pads, mode="constant", constant_values=fill_value)
     else:
         padded = ops.pad(images, pads, mode=fill)
@@ -141,7 +152,9 @@ class RandomPadCrop(BaseAugmentation):
             (at most equal with ``fill="symmetric"``; checked when the layer is built).
         fill: ``"reflect"`` (mirror without the edge pixel, as ``np.pad``), ``"symmetric"``
             (mirror with it) or ``"constant"``.
-        fill_value: value of the padding when ``fill="constant"``.
+        fill_value: value of the padding when ``fill="constant"``: one number, or one per
+            channel (e.g. the data's mean pixel, so that the padding is zero after
+            standardization, as He et al. pad the standardized image).
         seed: integer seed for repeatable runs, or None.
 
     Call arguments:
@@ -159,12 +172,35 @@ class RandomPadCrop(BaseAugmentation):
     """
 
     def __init__(
-        self, padding: int = 4, fill: str = "reflect", fill_value: float = 0.0, seed=None, **kwargs
+        self,
+        padding: int = 4,
+        fill: str = "reflect",
+        fill_value: float | list[float] = 0.0,
+        seed=None,
+        **kwargs,
     ):
         super().__init__(seed=seed, **kwargs)
         self.padding = check_int("padding", padding, 0)
         self.fill = check_choice("fill", fill, PAD_FILLS)
-        self.fill_value = check_float("fill_value", fill_value, -1e30, 1e30, high_inclusive=True)
+        if isinstance(fill_value, (list, tuple)):
+            if not fill_value:
+                raise UserInputError("fill_value must be a number or a non-empty list of numbers")
+            self.fill_value = [
+                check_float("fill_value", v, -1e30, 1e30, high_inclusive=True) for v in fill_value
+            ]
+        else:
+            self.fill_value = check_float(
+                "fill_value", fill_value, -1e30, 1e30, high_inclusive=True
+            )
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if isinstance(self.fill_value, list) and channels not in (None, len(self.fill_value)):
+            raise UserInputError(
+                f"fill_value has {len(self.fill_value)} values (one per channel) but the images "
+                f"have {channels} channels"
+            )
+        super().build(input_shape)
 
     def check_image_size(self, height, width):
         limit = min(height, width) - MAX_PADDING_BELOW_SIDE[self.fill]
