@@ -8,23 +8,37 @@ seeded split, and records per-epoch validation error and wall time of both:
   read from ``train_jpeg.npz`` (JPEG bytes, decoded with Pillow) or ``train.npz`` (pixels);
   the format is detected by the file's keys;
 * kerascnn: ``kerascnn.zoo.resnet(depth=D)`` behind ``kerascnn.pipelines.build(...,
-  augment="padcrop,flip", placement="model", normalize_in="model", loader="numpy")``, trained by
-  ``kerascnn.training.fit(..., jit_compile=True)`` with ``get_recipe("resnet-cifar")``
-  (Keras on JAX by default; ``--keras-backend tensorflow`` for a CPU check);
+  augment="padcrop:4:mean,flip", placement="model", normalize_in="model", loader="numpy")``,
+  trained by ``kerascnn.training.fit(..., out_dir=<state>)`` with ``get_recipe("resnet-cifar")``
+  (Keras on TensorFlow by default, ``--keras-backend jax`` too; ``--jit auto``: XLA on a GPU,
+  off on the CPU, as ``kerascnn train``);
 * PyTorch reference: ``benchmarks.nets.torch_cifar_resnet(D)`` (He init, option A shortcuts),
   channels_last, SGD momentum 0.9, lr 0.1 divided by 10 at the recipe's own boundaries (read
   from the kerascnn recipe's schedule, so both change at the same step), coupled weight decay
-  1e-4 on all weights (``torch.optim.SGD(weight_decay=...)``), batch 128, per-channel
-  standardization with the training split's mean/std, zero padding 4 (in normalized units,
-  as fb.resnet.torch) + random 32x32 crop + horizontal flip, done on the device.
+  1e-4 (``torch.optim.SGD(weight_decay=...)``), batch 128, per-channel standardization with
+  the training split's mean/std, pad 4 + random 32x32 crop + horizontal flip, on the device.
 
-Ablations, applied to the kerascnn side only (one candidate per run): ``--pad-mode
-reflect|constant`` (kerascnn's ``RandomPadCrop`` pads by reflection by default, the paper with
-zeros; ``constant`` pads with ``--pad-value``, default the training split's mean pixel, i.e.
-about zero after standardization), ``--bn-momentum`` / ``--bn-epsilon`` (through the zoo's
-``norm=`` hook), ``--precision mixed_bfloat16`` (both sides: Keras policy, torch autocast).
-Excluding batch-norm parameters and biases from the coupled decay is not offered: the recipe's
-``CoupledSGD`` decays every trainable variable and has no exclusion list.
+Both sides get the same options: ``--pad-fill mean`` (default: the padding is zero after
+standardization, He et al.'s choice; kerascnn's ``padcrop:4:mean``), ``zero`` (black pixels)
+or ``reflect``; ``--no-decay-vectors`` leaves BN scales / offsets and biases out of the
+decay (kerascnn's ``CoupledSGD(decay_vectors=False)``, torch parameter groups);
+``--precision mixed_bfloat16`` (Keras policy, torch autocast). kerascnn only:
+``--bn-momentum`` / ``--bn-epsilon`` (through the zoo's ``norm=`` hook).
+
+Resuming: each side keeps its state after every epoch under ``--state-dir/RUN/``
+(kerascnn: its ``training.fit`` run folder, whose backup holds the weights, optimizer and
+augmentation seeds; PyTorch: one ``torch.save`` file with the weights, optimizer, random
+generators, step and logged epochs, written atomically). Rerunning the same command with
+the same ``--run`` resumes each side from its last finished epoch, keeps the epochs the
+results JSON already holds, and skips sides that finished. ``--stop-after-epochs N`` stops
+each side after N epochs of this invocation (a long run cut into sessions). On the 2-core
+CPU, for example (the paired short run, then the full one):
+
+    nohup python benchmarks/reproduce_cifar.py --data ../shared/data/cifar10/train.npz \
+        --epochs 30 --run reproduce-cifar-cpu-30ep --state-dir /work/runs/reproduce_cifar \
+        > /work/runs/reproduce-cifar-cpu-30ep.log 2>&1 &
+    nohup python benchmarks/reproduce_cifar.py --data ../shared/data/cifar10/train.npz \
+        --only kerascnn --run reproduce-cifar-cpu-164ep ... &
 
 ``--fit-vs-step DEPTH`` (issue 14, JAX only): on the same data, steady-state ``fit`` training
 images/s of kerascnn ResNet-DEPTH (recipe resnet-cifar, 5 epochs, XLA on, augmentation in the
@@ -32,7 +46,7 @@ model, no validation) against one jitted stateless train step (``model.stateless
 ``jax.value_and_grad`` + ``optimizer.stateless_apply``, one batch already on the device);
 reports ``fit / step`` (target >= 0.9). It runs before the reproduction, alone on the device.
 
-Output: ``<out>/<date>-reproduce-cifar-<device>[-quick].json`` (machine, versions, command,
+Output: ``<out>/RUN.json`` (default RUN ``<date>-reproduce-cifar-<device>[-quick]``) (machine, versions, command,
 seeds, split description with per-class counts and the SHA-256 of the validation indices, per
 depth and side: per-epoch validation error %, train loss, wall seconds, training images/s, final
 and best error, total seconds, parameter count; He et al.'s Table 6 errors), rewritten after
@@ -71,7 +85,7 @@ checkout (``.whl`` and ``.carry`` are ignored folders that travel with ``carry``
 
 then the one command (``run`` tool with ``carry=[".whl", ".carry"]``, ``timeout_s=600``):
 
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site && timeout 590 python3 benchmarks/reproduce_cifar.py --data .carry/train_jpeg.npz --depths 20 --parallel --fit-vs-step 56 --out $OUT
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site && timeout 590 python3 benchmarks/reproduce_cifar.py --keras-backend jax --jit on --data .carry/train_jpeg.npz --depths 20 --parallel --fit-vs-step 56 --out $OUT
 
 (~60 s for the fit-vs-step check alone on the device, then ~450 s for both sides of
 ResNet-20 at once). Every JSON is rewritten after each epoch, so a run stopped by the timeout
@@ -110,6 +124,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 #: He et al. 2016, Table 6: CIFAR-10 test error (%) of the CIFAR ResNets (best of 5 runs for 110).
 HE_ET_AL = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}
 PAPER_ITERATIONS = 64_000
+JIT = {"auto": "auto", "on": True, "off": False}
 
 
 # --------------------------------------------------------------------------- data
@@ -256,22 +271,20 @@ def versions(keras_backend: str, with_torch: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- kerascnn side
-def make_augment(args, seed: int, pad_value: float):
-    """The product spec ``"padcrop,flip"``, or the same layers (same seeds: the spec gives
-    ``seed, seed + 1`` in order) with the ``--pad-mode`` fill."""
-    if args.pad_mode is None:
-        return "padcrop,flip", "spec 'padcrop,flip' (RandomPadCrop default fill 'reflect')"
-    import kerascnn
+PAD_FILLS = ("mean", "zero", "reflect")
 
-    fill = args.pad_mode
-    layers = [
-        kerascnn.layers.RandomPadCrop(4, fill=fill, fill_value=pad_value, seed=seed),
-        kerascnn.layers.RandomFlip(mode="horizontal", seed=seed + 1),
-    ]
-    text = f"RandomPadCrop(4, fill={fill!r}" + (
-        f", fill_value={pad_value:.3f})" if fill == "constant" else ")"
-    )
-    return layers, text + " + RandomFlip('horizontal')"
+
+def augment_spec(pad_fill: str) -> str:
+    """The kerascnn augmentation of both sides: ``padcrop:4:<fill>,flip``. ``mean`` pads with
+    the training split's mean pixel, zero after standardization (He et al.; fb.resnet.torch
+    pads the standardized image with zeros); ``zero`` with black pixels (torchvision's
+    ``RandomCrop(32, padding=4)`` before ``Normalize``, as most PyTorch CIFAR scripts);
+    ``reflect`` mirrors (kerascnn's ``padcrop`` default)."""
+    return f"padcrop:4:{pad_fill},flip"
+
+
+class Interrupted(Exception):
+    """``--stop-after-epochs``: a side stopped on purpose, its state saved to resume from."""
 
 
 def make_norm(args):
@@ -314,7 +327,7 @@ def keras_model(pipe, depth: int, precision: str, norm):
     return net, params
 
 
-def epoch_logger(side: str, n_train: int, save):
+def epoch_logger(side: str, n_train: int, save, rows=(), stop_after: int | None = None):
     import keras
 
     class EpochLog(keras.callbacks.Callback):
@@ -323,9 +336,13 @@ def epoch_logger(side: str, n_train: int, save):
 
         def __init__(self):
             super().__init__()
-            self.rows = []
+            self.rows = list(rows)  # the epochs of earlier invocations (a resumed run)
+            self.done_here = 0
 
         def on_epoch_begin(self, epoch, logs=None):
+            # the run folder's backup of the last epoch is written by now: stop here
+            if stop_after is not None and self.done_here >= stop_after:
+                raise Interrupted(f"{side}: stopped after {self.done_here} epochs (resumable)")
             self.t0, self.t_val = time.perf_counter(), None
 
         def on_test_begin(self, logs=None):
@@ -345,7 +362,8 @@ def epoch_logger(side: str, n_train: int, save):
             }
             if "val_accuracy" in logs:
                 row["val_error"] = round(100 * (1 - float(logs["val_accuracy"])), 2)
-            self.rows.append(row)
+            self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+            self.done_here += 1
             print(f"[{side}] {json.dumps(row)}", flush=True)
             if save is not None:
                 save(self.rows)
@@ -372,7 +390,10 @@ def build_pipes(x_tr, y_tr, x_va, y_va, args, batch_size, augment):
     return train_ds, pipe, val_pipe
 
 
-def run_kerascnn(depth, data, args, recipe_kw, save) -> dict:
+def run_kerascnn(depth, data, args, recipe_kw, save, state: pathlib.Path, rows) -> dict:
+    """Train kerascnn's side; ``state`` is its run folder (``training.fit(out_dir=...)``):
+    rerunning after an interruption resumes from the last finished epoch, ``rows`` being
+    the epochs logged before."""
     import keras
 
     from kerascnn import training
@@ -383,15 +404,16 @@ def run_kerascnn(depth, data, args, recipe_kw, save) -> dict:
     keras.utils.set_random_seed(args.seed)
     t_start = time.perf_counter()
     recipe = training.get_recipe("resnet-cifar", **recipe_kw)
-    probe = array_dataset("cifar10-train", "train", x_tr, y_tr, CLASSES)
-    pad_value = resolve_pad_value(args.pad_value, probe.mean)
-    augment, augment_text = make_augment(args, args.seed, pad_value)
+    augment = augment_spec(args.pad_fill)
     norm, norm_text = make_norm(args)
     _, pipe, val_pipe = build_pipes(x_tr, y_tr, x_va, y_va, args, recipe.batch_size, augment)
     net, params = keras_model(pipe, depth, args.precision, norm)
-    log = epoch_logger(f"kerascnn resnet{depth}", len(y_tr), save)
+    log = epoch_logger(f"kerascnn resnet{depth}", len(y_tr), save, rows, args.stop_after_epochs)
     t_fit = time.perf_counter()
-    training.fit(net, pipe, val_pipe, recipe, jit_compile=True, callbacks=[log], verbose=0)
+    training.fit(
+        net, pipe, val_pipe, recipe, out_dir=state, jit_compile=JIT[args.jit], callbacks=[log],
+        verbose=0,
+    )  # fmt: skip
     fit_s = time.perf_counter() - t_fit
     steps = -(-len(y_tr) // recipe.batch_size)
     return {
@@ -401,7 +423,8 @@ def run_kerascnn(depth, data, args, recipe_kw, save) -> dict:
         "side_seconds": round(time.perf_counter() - t_start, 1),
         "setup": {
             "model": f"kerascnn.zoo.resnet(depth={depth}, norm={norm_text})",
-            "augment": augment_text + ", placement='model'",
+            "augment": f"spec {augment!r}, placement='model'",
+            "run_folder": str(state),
             "normalization": {
                 "mean": list(pipe.normalization.mean),
                 "std": list(pipe.normalization.std),
@@ -410,15 +433,11 @@ def run_kerascnn(depth, data, args, recipe_kw, save) -> dict:
             "lr_boundaries_steps": lr_boundaries(recipe, steps)[0],
             "steps_per_epoch": steps,
             "precision": args.precision,
-            "jit_compile": True,
+            "jit_compile": args.jit,
             "keras_backend": keras.backend.backend(),
             "loader": "numpy (kerascnn BatchLoader)",
         },
     }
-
-
-def resolve_pad_value(text: str, mean) -> float:
-    return float(np.mean(mean)) if text == "mean" else float(text)
 
 
 def recipe_dict(recipe) -> dict:
@@ -455,7 +474,10 @@ def summarize_rows(rows) -> dict:
 
 
 # --------------------------------------------------------------------------- PyTorch side
-def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
+def run_torch(depth, data, args, recipe_kw, mean, std, save, state: pathlib.Path) -> dict:
+    """Train the PyTorch reference; after every epoch its whole state (weights, optimizer,
+    random generators, step, logged epochs) goes to ``state`` (written atomically), from which
+    a rerun resumes."""
     import torch
     from torch.nn import functional as F
 
@@ -477,8 +499,14 @@ def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
     batch = recipe.batch_size
     steps = -(-len(y_tr) // batch)
     bounds, values = lr_boundaries(recipe, steps)
+    if recipe.decay_vectors:
+        groups = [{"params": list(net.parameters())}]
+    else:  # no decay on BN scales / offsets and biases (rank <= 1), as CoupledSGD(decay_vectors=False)
+        vectors = [q for q in net.parameters() if q.ndim <= 1]
+        matrices = [q for q in net.parameters() if q.ndim > 1]
+        groups = [{"params": matrices}, {"params": vectors, "weight_decay": 0.0}]
     opt = torch.optim.SGD(
-        net.parameters(), lr=values[0], momentum=recipe.momentum, weight_decay=recipe.weight_decay
+        groups, lr=values[0], momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     amp = {"mixed_bfloat16": torch.bfloat16}.get(args.precision)
     m = torch.tensor(mean, dtype=torch.float32, device=device)
@@ -496,11 +524,20 @@ def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
     cpu_gen.manual_seed(args.seed)
     ar = torch.arange(32, device=device)
 
-    def augment(x):  # flip, zero pad 4 (normalized units), random 32x32 crop; per image
+    def pad(x):  # --pad-fill, in standardized units
+        if args.pad_fill == "reflect":
+            return F.pad(x, (4, 4, 4, 4), mode="reflect")
+        p = F.pad(x, (4, 4, 4, 4))  # zeros: the mean pixel once standardized ("mean")
+        if args.pad_fill == "zero":  # black pixels: -mean / std once standardized
+            border = F.pad(torch.zeros_like(x[:1, :1]), (4, 4, 4, 4), value=1.0)
+            p = p + border * (-m / s)[None, :, None, None]
+        return p
+
+    def augment(x):  # flip, pad 4, random 32x32 crop; per image
         n = x.shape[0]
         flip = torch.rand(n, device=device, generator=gen) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        p = F.pad(x, (4, 4, 4, 4))
+        p = pad(x)
         oy = torch.randint(0, 9, (n,), device=device, generator=gen)
         ox = torch.randint(0, 9, (n,), device=device, generator=gen)
         rows = (oy[:, None] + ar)[:, None, :, None]
@@ -523,9 +560,33 @@ def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
         net.train()
         return 100.0 * (1.0 - correct.item() / len(yv))
 
-    rows, it = [], 0
+    rows, it, first = [], 0, 0
+    if state.exists():
+        saved = torch.load(state, map_location=device, weights_only=False)
+        net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["optimizer"])
+        gen.set_state(saved["generator"])
+        cpu_gen.set_state(saved["cpu_generator"])
+        rows, it, first = saved["rows"], saved["step"], saved["epoch"]
+        print(f"[torch resnet{depth}] resuming after epoch {first} from {state}", flush=True)
+
+    def checkpoint(epoch):
+        tmp = state.with_name(state.name + ".tmp")
+        torch.save(
+            {
+                "net": net.state_dict(), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "cpu_generator": cpu_gen.get_state(),
+                "rows": rows, "step": it, "epoch": epoch,
+            },
+            tmp,
+        )  # fmt: skip
+        os.replace(tmp, state)
+
+    state.parent.mkdir(parents=True, exist_ok=True)
     net.train()
-    for epoch in range(recipe.epochs):
+    for epoch in range(first, recipe.epochs):
+        if args.stop_after_epochs is not None and epoch - first >= args.stop_after_epochs:
+            raise Interrupted(f"torch resnet{depth}: stopped after {epoch - first} epochs")
         t0 = time.perf_counter()
         order = torch.randperm(len(yt), generator=cpu_gen).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -556,6 +617,7 @@ def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
         }
         rows.append(row)
         print(f"[torch resnet{depth}] {json.dumps(row)}", flush=True)
+        checkpoint(epoch + 1)
         save(rows)
     return {
         **summarize_rows(rows),
@@ -565,12 +627,14 @@ def run_torch(depth, data, args, recipe_kw, mean, std, save) -> dict:
             "model": f"benchmarks.nets.torch_cifar_resnet({depth}) (He init, option A), "
             "channels_last",
             "optimizer": f"torch.optim.SGD(momentum={recipe.momentum}, "
-            f"weight_decay={recipe.weight_decay}) on all parameters",
+            f"weight_decay={recipe.weight_decay}) on "
+            + ("all parameters" if recipe.decay_vectors else "parameters of rank > 1"),
+            "state": str(state),
             "lr_boundaries_steps": bounds,
             "lr_values": values,
             "steps_per_epoch": steps,
             "batch_size": batch,
-            "augment": "flip + zero pad 4 after standardization + random 32x32 crop, on device",
+            "augment": f"flip + pad 4 ({args.pad_fill}) + random 32x32 crop, on device",
             "normalization": {"mean": list(mean), "std": list(std)},
             "precision": args.precision,
             "device": str(device),
@@ -715,14 +779,26 @@ def parse_args(argv):
     p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's 128")
     p.add_argument("--only", choices=("kerascnn", "torch", "both", "none"), default="both")
     p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
-    p.add_argument("--pad-mode", choices=("reflect", "constant"), default=None,
-                   help="kerascnn RandomPadCrop fill (default: the product spec, reflect)")  # fmt: skip
-    p.add_argument("--pad-value", default="mean",
-                   help="fill for --pad-mode constant: 'mean' (the training split's mean pixel, "
-                   "~0 after standardization) or a number in pixel units, e.g. 0")  # fmt: skip
+    p.add_argument("--pad-fill", choices=PAD_FILLS, default="mean",
+                   help="padding of the pad-and-crop, both sides: mean (zero after "
+                   "standardization, He et al.; default), zero (black pixels), reflect")  # fmt: skip
+    p.add_argument("--decay-vectors", action=argparse.BooleanOptionalAction, default=True,
+                   help="weight decay on BN scales / offsets and biases too (He et al.: yes); "
+                   "--no-decay-vectors leaves them out, both sides")  # fmt: skip
+    p.add_argument("--jit", choices=tuple(JIT), default="auto",
+                   help="kerascnn's jit_compile (auto: XLA on a GPU, off on the CPU)")  # fmt: skip
+    p.add_argument("--run", default=None,
+                   help="the run's name: results <out>/RUN.json, state <state-dir>/RUN/; rerun "
+                   "the same command to resume it (default: DATE-reproduce-cifar-DEVICE)")  # fmt: skip
+    p.add_argument("--state-dir", type=pathlib.Path, default=ROOT / "runs" / "reproduce_cifar",
+                   help="where each run keeps its per-epoch state (weights, optimizer, random "
+                   "generators) to resume from")  # fmt: skip
+    p.add_argument("--stop-after-epochs", type=int, default=None,
+                   help="stop each side after this many epochs of this invocation, its state "
+                   "saved (a long run cut into sessions; rerun to go on)")  # fmt: skip
     p.add_argument("--bn-momentum", type=float, default=None)
     p.add_argument("--bn-epsilon", type=float, default=None)
-    p.add_argument("--keras-backend", default="jax", choices=("jax", "tensorflow", "torch"))
+    p.add_argument("--keras-backend", default="tensorflow", choices=("jax", "tensorflow", "torch"))
     p.add_argument("--fit-vs-step", type=int, default=0, metavar="DEPTH",
                    help="also measure fit vs a jitted stateless step for ResNet-DEPTH (JAX)")  # fmt: skip
     p.add_argument("--fit-vs-step-epochs", type=int, default=None, help="default 5 (quick: 2)")
@@ -772,16 +848,21 @@ def main(argv=None):
 
     train_pos, val_pos = make_split(y, args.train_size, args.val_size, args.split_seed)
     data = (x[train_pos], y[train_pos], x[val_pos], y[val_pos])
-    recipe_kw = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
+    recipe_kw = {
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "decay_vectors": args.decay_vectors,
+    }  # fmt: skip
     from kerascnn import training
 
     recipe = training.get_recipe("resnet-cifar", **recipe_kw)
     date = datetime.date.today().isoformat()
     machine = machine_info(args.keras_backend, with_torch)
     dev = re.sub(r"[^A-Za-z0-9]+", "-", machine["name"]).strip("-").lower()
-    stem = f"{date}-reproduce-cifar-{dev}{'-quick' if args.quick else ''}"
+    run = args.run or f"{date}-reproduce-cifar-{dev}{'-quick' if args.quick else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / (args.json_name or f"{stem}.json")
+    path = args.out / (args.json_name or f"{run}.json")
+    state_dir = args.state_dir / (pathlib.Path(args.json_name).stem if args.json_name else run)
+    earlier = json.loads(path.read_text()) if path.exists() else None
     result = {
         "benchmark": "reproduce_cifar",
         "date": date,
@@ -791,14 +872,16 @@ def main(argv=None):
         "seeds": {"training": args.seed, "split": args.split_seed},
         "split": split_description(y, train_pos, val_pos, args.split_seed, data_info),
         "recipe": recipe_dict(recipe),
-        "ablation": {
-            "pad_mode": args.pad_mode or "default (reflect)",
-            "pad_value": args.pad_value if args.pad_mode == "constant" else None,
+        "options": {
+            "pad_fill": args.pad_fill,
+            "decay_vectors": args.decay_vectors,
             "bn_momentum": args.bn_momentum,
             "bn_epsilon": args.bn_epsilon,
             "precision": args.precision,
-            "applies_to": "kerascnn side only (precision: both)",
+            "jit": args.jit,
+            "applies_to": "pad_fill, decay_vectors, precision: both sides; bn_*, jit: kerascnn",
         },
+        "state_dir": str(state_dir),
         "he_et_al_2016_table6_test_error": HE_ET_AL,
         "he_et_al_note": "CIFAR-10 test error after 64k iterations on 50k images; here: "
         "validation error on a 5k split of the training set, so only close, not identical",
@@ -806,6 +889,16 @@ def main(argv=None):
         "fit_vs_step": None,
         "depths": {},
     }
+    if earlier is not None:  # a resumed run: keep what the earlier invocations measured
+        if earlier.get("split", {}).get("validation_indices_sha256") != result["split"][
+            "validation_indices_sha256"
+        ] or earlier.get("recipe") != result["recipe"]:
+            raise SystemExit(
+                f"{path} holds a run with another split or recipe; pass another --run to start "
+                "a new one"
+            )
+        result["depths"] = earlier.get("depths", {})
+        result["invocations"] = earlier.get("invocations", []) + [earlier["command"]]
 
     def write():
         tmp = path.with_suffix(".json.tmp")
@@ -839,25 +932,40 @@ def main(argv=None):
         write()
     elif args.only != "none":
         mean = std = None
+        stopped = []
         for depth in args.depths:
             entry = result["depths"].setdefault(str(depth), {})
             sides = ("kerascnn", "torch") if args.only == "both" else (args.only,)
             for side in sides:
+                done = entry.get(side) or {}
+                if done and not done.get("partial") and done.get("epochs_run") == recipe.epochs:
+                    print(f"[{side} resnet{depth}] finished earlier: {done['final_error']} %")
+                    continue
 
                 def save(rows, entry=entry, side=side):
                     entry[side] = {"partial": True, **summarize_rows(rows)}
                     write()
 
-                if side == "kerascnn":
-                    entry[side] = run_kerascnn(depth, data, args, recipe_kw, save)
-                else:
-                    if mean is None:
-                        from kerascnn.pipelines.sources import array_dataset
+                state = state_dir / f"{side}-resnet{depth}"
+                try:
+                    if side == "kerascnn":
+                        rows = done.get("epochs", [])
+                        entry[side] = run_kerascnn(depth, data, args, recipe_kw, save, state, rows)
+                    else:
+                        if mean is None:
+                            from kerascnn.pipelines.sources import array_dataset
 
-                        probe = array_dataset("cifar10-train", "train", data[0], data[1], CLASSES)
-                        mean, std = probe.mean, probe.std
-                    entry[side] = run_torch(depth, data, args, recipe_kw, mean, std, save)
+                            probe = array_dataset("cifar10-train", "train", *data[:2], CLASSES)
+                            mean, std = probe.mean, probe.std
+                        entry[side] = run_torch(
+                            depth, data, args, recipe_kw, mean, std, save, state.with_suffix(".pt")
+                        )
+                except Interrupted as stop:
+                    print(stop, flush=True)
+                    stopped.append(str(stop))
                 write()
+        if stopped:
+            print(f"stopped on purpose; rerun the same command to resume ({path})", flush=True)
     table = markdown_table(result)
     result["markdown_table"] = table
     write()

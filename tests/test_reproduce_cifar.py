@@ -30,13 +30,17 @@ def small_npz(cifar_npz, tmp_path):
     return path
 
 
-def run_quick(data, tmp_path, *extra):
+def run_quick(data, tmp_path, *extra, pattern="*-reproduce-cifar-cpu-quick.json"):
     """Run ``reproduce_cifar.py --quick`` on JAX without TensorFlow; its JSON and stdout."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "results"
-    args = [sys.executable, str(SCRIPT), "--quick", "--data", str(data), "--out", str(out), *extra]
+    args = [
+        sys.executable, str(SCRIPT), "--quick", "--keras-backend", "jax", "--data", str(data),
+        "--out", str(out), "--state-dir", str(tmp_path / "state"), *extra,
+    ]  # fmt: skip
     done = run_without_tensorflow(args, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    (path,) = out.glob("*-reproduce-cifar-cpu-quick.json")
+    (path,) = out.glob(pattern)
     return json.loads(path.read_text()), done.stdout
 
 
@@ -72,6 +76,37 @@ def test_quick_run_writes_both_sides(small_npz, tmp_path):
     assert result["fit_vs_step"] is None
     assert result["he_et_al_2016_table6_test_error"]["20"] == 8.75
     assert "| 20 |" in result["markdown_table"]
+
+
+def test_a_cut_run_resumes_on_both_sides_to_the_uninterrupted_result(small_npz, tmp_path):
+    """Stopped after each side's first epoch and rerun, the run ends where an uninterrupted
+    run with the same seeds ends: the same per-epoch losses and errors on both sides."""
+    options = ("--epochs", "2", "--pad-fill", "zero", "--no-decay-vectors")  # lr steps in 2
+    whole, _ = run_quick(small_npz, tmp_path / "whole", *options, "--run", "r", pattern="r.json")
+    cut, stdout = run_quick(
+        small_npz, tmp_path / "cut", *options, "--run", "r", "--stop-after-epochs", "1",
+        pattern="r.json",
+    )  # fmt: skip
+    assert "rerun the same command to resume" in stdout
+    for side in ("kerascnn", "torch"):
+        assert cut["depths"]["20"][side]["partial"] is True
+        assert [r["epoch"] for r in cut["depths"]["20"][side]["epochs"]] == [1]
+    resumed, stdout = run_quick(small_npz, tmp_path / "cut", *options, "--run", "r", pattern="r.json")
+    assert "resuming after epoch 1" in stdout
+    assert resumed["invocations"] and resumed["options"]["pad_fill"] == "zero"
+    for side in ("kerascnn", "torch"):
+        a, b = whole["depths"]["20"][side], resumed["depths"]["20"][side]
+        assert "partial" not in b and [r["epoch"] for r in b["epochs"]] == [1, 2]
+        for ra, rb in zip(a["epochs"], b["epochs"], strict=True):
+            assert rb["train_loss"] == pytest.approx(ra["train_loss"], abs=2e-4), side
+            assert rb["val_error"] == pytest.approx(ra["val_error"], abs=0.4), side  # 1 of 256
+    setup = resumed["depths"]["20"]["torch"]["setup"]
+    assert "rank > 1" in setup["optimizer"] and "(zero)" in setup["augment"]
+    assert resumed["depths"]["20"]["kerascnn"]["setup"]["augment"].startswith("spec 'padcrop:4:zero,flip'")
+    # a finished run is not trained again
+    again, stdout = run_quick(small_npz, tmp_path / "cut", *options, "--run", "r", pattern="r.json")
+    assert "finished earlier" in stdout
+    assert again["depths"]["20"] == resumed["depths"]["20"]
 
 
 @pytest.mark.slow
