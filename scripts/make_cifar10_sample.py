@@ -6,9 +6,12 @@ Procedure (recorded in ``kerascnn/pipelines/data/cifar10_sample.json``):
 
 1. Load ``x`` (uint8, N x 32 x 32 x 3) and ``y`` from the CIFAR-10 training split.
 2. ``rng = numpy.random.default_rng(SEED)``; for each class id 0..9 in order, take that class's
-   indices in ascending order, permute them with ``rng.permutation`` and keep the first
-   ``TRAIN_PER_CLASS + VAL_PER_CLASS``: the first ``TRAIN_PER_CLASS`` go to the train part,
-   the rest to the validation part.
+   indices in ascending order and permute them with ``rng.permutation``: the first
+   ``TRAIN_PER_CLASS`` go to the train part; the validation part takes the next
+   ``VAL_PER_CLASS`` of the permutation that lie in the presets' validation split
+   (``kerascnn.pipelines.stratified_split_indices(y, 0.1, seed=0)``, the 5,000 images that
+   ``kerascnn.pipelines.load(train.npz, "validation", validation_fraction=0.1, seed=0)``
+   holds out), so a preset trained on the other 45,000 never saw them.
 3. Shuffle each part's indices with ``rng.permutation`` (so the file is not class-major).
 4. Store the images, labels and source indices of both parts as a zip-deflated ``.npz`` written
    with fixed timestamps, so re-running the script reproduces the file byte for byte.
@@ -30,6 +33,8 @@ import numpy as np
 SEED = 20240505
 TRAIN_PER_CLASS = 200
 VAL_PER_CLASS = 50
+# the presets' validation split of train.npz (kerascnn/zoo/weights/presets.json "split")
+PRESET_VALIDATION_FRACTION, PRESET_SPLIT_SEED = 0.1, 0
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "cifar10" / "train.npz"
 OUT_DIR = ROOT / "kerascnn" / "pipelines" / "data"
@@ -42,12 +47,17 @@ def sha256(path: pathlib.Path) -> str:
 
 def draw(y: np.ndarray, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
     """The source indices of the train and validation parts (see the module docstring)."""
+    from kerascnn.pipelines.splits import stratified_split_indices
+
+    held_out = np.zeros(len(y), bool)
+    held_out[stratified_split_indices(y, PRESET_VALIDATION_FRACTION, PRESET_SPLIT_SEED)[1]] = True
     rng = np.random.default_rng(seed)
     train, val = [], []
     for c in range(len(CLASSES)):
-        idx = rng.permutation(np.flatnonzero(y == c))[: TRAIN_PER_CLASS + VAL_PER_CLASS]
+        idx = rng.permutation(np.flatnonzero(y == c))
         train.append(idx[:TRAIN_PER_CLASS])
-        val.append(idx[TRAIN_PER_CLASS:])
+        rest = idx[TRAIN_PER_CLASS:]
+        val.append(rest[held_out[rest]][:VAL_PER_CLASS])
     train, val = np.concatenate(train), np.concatenate(val)
     return rng.permutation(train), rng.permutation(val)
 
@@ -97,8 +107,10 @@ def main() -> None:
         "validation_per_class": VAL_PER_CLASS,
         "procedure": (
             "rng = numpy.random.default_rng(seed); for class c in 0..9: "
-            "idx = rng.permutation(flatnonzero(y == c))[:train_per_class + validation_per_class]; "
-            "train += idx[:train_per_class]; validation += idx[train_per_class:]; "
+            "idx = rng.permutation(flatnonzero(y == c)); train += idx[:train_per_class]; "
+            "validation += the next validation_per_class of idx[train_per_class:] that lie in "
+            "the presets' validation split (kerascnn.pipelines.stratified_split_indices(y, 0.1, "
+            "seed=0): never in a preset's training images); "
             "then train = rng.permutation(train); validation = rng.permutation(validation). "
             "Images are stored unchanged; index_train / index_val are the rows of the source."
         ),

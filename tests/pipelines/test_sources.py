@@ -14,7 +14,7 @@ from kerascnn import pipelines
 from kerascnn.pipelines import sources
 
 # The bundled sample, made by scripts/make_cifar10_sample.py (reproducible byte for byte).
-SAMPLE_SHA256 = "54b7014c7a76d3bab2556774325a87068fe6e956d40233f9366b453d07977eef"
+SAMPLE_SHA256 = "26cad957ab1b89989f5b48fb7ec320545a69a981aab02512b5bc048e99bf5386"
 CIFAR_CLASSES = (
     "airplane",
     "automobile",

@@ -53,6 +53,28 @@ def test_preset_reaches_its_stated_validation_accuracy(name, weights, cifar_npz)
     assert np.mean(pixel_pred.argmax(-1) == bare_pred) > 0.999
 
 
+@pytest.mark.parametrize(("name", "weights"), SHIPPED)
+def test_the_bundled_samples_validation_images_are_not_in_a_presets_training_images(
+    name, weights, cifar_npz
+):
+    """The README tries a preset on the bundled sample's validation part: those images must
+    lie in the validation split the preset names, never in its training images."""
+    from kerascnn.pipelines import sources
+    from kerascnn.pipelines.splits import stratified_split_indices
+
+    meta = presets.preset(name, weights)
+    x_val, _ = _validation(meta, cifar_npz)
+    with np.load(cifar_npz) as d:
+        x, y = d["x"], d["y"]
+    train_pos, val_pos = stratified_split_indices(y, 0.1, 0)
+    np.testing.assert_array_equal(x_val, x[val_pos])  # the split the preset names
+    with np.load(sources.SAMPLE_FILE) as sample:
+        held = sample["index_val"]
+        np.testing.assert_array_equal(sample["x_val"], x[held])
+    assert set(held.tolist()) <= set(val_pos.tolist())
+    assert not set(held.tolist()) & set(train_pos.tolist())
+
+
 def test_family_builder_and_create_load_the_same_weights():
     by_name = zoo.create("resnet20", weights="cifar10")
     by_builder = zoo.resnet(depth=20, weights="cifar10")
