@@ -84,8 +84,18 @@ class PixelInputCheck:
         return True
 
     def _check_images(self, x) -> None:
-        if self.takes_pixels():
+        if self.takes_pixels() and not getattr(self, "_checking_batches", False):
             check_pixel_range(x, f"model {self.name!r}")
+
+    def _run_checked(self, method, x, *args, **kwargs):
+        """``method(x, ...)`` after checking ``x`` once: its batches, which eager backends
+        (PyTorch) pass through ``__call__``, are not checked again."""
+        self._check_images(x)
+        self._checking_batches = True
+        try:
+            return method(x, *args, **kwargs)
+        finally:
+            self._checking_batches = False
 
     def __call__(self, *args, **kwargs):
         if args:
@@ -93,12 +103,10 @@ class PixelInputCheck:
         return super().__call__(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self._check_images(x)
-        return super().predict(x, *args, **kwargs)
+        return self._run_checked(super().predict, x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        self._check_images(x)
-        return super().evaluate(x, *args, **kwargs)
+        return self._run_checked(super().evaluate, x, *args, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
