@@ -397,7 +397,6 @@ def run_kerascnn(depth, data, args, recipe_kw, save, state: pathlib.Path, rows) 
     import keras
 
     from kerascnn import training
-    from kerascnn.pipelines.sources import array_dataset
 
     x_tr, y_tr, x_va, y_va = data
     keras.utils.clear_session()
@@ -890,9 +889,11 @@ def main(argv=None):
         "depths": {},
     }
     if earlier is not None:  # a resumed run: keep what the earlier invocations measured
-        if earlier.get("split", {}).get("validation_indices_sha256") != result["split"][
-            "validation_indices_sha256"
-        ] or earlier.get("recipe") != result["recipe"]:
+        if (
+            earlier.get("split", {}).get("validation_indices_sha256")
+            != result["split"]["validation_indices_sha256"]
+            or earlier.get("recipe") != result["recipe"]
+        ):
             raise SystemExit(
                 f"{path} holds a run with another split or recipe; pass another --run to start "
                 "a new one"

@@ -21,6 +21,7 @@ import hashlib
 import json
 import pathlib
 import platform
+import re
 
 import keras
 import numpy as np
@@ -51,6 +52,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe", required=True, help="the recipe of the run, e.g. fast-cifar")
     parser.add_argument("--command", required=True, help="the command that trained the run")
+    parser.add_argument("--console-log", type=pathlib.Path, default=None,
+                        help="the run's console output with --quiet (one Keras line per epoch, "
+                        "'352/352 - 100s - ...'): the training time is summed from it")  # fmt: skip
+    parser.add_argument("--note", default=None, help="a remark for the metadata")
     args = parser.parse_args(argv)
 
     task = keras.models.load_model(args.run / "model.keras")
@@ -105,15 +110,25 @@ def main(argv=None) -> None:
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
     }
+    if args.console_log is not None:
+        seconds = [
+            int(t) for t in re.findall(r"^\d+/\d+ - (\d+)s - ", args.console_log.read_text(), re.M)
+        ]
+        meta["training_seconds"] = sum(seconds)
+        meta["epoch_seconds_median"] = float(np.median(seconds)) if seconds else None
+    if args.note:
+        meta["note"] = args.note
     table = dict(presets.presets())
     table.setdefault(args.model, {})[args.weights] = meta
     (presets.WEIGHTS_DIR / "presets.json").write_text(json.dumps(table, indent=1) + "\n")
     presets.presets.cache_clear()
 
-    # the zoo model with the preset, fed inputs standardized in NumPy, predicts as the task
-    loaded = zoo.create(args.model, weights=args.weights)
-    zoo_pred = loaded.predict(presets.standardize(x, args.model, args.weights), verbose=0)
-    gap = float(np.max(np.abs(zoo_pred - task_pred)))
+    # the zoo model with the preset predicts as the task: on raw pixels, and bare on inputs
+    # standardized in NumPy
+    pixel_pred = zoo.create(args.model, weights=args.weights).predict(x, verbose=0)
+    bare = zoo.create(args.model, weights=args.weights, include_preprocessing=False)
+    zoo_pred = bare.predict(presets.standardize(x, args.model, args.weights), verbose=0)
+    gap = max(float(np.max(np.abs(p - task_pred))) for p in (pixel_pred, zoo_pred))
     print(json.dumps({k: meta[k] for k in ("file", "sha256", "epochs", "val_accuracy")}))
     print(f"zoo model vs task: max |logit difference| {gap:.2e}")
     if gap > 1e-3:

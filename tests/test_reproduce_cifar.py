@@ -91,7 +91,9 @@ def test_a_cut_run_resumes_on_both_sides_to_the_uninterrupted_result(small_npz, 
     for side in ("kerascnn", "torch"):
         assert cut["depths"]["20"][side]["partial"] is True
         assert [r["epoch"] for r in cut["depths"]["20"][side]["epochs"]] == [1]
-    resumed, stdout = run_quick(small_npz, tmp_path / "cut", *options, "--run", "r", pattern="r.json")
+    resumed, stdout = run_quick(
+        small_npz, tmp_path / "cut", *options, "--run", "r", pattern="r.json"
+    )
     assert "resuming after epoch 1" in stdout
     assert resumed["invocations"] and resumed["options"]["pad_fill"] == "zero"
     for side in ("kerascnn", "torch"):
@@ -102,7 +104,9 @@ def test_a_cut_run_resumes_on_both_sides_to_the_uninterrupted_result(small_npz, 
             assert rb["val_error"] == pytest.approx(ra["val_error"], abs=0.4), side  # 1 of 256
     setup = resumed["depths"]["20"]["torch"]["setup"]
     assert "rank > 1" in setup["optimizer"] and "(zero)" in setup["augment"]
-    assert resumed["depths"]["20"]["kerascnn"]["setup"]["augment"].startswith("spec 'padcrop:4:zero,flip'")
+    assert resumed["depths"]["20"]["kerascnn"]["setup"]["augment"].startswith(
+        "spec 'padcrop:4:zero,flip'"
+    )
     # a finished run is not trained again
     again, stdout = run_quick(small_npz, tmp_path / "cut", *options, "--run", "r", pattern="r.json")
     assert "finished earlier" in stdout

@@ -175,5 +175,7 @@ def test_padcrop_fills_from_the_spec(small):
     np.testing.assert_allclose(mean.fill_value, x.mean(axis=(0, 1, 2)), rtol=1e-4)
     given = layer("padcrop:4:mean", mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0])
     assert given.fill_value == [1.0, 2.0, 3.0]
-    with pytest.raises(ValueError, match=r"padcrop fill must be one of reflect, symmetric, zero, mean"):
+    with pytest.raises(
+        ValueError, match=r"padcrop fill must be one of reflect, symmetric, zero, mean"
+    ):
         layer("padcrop:4:black")
