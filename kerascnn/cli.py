@@ -73,16 +73,25 @@ def cmd_summary(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _needs_tensorflow_backend(what: str, instead: str) -> None:
+    """Refuse, in one line, a SavedModel export on a backend other than TensorFlow."""
     import keras
 
+    if keras.backend.backend() != "tensorflow":
+        raise UserError(
+            f"{what} writes a SavedModel, which needs the TensorFlow backend (running: "
+            f"{keras.backend.backend()}); {instead}"
+        )
+
+
+def cmd_train(args) -> int:
     from kerascnn.training.run import train_from_names
 
-    if args.export and keras.backend.backend() != "tensorflow":
-        raise UserError(
-            f"--export writes a SavedModel, which needs the TensorFlow backend (running: "
-            f"{keras.backend.backend()}); train without it, then run `kerascnn --backend "
-            f"tensorflow export RUN/model.keras {args.export}`"
+    if args.export:
+        _needs_tensorflow_backend(
+            "--export",
+            "train without it, then run `kerascnn --backend tensorflow export "
+            f"RUN/model.keras {args.export}`",
         )
 
     recipe_overrides = {
@@ -166,6 +175,10 @@ def cmd_evaluate(args) -> int:
 
 def cmd_export(args) -> int:
     from kerascnn.inference import load_keras_model, read_class_names
+
+    _needs_tensorflow_backend(
+        "export", f"run `kerascnn --backend tensorflow export {args.model_file} {args.target}`"
+    )
 
     model = load_keras_model(args.model_file)
     if args.class_names:

@@ -124,6 +124,31 @@ def test_cli_train_then_predict_without_tensorflow(backend, tiny_npz, tmp_path):
     assert 1 >= probabilities[0] >= probabilities[1] >= 0 and probabilities[0] > 0.3
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_export_on_another_backend_is_refused_in_one_line(backend, tmp_path):
+    """`kerascnn --backend jax export ...` printed a 78-line traceback (issue 25)."""
+    done = run_without_tensorflow(
+        [*KERASCNN, "--backend", backend, "export", str(tmp_path / "m.keras"), str(tmp_path / "sm")]
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("kerascnn")]
+    assert lines == [
+        f"kerascnn export: error: export writes a SavedModel, which needs the TensorFlow backend "
+        f"(running: {backend}); run `kerascnn --backend tensorflow export {tmp_path / 'm.keras'} "
+        f"{tmp_path / 'sm'}`"
+    ], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "sm").exists()
+    # train --export is refused the same way, before any training
+    done = run_without_tensorflow(
+        [*KERASCNN, "--backend", backend, "train", "resnet20", "--export", str(tmp_path / "sm")]
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert (
+        "kerascnn train: error: --export writes a SavedModel, which needs the TensorFlow "
+        in done.stderr
+    )
+
+
 def test_backend_flag_refuses_a_different_loaded_backend(capsys):
     other = "jax" if keras.backend.backend() != "jax" else "torch"
     assert cli.main(["--backend", other, "list"]) == 2

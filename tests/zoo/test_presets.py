@@ -75,6 +75,22 @@ def test_the_bundled_samples_validation_images_are_not_in_a_presets_training_ima
     assert not set(held.tolist()) & set(train_pos.tolist())
 
 
+def test_the_readmes_preset_example_scores_what_it_says_on_unseen_sample_images():
+    """README's example: the preset on the bundled sample's 500 validation images (none of
+    them trained on, test above), raw uint8 pixels in; the README states the accuracy."""
+    import pathlib
+    import re
+
+    val = pipelines.load("cifar10-sample", split="validation")
+    x, y = val.read(np.arange(len(val))), val.labels
+    model = zoo.create("resnet20", weights="cifar10")
+    accuracy = float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    stated = re.search(r"val\.labels\)\.mean\(\)\s+# ([0-9.]+) on 500 images", readme)
+    assert stated, "README's preset example states no accuracy"
+    assert accuracy == pytest.approx(float(stated.group(1)), abs=1e-3)
+
+
 def test_family_builder_and_create_load_the_same_weights():
     by_name = zoo.create("resnet20", weights="cifar10")
     by_builder = zoo.resnet(depth=20, weights="cifar10")
