@@ -48,7 +48,10 @@ if _launched_as_cli() and "keras" not in sys.modules:
 
     try:
         select_backend(sys.argv[1:])
-    except (ValueError, SystemExit):
+    except ValueError as error:  # an unknown or missing backend: Keras could not even load
+        sys.stderr.write(f"kerascnn: error: {error}\n")
+        raise SystemExit(2) from None
+    except SystemExit:
         pass  # main() reports it
 
 # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so

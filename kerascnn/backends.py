@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -50,6 +51,32 @@ def require_tensorflow(feature: str):
         ) from None
 
 
+#: the package each backend imports, and how to install it
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+BACKEND_INSTALL = {
+    "tensorflow": INSTALL_HINT,
+    "jax": "pip install 'kerascnn[jax]'",
+    "torch": "pip install 'kerascnn[torch]'",
+}
+
+
+def check_backend(name: str | None, where: str) -> None:
+    """``ValueError`` in one line when ``name`` (from ``where``: ``--backend`` or the
+    ``KERAS_BACKEND`` variable) is not a backend kerascnn runs on, or is not installed."""
+    if name is None or "keras" in sys.modules:
+        return
+    if name not in BACKENDS:
+        raise ValueError(
+            f"{where}={name!r} is not a Keras backend kerascnn runs on; use one of "
+            f"{', '.join(BACKENDS)}"
+        )
+    if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
+        raise ValueError(
+            f"{where}={name!r}: {BACKEND_PACKAGES[name]} is not installed in this environment "
+            f"({BACKEND_INSTALL[name]})"
+        )
+
+
 def select_backend(argv: list[str]) -> str | None:
     """Set ``KERAS_BACKEND`` from a ``--backend NAME`` option in ``argv`` (the command line's)
     before Keras is imported; return the name, or ``None`` when the option is absent.
@@ -59,7 +86,9 @@ def select_backend(argv: list[str]) -> str | None:
     parser.add_argument("--backend", choices=BACKENDS)
     known, _ = parser.parse_known_args(argv)
     if known.backend is None:
+        check_backend(os.environ.get("KERAS_BACKEND"), "KERAS_BACKEND")
         return None
+    check_backend(known.backend, "--backend")
     if "keras" in sys.modules:
         loaded = sys.modules["keras"].backend.backend()
         if loaded != known.backend:

@@ -73,6 +73,17 @@ def cmd_summary(args) -> int:
     return 0
 
 
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer in 0 .. 2**32 - 1 (NumPy's seed range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..{2**32 - 1}; received {text!r}")
+    return value
+
+
 def _needs_tensorflow_backend(what: str, instead: str) -> None:
     """Refuse, in one line, a SavedModel export on a backend other than TensorFlow."""
     import keras
@@ -255,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--early-stopping", type=int, metavar="PATIENCE", help="patience in epochs (0 = off)"
     )
     p.add_argument("--validation-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-dir", help="tensorflow-datasets data directory")
     p.add_argument(
         "--jit",
@@ -303,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="cifar10-sample")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--validation-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--data-dir")
     p.add_argument(
         "--skip-bad-files", action="store_true", help="image folders: leave out undecodable files"

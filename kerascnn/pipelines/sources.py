@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -333,8 +334,15 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
         raise DataNotFoundError(
             f"source={os.fspath(path)!r}: no such file. {_local_sources_hint(None)}"
         )
-    with np.load(path, allow_pickle=False) as d:
-        keys = set(d.files)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        keys = set(archive.files)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise DataValidationError(
+            f"{path}: not a readable NumPy .npz archive ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:120]}); write it with numpy.savez(path, x=..., y=...)"
+        ) from None
+    with archive as d:
         aliases = {"validation": ("val", "valid", "validation"), "train": ("train",)}.get(
             split, (split,)
         )
@@ -342,12 +350,19 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
         if pair is None and split == "train" and {"x", "y"} <= keys:
             pair = ("x", "y")
         if pair is None:
-            raise ValueError(
+            raise DataValidationError(
                 f"{path}: no arrays for split={split!r}. The file holds {sorted(keys)}; kerascnn reads "
                 "x / y (split 'train') or x_<split> / y_<split>. To carve a validation part, pass "
                 "split='validation', validation_fraction=0.1."
             )
-        x, y = _check_arrays(d[pair[0]], d[pair[1]], f"{path} [{pair[0]}, {pair[1]}]")
+        try:
+            x_raw, y_raw = d[pair[0]], d[pair[1]]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise DataValidationError(
+                f"{path}: arrays {pair[0]} / {pair[1]} cannot be read ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:120]}); the file is damaged or holds Python objects"
+            ) from None
+        x, y = _check_arrays(x_raw, y_raw, f"{path} [{pair[0]}, {pair[1]}]")
         names = [str(n) for n in d["class_names"]] if "class_names" in keys else None
     check_pixels(x, f"{path} [{pair[0]}]")
     if names is None and (path.parent / "classes.json").exists():
