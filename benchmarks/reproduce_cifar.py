@@ -862,6 +862,11 @@ def main(argv=None):
     path = args.out / (args.json_name or f"{run}.json")
     state_dir = args.state_dir / (pathlib.Path(args.json_name).stem if args.json_name else run)
     earlier = json.loads(path.read_text()) if path.exists() else None
+    if earlier is None and state_dir.is_dir() and any(state_dir.iterdir()):
+        raise SystemExit(
+            f"{state_dir} holds the state of a run whose results {path} are missing: put the "
+            "JSON back (git checkout) to resume, or delete the state folder to start again"
+        )
     result = {
         "benchmark": "reproduce_cifar",
         "date": date,
