@@ -71,8 +71,7 @@ def pad_crop(images, offsets_y, offsets_x, padding: int, fill: str = "reflect", 
     if fill == "constant" and isinstance(fill_value, (list, tuple)):
         # zeros, then the border mask times the per-channel value: the image's own pixels
         # are copied exactly (no x - v + v rounding)
-        ones = ops.ones_like(images[:1, :, :, :1])
-        border = ones[:1, :1, :1] - ops.pad(ones, pads, mode="constant")
+        border = 1 - ops.pad(ops.ones_like(images[:1, :, :, :1]), pads, mode="constant")
         if "int" in str(images.dtype):
             fill_value = [round(v) for v in fill_value]
         value = ops.convert_to_tensor(fill_value, dtype=images.dtype)
