@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import sys
 
 from kerascnn.backends import BACKENDS, select_backend
@@ -115,14 +114,20 @@ def cmd_train(args) -> int:
         from kerascnn.export import check_export_target
 
         check_export_target(args.export)
-    run = train_from_names(
-        args.model, args.dataset, recipe=args.recipe, out_dir=out_dir, placement=args.placement,
-        validation_fraction=args.validation_fraction, seed=args.seed, data_dir=args.data_dir,
-        jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
-        mixed_precision=args.mixed_precision, verbose=2 if args.quiet else "auto",
-        strategy=args.strategy, lr_scaling=args.lr_scaling, overwrite=args.overwrite,
-        on_bad_file="skip" if args.skip_bad_files else "error", **recipe_overrides,
-    )  # fmt: skip
+    from kerascnn.training.loop import TrainingDiverged
+
+    try:
+        run = train_from_names(
+            args.model, args.dataset, recipe=args.recipe, out_dir=out_dir,
+            placement=args.placement, validation_fraction=args.validation_fraction,
+            seed=args.seed, data_dir=args.data_dir,
+            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
+            mixed_precision=args.mixed_precision, verbose=2 if args.quiet else "auto",
+            strategy=args.strategy, lr_scaling=args.lr_scaling, overwrite=args.overwrite,
+            on_bad_file="skip" if args.skip_bad_files else "error", **recipe_overrides,
+        )  # fmt: skip
+    except TrainingDiverged as error:
+        raise TrainingDiverged(f"{error}; rerun: {_rerun_with_lower_lr(args)}") from None
     result = run.result
     stop = (
         f", early-stopped; best epoch {result.best_epoch} restored" if result.stopped_early else ""
@@ -131,15 +136,31 @@ def cmd_train(args) -> int:
     if result.val_accuracy is not None:
         print(f"validation accuracy: {result.val_accuracy:.4f}")
     from kerascnn.inference import CLASS_NAMES_FILE
-    from kerascnn.training.run_folder import atomic_write_text
 
-    atomic_write_text(pathlib.Path(out_dir) / CLASS_NAMES_FILE, "\n".join(run.class_names) + "\n")
     print(
         f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
     )
     if args.export:
         _export(run.model, args.export, None, run.class_names)
     return 0
+
+
+def _rerun_with_lower_lr(args) -> str:
+    """The command that starts a diverged ``train`` again (``--overwrite``: the diverging
+    run's backup is not resumed) with a learning rate ten times lower."""
+    import shlex
+
+    from kerascnn.training.recipes import get_recipe
+
+    lr = args.lr if args.lr is not None else get_recipe(args.recipe).lr
+    argv, kept = list(args.argv), []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--lr":
+            argv.pop(0)
+        elif not arg.startswith("--lr=") and arg != "--overwrite":
+            kept.append(arg)
+    return shlex.join(["kerascnn", *kept, "--lr", f"{lr / 10:g}", "--overwrite"])
 
 
 def _export(model, base_dir, version, class_names) -> str:
@@ -406,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kerascnn: error: {error}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # for the commands the CLI suggests
     from kerascnn.backends import MissingDependencyError
     from kerascnn.export import ExportError
     from kerascnn.training.loop import TrainingDiverged

@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import zipfile
 
@@ -35,10 +36,13 @@ def train_argv(data, out, *extra, epochs=3):
 
 
 def snapshot(folder) -> dict:
-    """Every file of a run folder (backup included) with its bytes."""
+    """Every file of a run folder (backup included) with its bytes; not the lock file, which
+    names the folder's latest owner."""
     folder = pathlib.Path(folder)
     return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != run_folder.LOCK
     }
 
 
@@ -148,8 +152,12 @@ def test_diverging_rerun_keeps_the_good_runs_files(finished_run, data, tmp_path,
     before = snapshot(out)
     argv = train_argv(data, out, "--overwrite", "--recipe", "resnet-cifar", "--lr", "1e30")
     assert cli.main(argv) == 2
-    one_line_error(capsys, "at epoch 1, batch", "lower the learning rate")
+    err = one_line_error(capsys, "at epoch 1, batch", "lower the learning rate")
     assert snapshot(out) == before  # best.keras, model.keras, log.csv, result.json intact
+    # the command it suggests is the same command with a lower rate, starting anew (no resume)
+    suggested = shlex.split(err.split("; rerun: ")[1])
+    assert suggested[0] == "kerascnn" and suggested[-3:] == ["--lr", "1e+29", "--overwrite"]
+    assert suggested[1:-3] == [a for a in argv if a not in ("--lr", "1e30", "--overwrite")]
 
 
 # --------------------------------------------------------------------------- 3. disk full
@@ -204,12 +212,13 @@ def test_disk_full_mid_run_ends_with_one_line_and_keeps_the_run(
 
 def test_corrupt_backup_is_moved_aside_and_the_run_starts_cleanly(interrupted_run, data, tmp_path):
     out = copy_of(interrupted_run, tmp_path)
-    weights = out / "backup" / "latest.weights.h5"
+    name = json.loads((out / "backup" / "training_metadata.json").read_text())["files"]["weights"]
+    weights = out / "backup" / name
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.warns(UserWarning, match=r"moved it to .*backup\.corrupt-"):
         assert cli.main(train_argv(data, out)) == 0
     aside = [p.name for p in out.iterdir() if p.name.startswith("backup.corrupt-")]
-    assert len(aside) == 1 and (out / aside[0] / "latest.weights.h5").exists()
+    assert len(aside) == 1 and (out / aside[0] / name).exists()
     assert epochs_logged(out) == [0, 1, 2]  # started again from epoch 1
     assert json.loads((out / "result.json").read_text())["epochs_run"] == 3
 

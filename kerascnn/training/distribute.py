@@ -39,6 +39,7 @@ recipe's ``batch_size`` and ``lr`` are then the global ones).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -60,7 +61,7 @@ from kerascnn.training.loop import (
     train_epochs,
 )
 from kerascnn.training.recipes import Recipe, get_recipe
-from kerascnn.training.run_folder import BACKUP, check_run_folder
+from kerascnn.training.run_folder import BACKUP, run_folder
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 LR_SCALING = ("linear", "sqrt", "none")
@@ -403,7 +404,10 @@ class _CheckpointBackup(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
     def on_train_end(self, logs=None):
-        shutil.rmtree(self.write_dir, ignore_errors=True)  # as BackupAndRestore does
+        # a worker's own copy goes now; the chief's backup is removed by finish_run, after
+        # model.keras and result.json are written
+        if self.write_dir != self.backup:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
 class _EpochLine(keras.callbacks.Callback):
@@ -536,6 +540,15 @@ class _StrategyLoop:
     def run(
         self, train, validation, out_dir, verbose, overwrite: bool = False, callbacks=()
     ) -> FitResult:
+        owner = out_dir is not None and self.chief  # the chief alone owns the run folder
+        with (
+            run_folder(out_dir, overwrite, check_backup=False)
+            if owner
+            else contextlib.nullcontext()
+        ):
+            return self._run(train, validation, out_dir, verbose, callbacks)
+
+    def _run(self, train, validation, out_dir, verbose, callbacks) -> FitResult:
         strategy = self.strategy
         multiworker = is_multiworker(strategy)
         for callback in callbacks:
@@ -562,10 +575,6 @@ class _StrategyLoop:
                 "train must be a finite, batched tf.data.Dataset with a known number of batches"
             )
         out = pathlib.Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            check_run_folder(out, overwrite)
-            if self.chief:
-                out.mkdir(parents=True, exist_ok=True)
         train_step, eval_step = self._step_functions(steps)
         dist_train = strategy.experimental_distribute_dataset(
             shard_dataset(train_ds, self.shard_policy)

@@ -11,8 +11,8 @@ by :func:`fit` (``model.fit``) and the multi-worker loop of
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import os
 import pathlib
@@ -22,14 +22,10 @@ import keras
 from kerascnn.training.recipes import Recipe
 from kerascnn.training.run_folder import (
     BACKUP,
-    FINAL,
-    RESULT,
-    RandomStateBackup,
     RunRecorder,
     SafeBackupAndRestore,
-    atomic_save,
-    atomic_write_text,
-    prepare_run_folder,
+    finish_run,
+    run_folder,
 )
 
 
@@ -52,18 +48,27 @@ class StopOnNaN(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if self.where is None and loss is not None and not math.isfinite(float(loss)):
-            self.where = (self.epoch + 1, batch + 1, float(loss))
+            self.where = ("loss", float(loss), self.epoch + 1, batch + 1)
             self.model.stop_training = True
 
     def error(self) -> TrainingDiverged:
-        epoch, batch, value = self.where
+        what, value, epoch, batch = self.where
+        at = f"epoch {epoch}" + (f", batch {batch}" if batch else "")
         return TrainingDiverged(
-            f"the loss became {value} at epoch {epoch}, batch {batch}; lower the learning rate"
+            f"the {what} became {value} at {at}; nothing of that epoch was saved: lower the "
+            "learning rate"
         )
 
     def on_epoch_end(self, epoch, logs=None):
         # First in the callback list: raising here keeps the checkpoint, the log and the
         # backup of the last good epoch (the diverged epoch's weights are not written).
+        # The epoch's losses are checked too: a huge but finite training loss can leave
+        # weights whose validation loss is NaN.
+        for key in ("loss", "val_loss"):
+            value = (logs or {}).get(key)
+            if self.where is None and value is not None and not math.isfinite(float(value)):
+                what = "validation loss" if key == "val_loss" else "loss"
+                self.where = (what, float(value), epoch + 1, None)
         if self.where is not None:
             raise self.error()
 
@@ -147,30 +152,27 @@ def default_callbacks(
     (:class:`RunRecorder`, when ``out_dir`` is given), the backup for resuming, optional
     TensorBoard, then ``extra``.
 
-    ``backup``: ``None`` for Keras's (:class:`SafeBackupAndRestore` and
-    :class:`RandomStateBackup` in ``out_dir/backup``), or the callbacks that replace them
+    ``backup``: ``None`` for :class:`SafeBackupAndRestore` in ``out_dir/backup`` (weights,
+    optimizer, random states and early stopping's state), or the callbacks that replace it
     (the multi-worker loop's checkpoint backup, also on workers that write no run folder).
     """
     callbacks: list = [StopOnNaN()]
+    early = None
     if has_validation and patience > 0:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=monitor,
-                patience=patience,
-                restore_best_weights=True,
-                verbose=1,
-                # explicit: a model trained outside model.fit has no compiled metrics to ask
-                mode="min" if monitor.endswith("loss") else "max",
-            )
+        early = keras.callbacks.EarlyStopping(
+            monitor=monitor,
+            patience=patience,
+            restore_best_weights=True,
+            verbose=1,
+            # explicit: a model trained outside model.fit has no compiled metrics to ask
+            mode="min" if monitor.endswith("loss") else "max",
         )
+        callbacks.append(early)
     if out_dir is not None:
         # log and best model before the backup: an epoch whose backup exists is logged
         callbacks.append(RunRecorder(out_dir, monitor if has_validation else None))
-    if backup is None and out_dir is not None:
-        backup = [
-            SafeBackupAndRestore(str(out_dir / BACKUP)),  # with random states
-            RandomStateBackup(out_dir / BACKUP, save=False),  # restores them
-        ]
+    if backup is None and out_dir is not None:  # after EarlyStopping: it restores its state
+        backup = [SafeBackupAndRestore(out_dir / BACKUP, early_stopping=early)]
     callbacks += list(backup or ())
     if out_dir is not None and tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))
@@ -233,8 +235,9 @@ def run_training(
     Raises :class:`TrainingDiverged` when the NaN guard (``callbacks[0]``, see
     :func:`default_callbacks`) stopped the run; builds the :class:`FitResult` (from the
     run folder's log when there is one, so that a resumed run's result covers every
-    epoch); writes ``model.keras`` then ``result.json`` into ``out`` when ``write`` (the
-    multi-worker loop's chief; other workers write nothing)."""
+    epoch); finishes the run folder ``out`` when ``write`` (:func:`finish_run`:
+    ``model.keras``, ``result.json``, then the backup removed; the multi-worker loop's
+    chief; other workers write nothing)."""
     history = train(callbacks)
     nan_guard = next(c for c in callbacks if isinstance(c, StopOnNaN))
     if nan_guard.where is not None:
@@ -261,9 +264,7 @@ def run_training(
         out_dir=str(out) if out else None,
     )
     if out is not None and write:
-        # model.keras, then result.json: result.json marks a finished run
-        atomic_save(model, out / FINAL)
-        atomic_write_text(out / RESULT, json.dumps(dataclasses.asdict(result), indent=1) + "\n")
+        finish_run(model, out, dataclasses.asdict(result))
     return result
 
 
@@ -337,23 +338,23 @@ def fit(
             ``tf.data.Dataset``s, finite with a known number of batches.
         recipe: a :class:`Recipe` (default ``get_recipe("resnet-cifar")``).
         out_dir: where the best model, the CSV log, the backup for resuming, the final
-            ``model.keras`` and ``result.json`` go; ``None`` writes nothing. Running again
-            with the same ``out_dir`` after an interruption resumes from the last completed
-            epoch (``BackupAndRestore``); the log and the history then cover every epoch.
-            A folder holding a finished run (``result.json``, no ``backup``) is refused
-            unless ``overwrite``. Every file is written atomically (temporary file, then
-            rename), only at epoch ends that finished with a finite loss; a backup that
-            does not read back is moved aside to ``backup.corrupt-<time>`` with a warning.
+            ``model.keras`` and ``result.json`` go; ``None`` writes nothing. The folder's
+            guarantees are :mod:`kerascnn.training.run_folder`'s: this process owns it while
+            it trains (another process training into it is refused); running again with
+            the same ``out_dir`` after an interruption resumes from the last completed epoch
+            exactly (weights, optimizer, random states, early stopping's state), and the log
+            and the history then cover every epoch; a folder holding a finished run
+            (``result.json``) is refused unless ``overwrite``; every file is written
+            atomically, only at epoch ends whose losses are finite; the finish writes
+            ``model.keras``, then ``result.json``, then removes the backup.
         one_hot: a plain model's labels are one-hot (MixUp / CutMix in the pipeline, label
             smoothing). Not for an :class:`~kerascnn.tasks.ImageClassifier`: it derives its
             label format and compiles its own loss (:func:`compile_model`).
         jit_compile: ``"auto"`` (XLA on GPU, off on CPU), ``True`` or ``False``.
         callbacks: more Keras callbacks (e.g. ``DropoutSchedule``).
         tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``.
-        overwrite: train into an ``out_dir`` that holds a finished run (its files are
-            replaced as the new run writes them). An unfinished run (a ``backup`` folder)
-            is resumed either way, so that rerunning the same command resumes; delete its
-            ``backup`` folder to start it again.
+        overwrite: start anew in ``out_dir``: the run there, finished or not, is removed
+            whole (its backup is not resumed) before the new run writes.
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the message names the epoch).
@@ -364,35 +365,33 @@ def fit(
     train_ds = getattr(train, "dataset", train)
     val_ds = getattr(validation, "dataset", validation)
     steps = steps_per_epoch(train_ds)
-    out = None
-    if out_dir is not None:
-        out = prepare_run_folder(out_dir, overwrite)
-
-    compile_model(
-        model, recipe, steps, one_hot=one_hot, jit_compile=resolve_jit_compile(jit_compile),
-        steps_per_execution=steps_per_execution,
-    )  # fmt: skip
-    extra = list(callbacks)
-    if hasattr(train_ds, "set_epoch"):
-        extra.append(LoaderEpoch(train_ds))
-    cbs = default_callbacks(
-        out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
-    )
-
-    train_input, fit_steps = train_ds, None
-    if keras.backend.backend() == "tensorflow" and getattr(train_ds, "streams_endlessly", False):
-        # one tf.data iterator for the whole run instead of a new one at every epoch start
-        train_input, fit_steps = train_ds.endless_tf_dataset(), steps
-
-    def train_with(callbacks):
-        return model.fit(
-            train_input,
-            validation_data=val_ds,
-            epochs=recipe.epochs,
-            steps_per_epoch=fit_steps,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the pipelines shuffle with their seed
+    with run_folder(out_dir, overwrite) if out_dir is not None else contextlib.nullcontext() as out:
+        compile_model(
+            model, recipe, steps, one_hot=one_hot, jit_compile=resolve_jit_compile(jit_compile),
+            steps_per_execution=steps_per_execution,
+        )  # fmt: skip
+        extra = list(callbacks)
+        if hasattr(train_ds, "set_epoch"):
+            extra.append(LoaderEpoch(train_ds))
+        cbs = default_callbacks(
+            out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
         )
 
-    return run_training(model, train_with, cbs, out)
+        train_input, fit_steps = train_ds, None
+        if keras.backend.backend() == "tensorflow" and getattr(
+            train_ds, "streams_endlessly", False
+        ):  # one tf.data iterator for the whole run instead of a new one at every epoch start
+            train_input, fit_steps = train_ds.endless_tf_dataset(), steps
+
+        def train_with(callbacks):
+            return model.fit(
+                train_input,
+                validation_data=val_ds,
+                epochs=recipe.epochs,
+                steps_per_epoch=fit_steps,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the pipelines shuffle with their seed
+            )
+
+        return run_training(model, train_with, cbs, out)

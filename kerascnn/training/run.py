@@ -14,7 +14,12 @@ from kerascnn.pipelines.validate import check_trainable
 from kerascnn.tasks import ImageClassifier
 from kerascnn.training.loop import FitResult, fit
 from kerascnn.training.recipes import get_recipe
-from kerascnn.training.run_folder import check_run_folder
+from kerascnn.training.run_folder import (
+    CLASS_NAMES,
+    atomic_write_text,
+    check_run_folder,
+    run_folder,
+)
 
 
 @dataclasses.dataclass
@@ -75,77 +80,89 @@ def train_from_names(
     batch ``batch_size * replicas``, and the learning rate is scaled by ``lr_scaling``
     (``"linear"``, ``"sqrt"`` or ``"none"``; :func:`~kerascnn.training.distribute.scale_recipe`).
 
-    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.run_folder.check_run_folder`):
-    a finished run there is refused unless ``overwrite``; an unfinished one is resumed. The
-    data is validated before training (:func:`kerascnn.pipelines.validate.check_trainable`).
+    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.run_folder.check_run_folder`)
+    and owned by this process until the run ends (:func:`~kerascnn.training.run_folder.own_run_folder`):
+    a finished run there is refused unless ``overwrite`` (which removes the old run whole once
+    the data is read); an unfinished one is resumed; ``class_names.txt`` is written before
+    training. The data is validated before training
+    (:func:`kerascnn.pipelines.validate.check_trainable`).
     ``on_bad_file`` is passed to :func:`kerascnn.pipelines.load` (image folders).
     """
     from kerascnn.training import distribute
 
     zoo.model_info(model_name)  # unknown names fail before any data is read
     rec = get_recipe(recipe, **recipe_overrides)
-    if out_dir is not None:
-        check_run_folder(out_dir, overwrite)
-    # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
-    strat = distribute.resolve_for_backend(strategy)
-    multiworker = strat is not None and distribute.is_multiworker(strat)
-    rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), lr_scaling)
     if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
         raise ValueError(
             "mixed_precision must be None, 'mixed_float16' or 'mixed_bfloat16'; "
             f"received mixed_precision={mixed_precision!r}"
         )
-    keras.utils.set_random_seed(seed)
-    train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
-    check_trainable(train, val)
-    # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
-    # loader does that on every backend, without tf.data's pause at each epoch's start
-    # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
-    # and for tf.distribute's multi-worker sharding.
-    numpy_ok = placement == "model" and train.readable and not multiworker
-    loader = "numpy" if numpy_ok else "auto"
-    # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, mix_in="model")
-    # and converts labels in its train step, also in the multi-worker loop. Under
-    # MultiWorkerMirroredStrategy every variable of the model must be created in the
-    # strategy's scope: so must the seed generators of the augmentation layers and the mixer.
-    with distribute.scope_of(strat) if multiworker else contextlib.nullcontext():
-        pipe = pipelines.build(
-            train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
-            placement=placement, normalize_in="model", drop_remainder=multiworker,
-            loader=loader, mix_in="model",
-        )  # fmt: skip
-    val_pipe = pipelines.build(
-        val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
-        normalize_in="model", loader=loader,
-    )  # fmt: skip
-    previous_policy = keras.mixed_precision.global_policy()
-
-    def build_model() -> ImageClassifier:
-        if mixed_precision:
-            keras.mixed_precision.set_global_policy(mixed_precision)
-        try:  # the task's output layer is float32 under any policy: the loss sees float32
-            return ImageClassifier.from_zoo(
-                model_name, train.num_classes, input_shape=train.image_shape,
-                zoo_kwargs=model_overrides, preprocessing=pipe.model_preprocessing,
-                augmentation=pipe.model_augmentation,
-                mixer=pipe.mix, label_smoothing=rec.label_smoothing, name=model_name,
+    # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
+    strat = distribute.resolve_for_backend(strategy)
+    multiworker = strat is not None and distribute.is_multiworker(strat)
+    # the run folder's owner: this process, or the multi-worker chief (workers write none)
+    owner = out_dir is not None and (not multiworker or distribute.worker_role(strat)[2])
+    if owner:
+        check_run_folder(out_dir, overwrite)  # before any data is read
+    # owned until the run ends; with overwrite, the old run is moved aside now and put back
+    # if this one fails before its first epoch (a data error, say)
+    folder = run_folder(out_dir, overwrite, check_backup=not multiworker) if owner else None
+    with folder or contextlib.nullcontext() as out:
+        rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), lr_scaling)
+        keras.utils.set_random_seed(seed)
+        train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
+        check_trainable(train, val)
+        if owner:
+            atomic_write_text(out / CLASS_NAMES, "\n".join(train.info.class_names) + "\n")
+            overwrite = False  # done above
+        # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
+        # loader does that on every backend, without tf.data's pause at each epoch's start
+        # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
+        # and for tf.distribute's multi-worker sharding.
+        numpy_ok = placement == "model" and train.readable and not multiworker
+        loader = "numpy" if numpy_ok else "auto"
+        # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, mix_in="model")
+        # and converts labels in its train step, also in the multi-worker loop. Under
+        # MultiWorkerMirroredStrategy every variable of the model must be created in the
+        # strategy's scope: so must the seed generators of the augmentation layers and the mixer.
+        with distribute.scope_of(strat) if multiworker else contextlib.nullcontext():
+            pipe = pipelines.build(
+                train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
+                placement=placement, normalize_in="model", drop_remainder=multiworker,
+                loader=loader, mix_in="model",
             )  # fmt: skip
-        finally:
-            keras.mixed_precision.set_global_policy(previous_policy)
-
-    # model, optimizer and metrics created under the strategy's scope; the label format is
-    # the task's (kerascnn.training.loop.label_onehot)
-    with distribute.scope_of(strat):
-        net = build_model()
-    if multiworker:  # the loop over strategy.run (model.fit fails there; see distribute)
-        result = distribute.fit_distributed(
-            net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, verbose=verbose,
-            callbacks=callbacks, overwrite=overwrite,
+        val_pipe = pipelines.build(
+            val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
+            normalize_in="model", loader=loader,
         )  # fmt: skip
-    else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
+        previous_policy = keras.mixed_precision.global_policy()
+
+        def build_model() -> ImageClassifier:
+            if mixed_precision:
+                keras.mixed_precision.set_global_policy(mixed_precision)
+            try:  # the task's output layer is float32 under any policy: the loss sees float32
+                return ImageClassifier.from_zoo(
+                    model_name, train.num_classes, input_shape=train.image_shape,
+                    zoo_kwargs=model_overrides, preprocessing=pipe.model_preprocessing,
+                    augmentation=pipe.model_augmentation,
+                    mixer=pipe.mix, label_smoothing=rec.label_smoothing, name=model_name,
+                )  # fmt: skip
+            finally:
+                keras.mixed_precision.set_global_policy(previous_policy)
+
+        # model, optimizer and metrics created under the strategy's scope; the label format is
+        # the task's (kerascnn.training.loop.label_onehot)
         with distribute.scope_of(strat):
-            result = fit(
-                net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=jit_compile,
-                callbacks=callbacks, verbose=verbose, overwrite=overwrite,
+            net = build_model()
+        if multiworker:  # the loop over strategy.run (model.fit fails there; see distribute)
+            result = distribute.fit_distributed(
+                net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, verbose=verbose,
+                callbacks=callbacks, overwrite=overwrite,
             )  # fmt: skip
-    return TrainedRun(net, result, list(train.info.class_names))
+        else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
+            with distribute.scope_of(strat):
+                result = fit(
+                    net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=jit_compile,
+                    callbacks=callbacks, verbose=verbose, overwrite=overwrite,
+                )  # fmt: skip
+        return TrainedRun(net, result, list(train.info.class_names))

@@ -1,23 +1,50 @@
-"""The run folder of :func:`kerascnn.training.fit`: its files, written so that nothing is lost.
+"""The run folder of :func:`kerascnn.training.fit`: one owner, exact resume, nothing lost.
 
-``out_dir`` holds ``best.keras``, ``model.keras``, ``log.csv``, ``result.json`` and, while a
-run is unfinished, ``backup/`` (weights, optimizer, the augmentation's random states and the
-epoch). Every file is written to a temporary name and renamed into place; a finished run is
-never overwritten unless asked; a corrupt backup is moved aside; a resumed run's history
-covers every epoch.
+``out_dir`` holds ``best.keras``, ``model.keras``, ``log.csv``, ``result.json``,
+``class_names.txt`` (written by :func:`~kerascnn.training.run.train_from_names`) and, while a
+run is unfinished, ``backup/``. Its guarantees:
+
+- **One owner.** A process training into the folder holds its lock (``.lock``, an
+  ``flock``; POSIX) from before the data is read until it ends; a second process is refused
+  in one line naming the owner. The operating system releases a dead process's lock, so
+  the rerun after a crash or ``SIGKILL`` takes the folder over.
+- **Exact resume.** The backup holds, for the last completed epoch, the weights and the
+  optimizer, the random generators' states (augmentation, dropout), early stopping's state
+  (best value, its epoch, the wait, the best weights) and whether training was stopped.
+  An epoch's files carry its number; the metadata file naming them is written last
+  (atomically), so a backup is always one whole epoch. Rerunning the same command resumes;
+  an early-stopped run resumes to its finish without training more.
+- **Finished runs are never lost.** Every file is written to a temporary name and renamed
+  into place. The finish writes ``model.keras``, then ``result.json`` (which marks the run
+  finished), then removes the backup: at every instant a rerun either finds the finished
+  run (and refuses to clobber it) or resumes the unfinished one.
+- **Overwrite replaces the whole run.** With ``overwrite``, the old run's files are moved
+  into a hidden folder (``result.json`` last) before the new run writes: never a mix of old
+  and new files, never a resume of the old backup. They are deleted when the new run
+  finishes, and put back if it fails before completing an epoch.
+- A backup that does not read back is moved aside (``backup.corrupt-<time>``) with a
+  warning; a resumed run's log and history cover every epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import pathlib
+import shutil
+import socket
+import sys
+import time
 import warnings
 
 import keras
 import numpy as np
+
+from kerascnn.errors import RunFolderError
+from kerascnn.inference import CLASS_NAMES_FILE as CLASS_NAMES
 
 __all__ = [
     "atomic_save",
@@ -26,76 +53,25 @@ __all__ = [
     "BEST",
     "check_run_folder",
     "FINAL",
+    "finish_run",
+    "LOCK",
     "LOG",
-    "prepare_run_folder",
-    "RandomStateBackup",
+    "own_run_folder",
+    "run_folder",
     "RESULT",
     "run_folder_state",
     "RunRecorder",
     "SafeBackupAndRestore",
 ]
 
-
-class RandomStateBackup(keras.callbacks.Callback):
-    """Back up the model's random-generator states (augmentation, dropout) next to
-    ``BackupAndRestore``'s weights at every epoch end, and restore them when a run resumes.
-
-    Keras's weights files leave ``SeedGenerator`` states out, so without this a resumed run
-    would draw other augmentations than the uninterrupted run from the same seed."""
-
-    FILE = "random_states.npz"
-
-    def __init__(self, backup_dir: pathlib.Path, save: bool = True):
-        super().__init__()
-        self.path = pathlib.Path(backup_dir) / self.FILE
-        self.save = save  # False: SafeBackupAndRestore writes the file with the weights
-
-    @staticmethod
-    def states_of(model) -> list:
-        return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
-
-    def _states(self) -> list:
-        return self.states_of(self.model)
-
-    def on_train_begin(self, logs=None):
-        if not self.path.exists():
-            return
-        states = self._states()
-        try:
-            with np.load(self.path) as saved:
-                values = [saved[f"s{i}"] for i in range(len(saved.files))]
-        except (OSError, ValueError, KeyError, EOFError) as error:
-            warnings.warn(f"{self.path} cannot be read ({error}); not restored", stacklevel=2)
-            return
-        if [v.shape for v in values] != [tuple(s.shape) for s in states]:
-            warnings.warn(
-                f"{self.path} does not match this model's random generators; not restored",
-                stacklevel=2,
-            )
-            return
-        for state, value in zip(states, values, strict=True):
-            state.assign(value)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.save:
-            return
-        values = {f"s{i}": keras.ops.convert_to_numpy(s) for i, s in enumerate(self._states())}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.stem + ".tmp.npz")
-        try:
-            np.savez(tmp, **values)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-# --------------------------------------------------------------------------- run folder
 BACKUP = "backup"
 RESULT = "result.json"
 LOG = "log.csv"
 BEST = "best.keras"
 FINAL = "model.keras"
+LOCK = ".lock"
+# A run's files, in the order overwrite removes them: result.json (the finished mark) last.
+RUN_FILES = (BACKUP, BEST, FINAL, LOG, CLASS_NAMES, "tensorboard", RESULT)
 
 
 def _write_atomically(path: pathlib.Path, tmp: pathlib.Path, write) -> None:
@@ -120,13 +96,14 @@ def atomic_save(model: keras.Model, path: pathlib.Path) -> None:
 
 
 def run_folder_state(out_dir) -> str:
-    """``"new"`` (no finished run, no backup), ``"unfinished"`` (a backup: rerunning
-    resumes it) or ``"finished"`` (``result.json`` and no backup)."""
+    """``"finished"`` (``result.json``: the finish wrote it after ``model.keras``; a backup
+    left beside it by an interruption is stale), ``"unfinished"`` (a backup: rerunning
+    resumes it) or ``"new"``."""
     out = pathlib.Path(out_dir)
-    if (out / BACKUP).exists():
-        return "unfinished"
     if (out / RESULT).exists():
         return "finished"
+    if (out / BACKUP).exists():
+        return "unfinished"
     return "new"
 
 
@@ -134,11 +111,9 @@ def check_run_folder(out_dir, overwrite: bool = False) -> pathlib.Path:
     """Check, before any data is read, that ``out_dir`` can take this run; return it.
 
     Raises :class:`~kerascnn.errors.RunFolderError` (one line) when ``out_dir`` is a file,
-    is not writable (permissions, read-only file system), or holds a finished run
-    (``result.json`` without a ``backup``) and ``overwrite`` is false. An unfinished run
-    (a ``backup`` folder) is resumed (see :func:`fit`)."""
-    from kerascnn.errors import RunFolderError
-
+    is not writable (permissions, read-only file system), is in use by another process
+    (its lock is held), or holds a finished run (``result.json``) and ``overwrite`` is
+    false. An unfinished run (a ``backup`` folder) is resumed (see :func:`fit`)."""
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"run folder {out} is an existing file; pass a folder (--out DIR)")
@@ -160,6 +135,9 @@ def check_run_folder(out_dir, overwrite: bool = False) -> pathlib.Path:
             f"run folder {out} is not writable ({anchor} is read-only or not ours); "
             "pass another --out"
         )
+    owner = _lock_owner(out)
+    if owner is not None:
+        raise _in_use(out, owner)
     if not overwrite and run_folder_state(out) == "finished":
         raise RunFolderError(
             f"run folder {out} holds a finished run ({RESULT}); to train it again and replace "
@@ -168,39 +146,222 @@ def check_run_folder(out_dir, overwrite: bool = False) -> pathlib.Path:
     return out
 
 
+# --------------------------------------------------------------------------- the owner
+_HELD: dict[str, int] = {}  # run folders this process owns: real path -> the lock's fd
+
+
+def _in_use(out: pathlib.Path, owner: str) -> RunFolderError:
+    return RunFolderError(
+        f"run folder {out} is in use by {owner or 'another process'}; wait for that run to "
+        "end, or choose another --out"
+    )
+
+
+def _try_lock(fd: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _lock_owner(out: pathlib.Path) -> str | None:
+    """Who holds ``out``'s lock (the owner's line), or ``None`` when nobody (or we) do."""
+    path = out / LOCK
+    if os.path.realpath(out) in _HELD or not path.exists() or os.name != "posix":
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _try_lock(fd):
+            return None  # closing the descriptor below releases it
+        return os.read(fd, 1000).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def own_run_folder(out_dir):
+    """Hold ``out_dir``'s lock for the block: create the folder and its ``.lock`` file and
+    take an exclusive ``flock`` on it, recording this process (pid, host, start, command)
+    for the message another process gets. Re-entrant within a process; the lock is
+    released when the block ends, or by the operating system when the process dies.
+    Raises :class:`~kerascnn.errors.RunFolderError` when another process holds it."""
+    out = pathlib.Path(out_dir)
+    key = os.path.realpath(out)
+    if key in _HELD or os.name != "posix":  # already ours (or no flock: Windows)
+        yield out
+        return
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    if not _try_lock(fd):
+        owner = os.read(fd, 1000).decode(errors="replace").strip()
+        os.close(fd)
+        raise _in_use(out, owner)
+    command = " ".join(sys.argv)[:300]
+    os.ftruncate(fd, 0)
+    os.write(
+        fd,
+        f"process {os.getpid()} on {socket.gethostname()} since "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({command})\n".encode(),
+    )
+    _HELD[key] = fd
+    try:
+        yield out
+    finally:
+        del _HELD[key]
+        if created and os.listdir(out) == [LOCK]:  # refused before it wrote: leave no folder
+            (out / LOCK).unlink()
+            out.rmdir()
+        os.close(fd)  # releases the flock; a lock file in use stays (unlinking it would race)
+
+
+REPLACED = ".replaced-"  # prefix of the hidden folder holding a run being replaced
+
+
+def _move_old_run_aside(out: pathlib.Path) -> pathlib.Path | None:
+    """``overwrite``: move the run in ``out`` whole into a hidden folder (``result.json``
+    last: cut midway, the folder still reads as finished), so the new run writes into a
+    folder without any of its files. Returns the hidden folder (``None`` when ``out`` held
+    no run). Other files are left alone; older hidden folders (an earlier overwrite that was
+    cut) are deleted."""
+    for stale in out.glob(REPLACED + "*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    names = [p.name for p in sorted(out.glob(f"{BACKUP}.corrupt-*"))]
+    names += [name for name in RUN_FILES if (out / name).exists()]
+    if not names:
+        return None
+    aside = out / f"{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside.mkdir()
+    for name in names:
+        os.replace(out / name, aside / name)
+    return aside
+
+
+def _put_back(aside: pathlib.Path, out: pathlib.Path) -> None:
+    """Undo :func:`_move_old_run_aside` (the new run failed before writing an epoch);
+    ``result.json`` last."""
+    names = sorted(p.name for p in aside.iterdir())
+    for name in sorted(names, key=lambda name: name == RESULT):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+        os.replace(aside / name, out / name)
+    aside.rmdir()
+
+
+@contextlib.contextmanager
+def run_folder(out_dir, overwrite: bool = False, check_backup: bool = True):
+    """Own and prepare ``out_dir`` for a run, for the block; yields its path.
+
+    Takes its lock (:func:`own_run_folder`), checks it (:func:`check_run_folder`), creates
+    it, and moves a backup that does not read back aside (``check_backup``; the
+    multi-worker loop's backup is a ``tf.train`` checkpoint its own callback reads). With ``overwrite`` the run there,
+    finished or not, is moved aside whole before the new one writes (its backup is not
+    resumed): deleted when the new run finishes (:func:`finish_run`), put back when the new
+    run fails before it completes an epoch (a diverging or interrupted first epoch loses
+    nothing). Re-entrant: :func:`~kerascnn.training.run.train_from_names` opens the folder
+    before reading the data, :func:`~kerascnn.training.fit` again inside it."""
+    with own_run_folder(out_dir):
+        out = check_run_folder(out_dir, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        aside = _move_old_run_aside(out) if overwrite else None
+        backup = out / BACKUP
+        if check_backup and backup.exists():
+            problem = _backup_problem(backup)
+            if problem:
+                _move_aside(backup, problem)
+        try:
+            yield out
+        except BaseException:
+            if aside is not None and not (out / LOG).exists():
+                _put_back(aside, out)
+            raise
+
+
+def finish_run(model: keras.Model, out: pathlib.Path, result: dict) -> None:
+    """Write a finished run: ``model.keras``, then ``result.json`` (the finished mark), then
+    remove the backup. Cut anywhere, a rerun resumes (the backup is complete until
+    ``result.json`` exists) or finds the finished run."""
+    atomic_save(model, out / FINAL)
+    atomic_write_text(out / RESULT, json.dumps(result, indent=1) + "\n")
+    shutil.rmtree(out / BACKUP, ignore_errors=True)
+    for replaced in out.glob(REPLACED + "*"):  # the run this one replaced (overwrite)
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the backup
+META = "training_metadata.json"  # Keras's BackupAndRestore name; the commit point
+
+
+def _epoch_files(epoch: int) -> dict[str, str]:
+    """The backup files of the state after ``epoch`` completed epochs."""
+    return {
+        "weights": f"epoch-{epoch}.weights.h5",
+        "random_states": f"epoch-{epoch}.random_states.npz",
+        "best_weights": f"epoch-{epoch}.best_weights.npz",
+    }
+
+
+# backups written before the files carried their epoch
+_LEGACY_FILES = {"weights": "latest.weights.h5", "random_states": "random_states.npz"}
+
+
+def _read_meta(backup: pathlib.Path) -> tuple[dict, dict[str, pathlib.Path]]:
+    """The backup's metadata and the paths of the files it names (legacy names if none)."""
+    meta = json.loads((backup / META).read_text())
+    epoch = meta["epoch"]
+    if not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"bad epoch {epoch!r} in {META}")
+    files = meta.get("files", _LEGACY_FILES)
+    return meta, {key: backup / name for key, name in files.items()}
+
+
+def _random_states(model) -> list:
+    """The model's random generator states (augmentation, dropout): Keras's weight files
+    leave ``SeedGenerator`` states out, so without them a resumed run would draw other
+    augmentations than the uninterrupted run from the same seed."""
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
+
+
+def _early_stopping_state(early: keras.callbacks.EarlyStopping) -> dict:
+    best = None if early.best is None else float(early.best)
+    return {
+        "best": best, "best_epoch": int(early.best_epoch), "wait": int(early.wait),
+        "stopped_epoch": int(early.stopped_epoch),
+    }  # fmt: skip
+
+
 def _backup_problem(backup: pathlib.Path) -> str | None:
     """Why the backup folder cannot be resumed from (a half-written or corrupt file), or
-    ``None`` when every file in it reads back."""
+    ``None`` when every file it names reads back."""
     import h5py
 
-    weights = backup / "latest.weights.h5"
-    meta = backup / "training_metadata.json"
     try:
-        if not weights.exists() or not meta.exists():
-            return f"{'weights' if not weights.exists() else 'metadata'} missing"
-        epoch = json.loads(meta.read_text())["epoch"]
-        if not isinstance(epoch, int) or epoch < 0:
-            return f"bad epoch {epoch!r} in {meta.name}"
+        if not (backup / META).exists():
+            return "metadata missing"
+        _, files = _read_meta(backup)
+        if not files["weights"].exists():
+            return "weights missing"
 
         def read(name, obj):
             if isinstance(obj, h5py.Dataset):
                 obj[()]
 
-        with h5py.File(weights, "r") as f:
+        with h5py.File(files["weights"], "r") as f:
             f.visititems(read)
-        states = backup / RandomStateBackup.FILE
-        if states.exists():
-            with np.load(states) as saved:
-                for key in saved.files:
-                    saved[key]
+        for key in ("random_states", "best_weights"):
+            if key in files and files[key].exists():
+                with np.load(files[key]) as saved:
+                    for name in saved.files:
+                        saved[name]
     except (OSError, ValueError, KeyError, TypeError, EOFError, RuntimeError) as error:
         return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
     return None
 
 
 def _move_aside(backup: pathlib.Path, why: str) -> pathlib.Path:
-    import time
-
     target = backup.with_name(f"{backup.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
     n = 1
     while target.exists():
@@ -216,14 +377,32 @@ def _move_aside(backup: pathlib.Path, why: str) -> pathlib.Path:
 
 
 class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """``BackupAndRestore`` whose files are written to temporary files renamed into place (a
-    full disk or a kill mid-write never leaves a half-written backup at the final path), and
-    which moves a backup that does not load into this model aside (with a warning naming the
-    new place) instead of resuming from it."""
+    """The run's backup, ``BackupAndRestore`` made whole and exact.
+
+    At every epoch end it writes the epoch's files under names carrying the epoch
+    (``epoch-3.weights.h5``: weights and optimizer; ``epoch-3.random_states.npz``: the
+    augmentation's and dropout's generator states, which Keras's weight files leave out;
+    ``epoch-3.best_weights.npz``: early stopping's best weights), then commits them by
+    writing ``training_metadata.json`` atomically (the epoch, the file names, early
+    stopping's state, whether training was stopped), then removes the files of older
+    epochs. ``on_train_begin`` restores all of it; a stopped run resumes at its end (no more
+    epochs). A backup that does not load into this model is moved aside with a warning
+    naming the new place. The backup is not removed when training ends:
+    :func:`finish_run` does that after ``result.json`` is written.
+
+    Args:
+        backup_dir: the folder.
+        early_stopping: the run's ``EarlyStopping`` (before this callback in the list), whose
+            state is backed up and restored; ``None`` for none.
+    """
+
+    def __init__(self, backup_dir, early_stopping=None):
+        super().__init__(str(backup_dir), save_freq="epoch", delete_checkpoint=False)
+        self.backup = pathlib.Path(backup_dir)
+        self.early_stopping = early_stopping
 
     def on_train_begin(self, logs=None):
-        backup = pathlib.Path(self.backup_dir)
-        if not backup.exists():
+        if not self.backup.exists():
             return
         model = self.model
         if model.optimizer is not None and not model.optimizer.built:
@@ -233,37 +412,68 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             variables += list(model.optimizer.variables)
         snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
         try:
-            super().on_train_begin(logs)
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            self._restore()
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as error:
             for v, value in zip(variables, snapshot, strict=True):
                 v.assign(value)
             model._initial_epoch = None
-            _move_aside(backup, f"{type(error).__name__}: {str(error).splitlines()[0]}")
+            if self.early_stopping is not None:
+                self.early_stopping.on_train_begin()
+            _move_aside(self.backup, f"{type(error).__name__}: {str(error).splitlines()[0]}")
+
+    def _restore(self) -> None:
+        meta, files = _read_meta(self.backup)
+        self._weights_path = str(files["weights"])
+        self._load_model()  # weights, optimizer, model._initial_epoch
+        states = _random_states(self.model)
+        if files["random_states"].exists():
+            with np.load(files["random_states"]) as saved:
+                values = [saved[f"s{i}"] for i in range(len(saved.files))]
+            if [v.shape for v in values] != [tuple(s.shape) for s in states]:
+                raise ValueError("the random generator states do not match this model's")
+            for state, value in zip(states, values, strict=True):
+                state.assign(value)
+        early = self.early_stopping
+        if early is not None and meta.get("early_stopping") is not None:
+            for key, value in meta["early_stopping"].items():
+                setattr(early, key, value)
+            if "best_weights" in files and files["best_weights"].exists():
+                with np.load(files["best_weights"]) as saved:
+                    early.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+        if meta.get("stop_training"):  # stopped (early stopping): nothing more to train
+            self.model._initial_epoch = max(meta["epoch"], self.params.get("epochs") or 0)
 
     def _save_model(self):
-        # Every file goes to a temporary name first; they are renamed into place only when
-        # all are written, the metadata (the epoch to resume from) last.
-        backup = pathlib.Path(self.backup_dir)
+        backup, epoch = self.backup, self._current_epoch
         backup.mkdir(parents=True, exist_ok=True)
-        states_path = backup / RandomStateBackup.FILE
-        states_tmp = backup / "random_states.tmp.npz"
-        weights_tmp = backup / "latest.tmp.weights.h5"
-        meta_tmp = backup / "training_metadata.json.tmp"
+        names = _epoch_files(epoch)
+        early = self.early_stopping
+        meta = {
+            "epoch": epoch,
+            "batch": self._last_batch_seen,
+            "files": {k: v for k, v in names.items() if k != "best_weights"},
+            "stop_training": bool(self.model.stop_training),
+            "early_stopping": None if early is None else _early_stopping_state(early),
+        }
+        paths = [backup / name for name in names.values()]
         try:
-            states = RandomStateBackup.states_of(self.model)
-            np.savez(
-                states_tmp, **{f"s{i}": keras.ops.convert_to_numpy(s) for i, s in enumerate(states)}
-            )
-            self.model.save_weights(filepath=str(weights_tmp), overwrite=True)
-            meta = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-            meta_tmp.write_text(json.dumps(meta))
-            os.replace(states_tmp, states_path)
-            os.replace(weights_tmp, self._weights_path)
-            os.replace(meta_tmp, self._training_metadata_path)
+            self.model.save_weights(filepath=str(paths[0]), overwrite=True)
+            states = {
+                f"s{i}": keras.ops.convert_to_numpy(s)
+                for i, s in enumerate(_random_states(self.model))
+            }
+            np.savez(paths[1], **states)
+            if early is not None and early.best_weights is not None:
+                np.savez(paths[2], **{f"w{i}": w for i, w in enumerate(early.best_weights)})
+                meta["files"]["best_weights"] = names["best_weights"]
+            atomic_write_text(backup / META, json.dumps(meta))  # the commit
         except BaseException:
-            for tmp in (states_tmp, weights_tmp, meta_tmp):
-                tmp.unlink(missing_ok=True)
+            for path in paths:  # this epoch's files are not committed: remove them
+                path.unlink(missing_ok=True)
             raise
+        for path in backup.iterdir():  # older epochs' files, temporary files
+            if path.name != META and path.name not in meta["files"].values():
+                path.unlink(missing_ok=True)
 
 
 class RunRecorder(keras.callbacks.Callback):
@@ -301,14 +511,22 @@ class RunRecorder(keras.callbacks.Callback):
                     rows.append({"epoch": epoch, **row})
         return rows
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._started:
-            return
+    def _start(self, epoch: int) -> None:
         self._started = True
         self.rows = self._previous_rows(epoch) if epoch > 0 else []
         values = [r[self.monitor] for r in self.rows if self.monitor in r]
         values = [v for v in values if math.isfinite(v)]
         self.best = max(values) if values else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self._start(epoch)
+
+    def on_train_end(self, logs=None):
+        # A run resumed at its end (all epochs done, or stopped early) runs no epoch: its
+        # rows are the log's, up to the backup's epoch.
+        if not self._started:
+            self._start(self.model._initial_epoch or 0)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -322,8 +540,6 @@ class RunRecorder(keras.callbacks.Callback):
         for r in self.rows:
             lines.append(",".join(repr(r[k]) if k in r else "" for k in keys))
         atomic_write_text(self.out / LOG, "\n".join(lines) + "\n")
-        # The folder now holds a run in progress: an older run's result no longer applies.
-        (self.out / RESULT).unlink(missing_ok=True)
 
     def history(self) -> dict[str, list[float]]:
         keys = sorted({k for r in self.rows for k in r} - {"epoch"})
@@ -331,16 +547,3 @@ class RunRecorder(keras.callbacks.Callback):
 
     def epochs(self) -> list[int]:
         return [int(r["epoch"]) for r in self.rows]
-
-
-def prepare_run_folder(out_dir, overwrite: bool = False) -> pathlib.Path:
-    """:func:`check_run_folder`, then create the folder and move a corrupt or mismatched
-    backup of an unfinished run aside (that run is resumed, also with ``overwrite``)."""
-    out = check_run_folder(out_dir, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    backup = out / BACKUP
-    if backup.exists():
-        problem = _backup_problem(backup)
-        if problem:
-            _move_aside(backup, problem)
-    return out

@@ -100,7 +100,7 @@ def test_backup_of_another_model_is_moved_aside_and_training_starts_from_scratch
     with pytest.raises(KeyboardInterrupt):
         fit(model(16), _data(64, 0), None, recipe, out_dir=tmp_path,
             callbacks=[_CrashAfterFirstEpoch()], verbose=0)  # fmt: skip
-    assert (tmp_path / "backup" / "latest.weights.h5").exists()
+    assert (tmp_path / "backup" / "training_metadata.json").exists()
     other = model(4)
     initial = [w.copy() for w in other.get_weights()]
     recorder = RecordWeights()
