@@ -134,9 +134,10 @@ def test_log_and_result_have_the_same_columns_rows_and_values_in_both_paths(tmp_
         assert saved["val_accuracy"] == pytest.approx(val_acc, rel=1e-6)
         assert saved["out_dir"] == str(out)
         assert result.history == saved["history"]
+        # the lock file stays: it names the folder's last owner
         assert sorted(p.name for p in out.iterdir()) == [
             ".lock", "best.keras", "log.csv", "model.keras", "result.json"
-        ], trainer  # fmt: skip (the lock file names the folder's last owner)
+        ], trainer  # fmt: skip
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
