@@ -4,6 +4,7 @@ import kerascnn
 model = kerascnn.zoo.resnet(depth=56)
 """
 
+import contextlib
 import os
 import sys
 
@@ -42,9 +43,11 @@ def _launched_as_cli() -> bool:
 
 
 # Keras reads its backend once, when it is first imported (just below): the command line's
-# `--backend` must be applied before that.
+# `--backend` must be applied before that. The command line also holds TensorFlow's native
+# start-up lines while it loads (`--debug` shows them).
+_holding = contextlib.nullcontext()
 if _launched_as_cli() and "keras" not in sys.modules:
-    from kerascnn.backends import select_backend
+    from kerascnn.backends import native_startup_lines_held, select_backend
 
     try:
         select_backend(sys.argv[1:])
@@ -53,10 +56,16 @@ if _launched_as_cli() and "keras" not in sys.modules:
         raise SystemExit(2) from None
     except SystemExit:
         pass  # main() reports it
+    if "--debug" not in sys.argv[1:]:
+        _holding = native_startup_lines_held()
 
-# Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
-# `keras.models.load_model` finds them after a plain `import kerascnn`.
-from kerascnn import export, fold, layers, pipelines, tasks, training, zoo  # noqa: E402,F401
+with _holding:
+    # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
+    # `keras.models.load_model` finds them after a plain `import kerascnn`.
+    from kerascnn import export, fold, layers, pipelines, tasks, training, zoo  # noqa: E402,F401
+
+    if not isinstance(_holding, contextlib.nullcontext) and "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].config.list_physical_devices("GPU")  # its CUDA notice, held
 
 
 def __getattr__(name: str):

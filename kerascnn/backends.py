@@ -10,10 +10,13 @@ line naming what to install instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
+import re
 import sys
+import tempfile
 
 __all__ = [
     "backend",
@@ -97,3 +100,44 @@ def select_backend(argv: list[str]) -> str | None:
             )
     os.environ["KERAS_BACKEND"] = known.backend
     return known.backend
+
+
+# TensorFlow's native start-up lines: absl's notice, INFO / WARNING lines (oneDNN, CUDA
+# drivers, CPU features) and the CUDA initialisation error of a machine without a GPU.
+_NATIVE_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IW]\d{4} [\d:.]+ +\d+ \S+:\d+\] "
+    r"|E\d{4} [\d:.]+ +\d+ \S+:\d+\] .*(cuInit|CUDA|cuda)"
+    r"|To enable the following instructions: .* rebuild TensorFlow)"
+)
+
+
+@contextlib.contextmanager
+def native_startup_lines_held():
+    """Hold file descriptor 2 while the block runs (importing TensorFlow through Keras):
+    the lines its native libraries print there, before their logging is set up (so
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach them), are dropped when they are start-up noise
+    (:data:`_NATIVE_NOISE`); every other line is written to stderr when the block ends, and
+    everything when it raises: a real error is never hidden. The CLI holds them unless
+    ``--debug`` is given."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    held = tempfile.TemporaryFile()
+    os.dup2(held.fileno(), 2)
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        held.seek(0)
+        lines = held.read().decode(errors="replace").splitlines(keepends=True)
+        held.close()
+        kept = [line for line in lines if failed or not _NATIVE_NOISE.match(line)]
+        if kept:
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()

@@ -114,6 +114,19 @@ def cmd_train(args) -> int:
         from kerascnn.export import check_export_target
 
         check_export_target(args.export)
+
+    def check_data(train):  # once the data is read, before training
+        shape = "x".join(str(d) for d in train.image_shape)
+        print(
+            f"data: {args.dataset}: {len(train)} training images of {shape}, "
+            f"{train.num_classes} classes"
+        )
+        if args.export:  # the export's signature
+            check_export_target(
+                args.export, image_shape=train.image_shape, class_names=train.info.class_names,
+                allow_new_signature=args.allow_new_signature,
+            )  # fmt: skip
+
     from kerascnn.training.loop import TrainingDiverged
 
     try:
@@ -122,9 +135,12 @@ def cmd_train(args) -> int:
             placement=args.placement, validation_fraction=args.validation_fraction,
             seed=args.seed, data_dir=args.data_dir,
             jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
-            mixed_precision=args.mixed_precision, verbose=2 if args.quiet else "auto",
+            mixed_precision=args.mixed_precision,
+            verbose=2 if args.quiet or not sys.stdout.isatty() else "auto",
             strategy=args.strategy, lr_scaling=args.lr_scaling, overwrite=args.overwrite,
-            on_bad_file="skip" if args.skip_bad_files else "error", **recipe_overrides,
+            on_bad_file="skip" if args.skip_bad_files else "error", check_data=check_data,
+            image_size=args.image_size,
+            **recipe_overrides,
         )  # fmt: skip
     except TrainingDiverged as error:
         raise TrainingDiverged(f"{error}; rerun: {_rerun_with_lower_lr(args)}") from None
@@ -140,9 +156,24 @@ def cmd_train(args) -> int:
     print(
         f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
     )
+    _plot_curves(out_dir, args.model)
     if args.export:
-        _export(run.model, args.export, None, run.class_names)
+        _export(run.model, args.export, None, run.class_names, args.allow_new_signature)
     return 0
+
+
+def _plot_curves(out_dir, title: str) -> None:
+    """Draw the run's curves into its folder, or say how to get them (the plots extra)."""
+    from kerascnn.experiments.registry import require_plots
+
+    try:
+        require_plots()
+    except ImportError:
+        print("curves: pip install 'kerascnn[plots]' to get a plot of them in the run folder")
+        return
+    from kerascnn.training.curves import save_curves
+
+    print(f"curves: {save_curves(out_dir, title)} (training and validation loss, accuracy)")
 
 
 def _rerun_with_lower_lr(args) -> str:
@@ -163,17 +194,60 @@ def _rerun_with_lower_lr(args) -> str:
     return shlex.join(["kerascnn", *kept, "--lr", f"{lr / 10:g}", "--overwrite"])
 
 
-def _export(model, base_dir, version, class_names) -> str:
+def _image_size(text: str) -> tuple[int, int]:
+    """argparse type of ``--image-size``: ``HxW`` (two positive integers)."""
+    parts = text.lower().split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f"must be HEIGHTxWIDTH, e.g. 32x32; received {text!r}")
+
+
+def _image_size_argument(parser) -> None:
+    parser.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="HxW",
+        help="resize every image to HxW (default: the data's own size; an image folder's "
+        "most common size)",
+    )
+
+
+def _allow_new_signature_argument(parser) -> None:
+    parser.add_argument(
+        "--allow-new-signature",
+        action="store_true",
+        help="publish a version whose image shape or classes differ from the model folder's "
+        "latest version (its clients may break)",
+    )
+
+
+def query_hints(path: str, image_shape: tuple) -> list[str]:
+    """The lines ``export`` prints on how to query the SavedModel at ``path``: commands that
+    run as printed (``saved_model_cli``'s ``--input_exprs`` only takes Python literals, so
+    the example batch goes through a ``.npy`` file), and ``kerascnn predict`` on an image."""
+    import shlex
+
+    shape = ", ".join(str(d) for d in (1, *image_shape))
+    make = f"import numpy as np; np.save('images.npy', np.zeros(({shape}), np.uint8))"
+    query = ["saved_model_cli", "run", "--dir", str(path), "--tag_set", "serve",
+             "--signature_def", "serving_default", "--inputs", "images=images.npy"]  # fmt: skip
+    return [
+        f"  query it:  python -c {shlex.quote(make)}",
+        f"             {shlex.join(query)}",
+        f"  or:        kerascnn predict {shlex.quote(str(path))} YOUR_IMAGE.png",
+    ]
+
+
+def _export(model, base_dir, version, class_names, allow_new_signature=False) -> str:
     from kerascnn import export
 
-    path = export.serving_export(model, base_dir, version=version, class_names=class_names)
+    path = export.serving_export(
+        model, base_dir, version=version, class_names=class_names,
+        allow_new_signature=allow_new_signature,
+    )  # fmt: skip
     print(f"exported SavedModel: {path}")
-    shape = ", ".join(str(d) for d in model.inputs[0].shape[1:])
-    print(
-        f"  query it:  saved_model_cli run --dir {path} --tag_set serve --signature_def serving_default "
-        f"--input_exprs 'images=np.zeros((1, {shape}), np.uint8)'"
-    )
-    print(f"  or:        kerascnn predict {path} IMAGE.png")
+    for line in query_hints(path, tuple(model.inputs[0].shape[1:])):
+        print(line)
     return path
 
 
@@ -181,7 +255,7 @@ def cmd_evaluate(args) -> int:
     import keras
 
     from kerascnn import pipelines
-    from kerascnn.inference import load_keras_model
+    from kerascnn.inference import load_keras_model, read_class_names
     from kerascnn.pipelines.validate import check_model_fits
 
     model = load_keras_model(args.model_file)
@@ -189,9 +263,10 @@ def cmd_evaluate(args) -> int:
 
     _, val = load_train_val(
         args.dataset, args.validation_fraction, args.seed, args.data_dir,
-        "skip" if args.skip_bad_files else "error",
+        "skip" if args.skip_bad_files else "error", args.image_size,
     )  # fmt: skip
-    check_model_fits(model, val, args.model_file)
+    model_dir = os.path.dirname(os.path.abspath(args.model_file))
+    check_model_fits(model, val, args.model_file, read_class_names(model_dir))
     data = pipelines.build(
         val, batch_size=args.batch_size, shuffle=False, normalize="none", labels="sparse"
     )
@@ -217,7 +292,7 @@ def cmd_export(args) -> int:
         class_names = args.class_names.split(",")
     else:  # the run folder's, written by `kerascnn train`
         class_names = read_class_names(os.path.dirname(os.path.abspath(args.model_file)))
-    _export(model, args.target, args.version, class_names)
+    _export(model, args.target, args.version, class_names, args.allow_new_signature)
     return 0
 
 
@@ -240,7 +315,11 @@ def cmd_experiment(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kerascnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="kerascnn",
+        description="kerascnn: the classic deep CNNs in Keras 3, with in-model augmentation: "
+        "list, train, evaluate, export and predict from the command line.",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -260,40 +339,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int)
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a registered model on a dataset")
+    p = sub.add_parser(
+        "train",
+        help="train a registered model on a dataset",
+        description="Train a registered model (see `kerascnn list`) on a dataset into a run "
+        "folder (default runs/MODEL). By default: the bundled cifar10-sample and the 'quick' "
+        "recipe; --epochs, --batch-size, --lr, --weight-decay, --augment and "
+        "--early-stopping override the recipe's values. Rerun the same command to resume.",
+    )
     p.add_argument("model", help="a registered model name, e.g. resnet20")
     p.add_argument(
         "--dataset",
         default="cifar10-sample",
-        help="cifar10-sample (bundled), a tfds name, an .npz file or an image folder",
+        help="cifar10-sample (bundled), a tfds name, an .npz file or an image folder "
+        "(default: cifar10-sample)",
     )
     p.add_argument(
         "--recipe",
         default="quick",
-        help="quick, resnet-cifar, resnet-cifar-cosine, vgg-sweep, adamw, fast-cifar",
+        help="quick, resnet-cifar, resnet-cifar-cosine, vgg-sweep, adamw, fast-cifar "
+        "(default: quick)",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--augment", help="e.g. 'flip,padcrop,randaugment:2:9,mixup:0.2' ('' for none)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (default: the recipe's)")
+    p.add_argument(
+        "--augment",
+        help="e.g. 'flip,padcrop,randaugment:2:9,mixup:0.2' ('' for none; default: the recipe's)",
+    )
     p.add_argument(
         "--placement",
         choices=("model", "pipeline"),
         default="model",
-        help="where augmentation runs",
+        help="where augmentation runs (default: model)",
     )
     p.add_argument(
-        "--early-stopping", type=int, metavar="PATIENCE", help="patience in epochs (0 = off)"
+        "--early-stopping",
+        type=int,
+        metavar="PATIENCE",
+        help="patience in epochs (0 = off; default: the recipe's)",
     )
-    p.add_argument("--validation-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="part of the training data held out for validation, stratified (sources without "
+        "their own validation split; default: 0.1)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the split, the shuffle and the initial weights (default: 0)",
+    )
     p.add_argument("--data-dir", help="tensorflow-datasets data directory")
     p.add_argument(
         "--jit",
         choices=("auto", "on", "off"),
         default="auto",
-        help="XLA (auto: on with a GPU, off on CPU)",
+        help="XLA (default auto: on with a GPU, off on CPU)",
     )
     p.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     p.add_argument(
@@ -314,9 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="train again into a run folder that holds a finished run (result.json), "
-        "replacing its files (an unfinished run, with a backup/ folder, is resumed either "
-        "way: delete backup/ to start it again)",
+        help="start anew in a run folder that holds a run, finished or not: the old run is "
+        "moved aside before the new one writes and deleted when it finishes (put back if "
+        "it fails before its first epoch)",
     )
     p.add_argument(
         "--skip-bad-files",
@@ -324,9 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="image folders: leave out files that cannot be decoded (listed in a warning) "
         "instead of stopping",
     )
+    _image_size_argument(p)
     p.add_argument("--export", metavar="DIR", help="export a SavedModel to DIR/VERSION afterwards")
+    _allow_new_signature_argument(p)
     p.add_argument(
-        "--quiet", action="store_true", help="one line per epoch instead of progress bars"
+        "--quiet",
+        action="store_true",
+        help="one line per epoch instead of a progress bar (chosen without a terminal: "
+        "piped output, nohup, CI logs)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -340,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--skip-bad-files", action="store_true", help="image folders: leave out undecodable files"
     )
+    _image_size_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -355,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated class names stored with the model (default: the run folder's "
         "class_names.txt beside the .keras file, if any)",
     )
+    _allow_new_signature_argument(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

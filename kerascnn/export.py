@@ -29,8 +29,9 @@ import warnings
 import keras
 import numpy as np
 
+from kerascnn.activations import activation_name
 from kerascnn.backends import require_tensorflow
-from kerascnn.inference import CLASS_NAMES_FILE, read_class_names, top_k_line
+from kerascnn.inference import CLASS_NAMES_FILE, read_class_names, read_image, top_k_line
 
 # CLASS_NAMES_FILE goes in assets.extra/, TensorFlow Serving's folder for extras
 SIGNATURE_FILE = "signature.json"  # in assets.extra/: image shape and classes of the version
@@ -105,7 +106,7 @@ def _passes_through(layer) -> bool:
     if isinstance(layer, keras.layers.Identity):
         return True
     return isinstance(layer, keras.layers.Activation) and (
-        getattr(layer.activation, "__name__", "") == "linear"
+        activation_name(layer.activation) == "linear"
     )
 
 
@@ -139,16 +140,34 @@ def outputs_are_probabilities(model: keras.Model) -> bool:
 
     A model that knows (a :class:`kerascnn.tasks.ImageClassifier`: its ``output_kind``) is
     asked. Otherwise: whether it ends in a softmax: a ``keras.layers.Softmax``, an
-    ``Activation("softmax")`` or any layer with ``activation="softmax"``, also as the last
-    layer of a nested model or followed by layers that pass values through (a linear
-    float32 ``Activation`` of mixed precision, an ``Identity``)."""
+    ``Activation`` or any layer whose activation computes a softmax, however it is spelled
+    (``"softmax"``, ``tf.nn.softmax``, ...: :func:`kerascnn.activations.activation_name`),
+    also as the last layer of a nested model or followed by layers that pass values through
+    (a linear float32 ``Activation`` of mixed precision, an ``Identity``).
+
+    Raises :class:`~kerascnn.errors.UserInputError` when the last layer's activation is
+    neither linear nor a softmax (a sigmoid, a ReLU, a function that cannot be recognised):
+    its outputs are neither logits nor class probabilities, and a softmax on top would be
+    wrong."""
     kind = getattr(model, "output_kind", None)
     if kind in ("logits", "probabilities"):
         return kind == "probabilities"
     last = _output_layer(model)
     if isinstance(last, keras.layers.Softmax):
         return True
-    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    if last is None or not hasattr(last, "activation"):
+        return False  # a layer without an activation: its outputs are taken as logits
+    name = activation_name(last.activation)
+    if name in ("linear", "softmax"):
+        return name == "softmax"
+    from kerascnn.errors import UserInputError
+
+    spelled = getattr(last.activation, "__name__", repr(last.activation))
+    raise UserInputError(
+        f"the model's output layer {last.name!r} ends in the activation {spelled} "
+        f"({'a ' + name if name else 'not one Keras knows'}): its outputs are neither logits "
+        "nor softmax probabilities; end the model in a linear layer (logits) or a softmax"
+    )
 
 
 # --------------------------------------------------------------------------- the target
@@ -283,7 +302,8 @@ def check_export_target(
             raise ExportTargetError(
                 f"{target} would change the serving signature of {base}: version {latest} has "
                 f"{_describe(old)}; the new model has {_describe(new)}; export to another model "
-                "folder, or pass allow_new_signature=True to publish it anyway"
+                "folder, or pass --allow-new-signature (allow_new_signature=True) to publish it "
+                "anyway"
             )
     return target
 
@@ -482,7 +502,7 @@ def _folded_if_equivalent(model: keras.Model, image_shape) -> keras.Model:
 
     try:
         folded = fold_batchnorm(model)
-    except ValueError as error:  # not a functional graph
+    except (ValueError, TypeError) as error:  # not a functional graph, a layer not clonable
         warnings.warn(f"exporting without folding batch norms: {error}", stacklevel=3)
         return model
     x = np.random.default_rng(0).integers(0, 256, size=(8, *image_shape)).astype("float32")
@@ -517,8 +537,9 @@ def load_class_names(saved_model_dir: str | os.PathLike) -> list[str] | None:
 def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> list[str]:
     """Top-k predictions for image files from a SavedModel written by :func:`serving_export`.
 
-    Images are decoded with TensorFlow; an image of another size than the model's input
-    is refused with a message naming the file and both sizes (resize it first).
+    Images are read by :func:`kerascnn.inference.read_image`, which decodes them as training
+    and ``.keras`` predictions do; an image of another size than the model's input is
+    refused with a message naming the file and both sizes (resize it first).
     """
     tf = require_tensorflow("Predicting from a SavedModel")
 
@@ -529,24 +550,11 @@ def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> 
     loaded = tf.saved_model.load(str(saved_model_dir))
     serving = loaded.signatures["serving_default"]
     spec = serving.structured_input_signature[1]["images"]
-    height, width, channels = spec.shape[1:]
     names = load_class_names(saved_model_dir)
     lines = []
     for file in files:
-        if not os.path.exists(file):
-            raise FileNotFoundError(f"image file not found: {file}")
-        try:
-            image = tf.io.decode_image(
-                tf.io.read_file(str(file)), channels=channels, expand_animations=False
-            )
-        except tf.errors.InvalidArgumentError as error:
-            raise ValueError(f"{file} is not a decodable image") from error
-        if tuple(image.shape[:2]) != (height, width):
-            raise ValueError(
-                f"{file} is {'x'.join(str(d) for d in image.shape)}; the model takes "
-                f"{height}x{width}x{channels} images (resize it first)"
-            )
-        out = serving(images=image[None])
+        image = read_image(file, spec.shape[1:])
+        out = serving(images=tf.constant(image[None]))
         probabilities = out["probabilities"].numpy()[0]
         lines.append(top_k_line(file, probabilities, names, top_k))
     return lines

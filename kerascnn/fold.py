@@ -23,6 +23,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from kerascnn.activations import activation_name
+
 __all__ = [
     "fold_batchnorm",
     "foldable_pairs",
@@ -52,6 +54,18 @@ def _node_input_layer(node):
     return tensors[0]._keras_history.operation
 
 
+def _config_of(layer) -> dict:
+    """``layer.get_config()`` with an activation given as another library's function
+    (``tf.nn.softmax``, which Keras cannot deserialize) replaced by the name of the Keras
+    activation it computes (:func:`kerascnn.activations.activation_name`)."""
+    config = layer.get_config()
+    if not isinstance(config.get("activation", ""), str):
+        name = activation_name(layer.activation)
+        if name is not None:
+            config["activation"] = name
+    return config
+
+
 def foldable_pairs(model: keras.Model) -> list[tuple[str, str]]:
     """``[(conv name, batch-norm name), ...]`` that :func:`fold_batchnorm` would fold.
 
@@ -66,10 +80,7 @@ def foldable_pairs(model: keras.Model) -> list[tuple[str, str]]:
         prev = _node_input_layer(layer._inbound_nodes[0])
         if type(prev) not in _FOLDABLE or len(prev._inbound_nodes) != 1:
             continue
-        if len(prev._outbound_nodes) != 1 or prev.activation not in (
-            None,
-            keras.activations.linear,
-        ):
+        if len(prev._outbound_nodes) != 1 or activation_name(prev.activation) != "linear":
             continue
         rank = len(prev.output.shape)
         if isinstance(prev, keras.layers.Dense) and rank != 2:
@@ -152,12 +163,11 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
             return fold_batchnorm(layer)
         if layer.name in bn_names:
             return keras.layers.Identity(name=layer.name)
+        config = _config_of(layer)
         if layer.name in conv_to_bn:
-            config = layer.get_config()
             config["use_bias"] = True
             config["bias_initializer"] = "zeros"
-            return layer.__class__.from_config(config)
-        return layer.__class__.from_config(layer.get_config())
+        return layer.__class__.from_config(config)
 
     def call(layer, *args, **kwargs):
         if isinstance(layer, keras.layers.Identity):  # a folded BN: drop training=, mask=

@@ -3,10 +3,11 @@
     kerascnn.inference.predict_files("runs/resnet20/model.keras", ["cat.png"])
     kerascnn.inference.predict_files("saved_models/resnet20/1", ["cat.png"])   # TensorFlow
 
-A ``.keras`` model is loaded with Keras on the running backend and its images decoded with
-Pillow, so this works without TensorFlow; class names come from ``class_names.txt`` beside
-the file (``kerascnn train`` writes it into the run folder). A SavedModel folder goes to
-:func:`kerascnn.export.predict_files`.
+A ``.keras`` model is loaded with Keras on the running backend, so this works without
+TensorFlow; class names come from ``class_names.txt`` beside the file (``kerascnn train``
+writes it into the run folder). A SavedModel folder goes to
+:func:`kerascnn.export.predict_files`. Both read images with :func:`read_image`, which
+decodes them as training does (:func:`kerascnn.pipelines.sources.decode_file`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "load_keras_model",
     "predict_files",
     "read_class_names",
+    "read_image",
     "top_k_line",
 ]
 
@@ -39,6 +41,31 @@ def read_class_names(folder) -> list[str] | None:
     """The class names in ``folder/class_names.txt`` (one per line), or ``None``."""
     path = pathlib.Path(folder) / CLASS_NAMES_FILE
     return path.read_text().splitlines() if path.exists() else None
+
+
+def read_image(file, image_shape) -> np.ndarray:
+    """The image file ``file`` as a uint8 array ``(height, width, channels)`` for a model
+    whose input is ``image_shape``, decoded as image folders are for training
+    (:func:`kerascnn.pipelines.sources.decode_file`: 16-bit PNGs keep each sample's high
+    byte). Raises ``FileNotFoundError`` for a missing file and
+    :class:`~kerascnn.errors.UserInputError` (a ``ValueError``) naming the file for one that
+    is not a decodable image or does not have the model's height and width."""
+    from kerascnn.errors import UserInputError
+    from kerascnn.pipelines.sources import decode_file
+
+    height, width, channels = (int(d) for d in image_shape)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"image file not found: {file}")
+    try:
+        image = decode_file(file, channels)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UserInputError(f"{file} is not a decodable image ({error})") from None
+    if image.shape[:2] != (height, width):
+        raise UserInputError(
+            f"{file} is {'x'.join(map(str, image.shape))}; the model takes "
+            f"{height}x{width}x{channels} images (resize it first)"
+        )
+    return image
 
 
 def load_keras_model(path: str | os.PathLike) -> keras.Model:
@@ -93,24 +120,12 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
             "(saved_models/NAME/VERSION)"
         )
     from kerascnn.export import outputs_are_probabilities
-    from kerascnn.pipelines.sources import decode_file
 
     model = load_keras_model(path)
-    height, width, channels = model.inputs[0].shape[1:]
     names = read_class_names(path.parent)
     lines = []
     for file in files:
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"image file not found: {file}")
-        try:
-            image = decode_file(file, channels)
-        except (OSError, SyntaxError) as error:
-            raise ValueError(f"{file} is not a decodable image ({error})") from None
-        if image.shape[:2] != (height, width):
-            raise ValueError(
-                f"{file} is {'x'.join(map(str, image.shape))}; the model takes "
-                f"{height}x{width}x{channels} images (resize it first)"
-            )
+        image = read_image(file, model.inputs[0].shape[1:])
         out = keras.ops.convert_to_numpy(model(image[None].astype("float32"), training=False))
         out = out[0].astype("float64")
         if not outputs_are_probabilities(model):

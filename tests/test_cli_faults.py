@@ -277,10 +277,56 @@ def test_evaluate_refuses_a_dataset_with_other_classes(finished_run, tmp_path, c
     one_line_error(capsys, "outputs 3 classes", "has 4")
 
 
+def test_evaluate_refuses_a_dataset_whose_classes_differ_from_the_runs(
+    finished_run, tmp_path, capsys
+):
+    """Same number of classes, other names (or order): the labels would be scored against
+    the wrong outputs."""
+    with np.load(write_brightness_npz(tmp_path / "same.npz", 60)) as f:
+        x, y = f["x"], f["y"]
+    model = str(finished_run / "model.keras")
+    for names in (["mid", "low", "high"], ["a", "b", "c"]):
+        _npz(tmp_path / "renamed.npz", x, y, names)
+        assert cli.main(["evaluate", model, "--dataset", str(tmp_path / "renamed.npz")]) == 2
+        listed = f"has ({', '.join(names)})"
+        one_line_error(capsys, "trained on the classes (low, mid, high)", listed)
+    _npz(tmp_path / "same-names.npz", x, y, ["low", "mid", "high"])
+    assert cli.main(["evaluate", model, "--dataset", str(tmp_path / "same-names.npz")]) == 0
+
+
 def _png(path, value=100, size=32):
     from PIL import Image
 
     Image.fromarray(np.full((size, size, 3), value, np.uint8)).save(path)
+
+
+def test_image_size_of_a_folder_is_said_and_can_be_chosen(tmp_path, capsys):
+    """A folder of 32x32 images with one 32x64 image: refused in one line naming the file
+    and the --image-size flag; with --image-size every image is resized, and the first
+    lines say which size the run uses."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    for c, cls in enumerate(("dark", "light")):
+        (folder / cls).mkdir(parents=True)
+        for i in range(12):
+            _png(folder / cls / f"{i:02d}.png", 40 + 150 * c + i, size=32)
+    wide = folder / "light" / "99.png"
+    Image.fromarray(np.full((32, 64, 3), 200, np.uint8)).save(wide)
+    argv = train_argv(folder, tmp_path / "run", epochs=1)
+    assert cli.main(argv) == 2
+    one_line_error(capsys, "another aspect ratio", f"{wide} (32x64)", "--image-size HxW")
+    assert cli.main([*argv, "--image-size", "32x32"]) == 0
+    printed = capsys.readouterr().out
+    assert f"data: {folder}: " in printed and " training images of 32x32x3, 2 classes" in printed
+    capsys.readouterr()
+    bad = [*argv, "--image-size", "16by16"]
+    with pytest.raises(SystemExit):
+        cli.main(bad)
+    assert (
+        "--image-size: must be HEIGHTxWIDTH, e.g. 32x32; received '16by16'"
+        in capsys.readouterr().err
+    )
 
 
 def test_bad_image_folder_from_the_cli_names_the_cli_flag(tmp_path, capsys):
@@ -316,6 +362,24 @@ def test_export_onto_a_file_is_refused_before_training(data, tmp_path, capsys):
     assert cli.main(train_argv(data, tmp_path / "run", "--export", str(target))) == 2
     one_line_error(capsys, "is an existing file")
     assert not (tmp_path / "run").exists() and target.read_text() == "x"
+
+
+def test_export_with_another_signature_is_refused_before_training(finished_run, tmp_path, capsys):
+    """A 4-class run exported into a model folder whose latest version has 3 classes is
+    refused once the data is read, before any epoch (no run folder is left); the CLI offers
+    --allow-new-signature, which publishes it."""
+    base = tmp_path / "saved" / "m"
+    assert cli.main(["export", str(finished_run / "model.keras"), str(base)]) == 0
+    four = tmp_path / "four.npz"
+    write_class_npz(four, 80)
+    capsys.readouterr()
+    out = tmp_path / "run"
+    assert cli.main(train_argv(four, out, "--export", str(base), epochs=1)) == 2
+    one_line_error(capsys, "would change the serving signature", "--allow-new-signature")
+    assert not out.exists() and sorted(p.name for p in base.iterdir()) == ["1"]
+    argv = train_argv(four, out, "--export", str(base), "--allow-new-signature", epochs=1)
+    assert cli.main(argv) == 0
+    assert (base / "2" / "saved_model.pb").exists()
 
 
 def test_model_files_that_are_not_models(finished_run, data, tmp_path, capsys):

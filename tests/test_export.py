@@ -69,6 +69,11 @@ def _classifier(head="logits", shape=(8, 8, 3), classes=4):
     x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255.0)(inputs))
     if head == "dense_softmax":
         x = keras.layers.Dense(classes, activation="softmax")(x)
+    elif head in ("tf_softmax", "sigmoid"):  # another library's function; not a softmax
+        import tensorflow as tf
+
+        activation = tf.nn.softmax if head == "tf_softmax" else tf.math.sigmoid
+        x = keras.layers.Dense(classes, activation=activation)(x)
     elif head == "nested_activation":
         inner = keras.Sequential(
             [
@@ -92,7 +97,9 @@ def _pixels(n=6, shape=(8, 8, 3), seed=0):
 
 
 @tf_only
-@pytest.mark.parametrize("head", ["logits", "softmax_layer", "dense_softmax", "nested_activation"])
+@pytest.mark.parametrize(
+    "head", ["logits", "softmax_layer", "dense_softmax", "nested_activation", "tf_softmax"]
+)
 def test_serving_probabilities_equal_the_model_or_its_softmax(head, tmp_path):
     """A model that ends in a softmax is exported as probabilities (not softmaxed twice); a
     logits model gets the softmax of its outputs (computed here with NumPy)."""
@@ -113,6 +120,29 @@ def test_serving_probabilities_equal_the_model_or_its_softmax(head, tmp_path):
         assert predicted.max(-1).min() < 0.99  # not trivially one-hot: a double softmax shows
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(out["class_ids"].numpy(), predicted.argmax(-1))
+
+
+@tf_only
+def test_a_model_ending_in_neither_logits_nor_softmax_is_refused(tmp_path):
+    from kerascnn.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=r"ends in the activation sigmoid \(a sigmoid\)"):
+        export.serving_export(_classifier("sigmoid"), tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_activation_name_recognises_every_spelling():
+    from kerascnn.activations import activation_name
+
+    def my_softmax(x):
+        e = keras.ops.exp(x - keras.ops.max(x, axis=-1, keepdims=True))
+        return e / keras.ops.sum(e, axis=-1, keepdims=True)
+
+    assert activation_name(my_softmax) == "softmax"
+    assert activation_name(keras.activations.get("softmax")) == "softmax"
+    assert activation_name(None) == activation_name(lambda x: x) == "linear"
+    assert activation_name(keras.activations.relu) == "relu"
+    assert activation_name(lambda x: 2 * x) is None
 
 
 @tf_only

@@ -93,11 +93,11 @@ def run_driver(argv, signal_at, timeout=300) -> subprocess.CompletedProcess:
 
 
 def trained_epochs(stdout: str) -> list[int]:
-    """The epochs (1-based) a CLI run printed it trained (Keras's ``Epoch k/n`` lines)."""
+    """The epochs (1-based) a CLI run printed it trained (``epoch k/n - ...`` lines)."""
     return [
         int(line.split()[1].split("/")[0])
         for line in stdout.splitlines()
-        if line.startswith("Epoch ") and "/" in line
+        if line.startswith("epoch ") and "/" in line.split()[1]
     ]
 
 
@@ -156,9 +156,8 @@ def test_a_second_training_into_a_busy_folder_is_refused_and_the_first_runs_on(d
     finally:
         release.touch()
     assert second.returncode == 2
-    err = second.stderr.strip()  # TensorFlow's native start-up lines aside, one line
-    assert "Traceback" not in err and err.splitlines()[-1].startswith("kerascnn train: error"), err
-    err = err.splitlines()[-1]
+    err = second.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("kerascnn train: error: "), err
     assert f"in use by process {first.pid} " in err and "choose another --out" in err, err
     assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
     assert epochs_logged(out) == [0, 1, 2]
@@ -230,13 +229,14 @@ def test_overwrite_cut_short_leaves_only_the_new_run(data, reference, tmp_path, 
     cut = run_driver(es_argv(data, out, "--overwrite", "--epochs", "3"), "backup-1@SIGINT")
     assert cut.returncode == 130, cut.stderr[-2000:]
     visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    assert visible == ["backup", "best.keras", "class_names.txt", "log.csv"]  # no old file
+    assert visible == ["backup", "best.keras", "class_names.txt", "command.json", "log.csv"]
     assert epochs_logged(out) == [0]
     # the rerun without --overwrite resumes the new run; its finish deletes the old one
     assert cli.main(es_argv(data, out, "--epochs", "3")) == 0
     assert trained_epochs(capsys.readouterr().out) == [2, 3]
     assert sorted(p.name for p in out.iterdir()) == [
-        ".lock", "best.keras", "class_names.txt", "log.csv", "model.keras", "result.json"
+        ".lock", "best.keras", "class_names.txt", "command.json", "curves.png", "log.csv",
+        "model.keras", "result.json",
     ]  # fmt: skip
     assert json.loads((out / "result.json").read_text())["epochs_run"] == 3
 
@@ -270,3 +270,25 @@ def test_an_epoch_whose_validation_loss_is_not_finite_is_never_saved(tmp_path):
     guard = StopOnNaN()
     with pytest.raises(TrainingDiverged, match=r"validation loss became nan at epoch 3"):
         guard.on_epoch_end(2, {"loss": 3.5e23, "val_loss": float("nan")})
+
+
+# --------------------------------------------------------------------------- another command
+def test_an_unfinished_run_is_not_resumed_by_another_command(data, tmp_path, capsys):
+    out = tmp_path / "run"
+    cut = run_driver(es_argv(data, out), "backup-2@SIGINT")
+    assert cut.returncode == 130, cut.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    other_data = write_brightness_npz(tmp_path / "other.npz", 90)
+    for extra, named in [
+        (["--lr", "0.1", "--seed", "3"], ["recipe.lr 0.01 -> 0.1", "seed 0 -> 3"]),
+        (["--dataset", str(other_data)], ["examples 108 -> 81", "labels_sha256"]),
+    ]:
+        capsys.readouterr()
+        assert cli.main(es_argv(data, out, *extra)) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "holds an unfinished run of another command" in err
+        assert all(fragment in err for fragment in named) and "--overwrite" in err, err
+        after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+        assert after == before
+    assert cli.main(es_argv(data, out, "--lr", "0.1", "--epochs", "1", "--overwrite")) == 0
+    assert json.loads((out / "command.json").read_text())["recipe"]["lr"] == 0.1

@@ -14,6 +14,7 @@ import os
 import pathlib
 import warnings
 import zipfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,6 +29,7 @@ from kerascnn.pipelines.validate import check_labels, check_pixels
 
 __all__ = [
     "array_dataset",
+    "ASPECT_TOLERANCE",
     "available_sources",
     "BAD_FILE_POLICIES",
     "BadImageFileError",
@@ -55,6 +57,12 @@ TFDS_NAMES = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped", "
 BAD_FILE_POLICIES = ("error", "skip")
 #: Image formats an image folder may hold (what ``tf.io.decode_image`` decodes too).
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+#: Pillow's modes of 16-bit greyscale PNGs (the only 16-bit images Pillow does not bring to
+#: 8 bits itself: its 16-bit RGB, RGBA and grey + alpha PNGs keep each sample's high byte).
+_GREY_16_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+#: How far (relative) an image's height / width ratio may be from the folder's size's before
+#: resizing it counts as stretching (an aspect-ratio change).
+ASPECT_TOLERANCE = 0.01
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -93,11 +101,13 @@ def load(
             - a tensorflow-datasets name (``"cifar10"``, ``"cifar100"``, ``"mnist"``,
               ``"fashion_mnist"``, ``"svhn_cropped"``, ``"imagenette"``, ...);
             - a ``.npz`` file with ``x`` (N, H, W[, C]) uint8 pixels and ``y`` (N,) class ids, or
-              per-split ``x_<split>`` / ``y_<split>`` arrays; class names come from a
-              ``class_names`` array in the file or a ``classes.json`` next to it;
+              per-split ``x_<split>`` / ``y_<split>`` arrays (``x_train``; ``x_val``,
+              ``x_valid`` or ``x_validation`` for ``"validation"``; ...); class names come
+              from a ``class_names`` array in the file or a ``classes.json`` next to it;
             - a folder with one sub-folder of images (JPEG, PNG, GIF, BMP) per class; the
               sub-folder names, sorted, are the class names. Files whose names start with
-              ``.`` and files directly in the folder are ignored.
+              ``.`` and files directly in the folder are ignored. Images are decoded by
+              :func:`decode_file` (16-bit PNGs keep each sample's high byte).
         split: the source's split: tfds split strings (``"train"``, ``"test"``,
             ``"train[:10%]"``, ...); ``"train"`` or ``"validation"`` for the sample; ``"train"``
             (the whole file or folder, or ``x_train``) for npz files and folders.
@@ -105,13 +115,21 @@ def load(
             carved from the source's training data.
         validation_fraction: carve a stratified validation part of this share from the
             training data with ``seed`` (see :func:`kerascnn.pipelines.train_val_split`).
+            An ``.npz`` file that holds its own validation split (``x_val`` / ``y_val``, or
+            ``x_valid`` / ``x_validation`` ...) is not carved: ``"validation"`` is that split,
+            ``"train"`` the file's whole training split, and a warning says so.
         seed: the seed of that split.
         data_dir: tensorflow-datasets data directory (default: tfds's, ``~/tensorflow_datasets``).
         download: let tensorflow-datasets download and prepare missing data. Off by default,
             so a missing dataset fails at once with instructions instead of trying the network.
         image_size: ``(height, width)`` to resize images to (bilinear, antialiased, rounded back
-            to uint8; images already that size are untouched). Required for sources whose images
-            vary in size; for folders, the default is the size of the first image.
+            to uint8; images already that size are untouched). Required for tensorflow-datasets
+            sources whose images vary in size. For folders, the default is the folder's most
+            common image size (ties: the first in sorted file order); when images differ from
+            it a warning names the size, and images of another aspect ratio (beyond
+            :data:`ASPECT_TOLERANCE`) are refused with :class:`DataValidationError`, since
+            resizing would stretch them; with an explicit ``image_size`` they are stretched
+            and a warning lists them.
         channels: for image folders, 1 (grey) or 3 (RGB, default).
         on_bad_file: image folders only: ``"error"`` (default) raises
             :class:`BadImageFileError` listing every file that cannot be decoded as an image
@@ -148,6 +166,15 @@ def load(
     if src == SAMPLE_NAME:
         ds = _load_sample(native)
     elif path.suffix == ".npz" or path.is_file():
+        own = _npz_validation_keys(path) if validation_fraction is not None else None
+        if own is not None:
+            warnings.warn(
+                f"{path}: holds its own validation split ({own[0]} / {own[1]}), which is the "
+                f"validation data; validation_fraction={validation_fraction!r} is not applied "
+                "(no part of the training arrays is held out)",
+                stacklevel=2,
+            )
+            validation_fraction, native = None, split
         ds = _load_npz(path, native)
     elif path.is_dir():
         ds = _load_folder(path, native, image_size, channels or 3, on_bad_file)
@@ -329,26 +356,48 @@ def _load_sample(split: str) -> Dataset:
 
 
 # --------------------------------------------------------------------------- npz files
-def _load_npz(path: pathlib.Path, split: str) -> Dataset:
+def _open_npz(path: pathlib.Path):
+    """The ``np.load`` archive of ``path``, with one-line errors for a missing or unreadable file."""
     if not path.exists():
         raise DataNotFoundError(
             f"source={os.fspath(path)!r}: no such file. {_local_sources_hint(None)}"
         )
     try:
         archive = np.load(path, allow_pickle=False)
-        keys = set(archive.files)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
         raise DataValidationError(
             f"{path}: not a readable NumPy .npz archive ({type(error).__name__}: "
             f"{str(error).splitlines()[0][:120]}); write it with numpy.savez(path, x=..., y=...)"
         ) from None
-    with archive as d:
-        aliases = {"validation": ("val", "valid", "validation"), "train": ("train",)}.get(
-            split, (split,)
+    if not hasattr(archive, "files"):  # a plain .npy file
+        raise DataValidationError(
+            f"{path}: a single NumPy array, not an .npz archive; write it with "
+            "numpy.savez(path, x=..., y=...)"
         )
-        pair = next(((f"x_{a}", f"y_{a}") for a in aliases if {f"x_{a}", f"y_{a}"} <= keys), None)
-        if pair is None and split == "train" and {"x", "y"} <= keys:
-            pair = ("x", "y")
+    return archive
+
+
+def _npz_pair(keys, split: str) -> tuple[str, str] | None:
+    """The ``(images, labels)`` keys of ``split`` among an npz file's ``keys``, or ``None``."""
+    aliases = {"validation": ("val", "valid", "validation"), "train": ("train",)}.get(
+        split, (split,)
+    )
+    pair = next(((f"x_{a}", f"y_{a}") for a in aliases if {f"x_{a}", f"y_{a}"} <= keys), None)
+    if pair is None and split == "train" and {"x", "y"} <= keys:
+        pair = ("x", "y")
+    return pair
+
+
+def _npz_validation_keys(path: pathlib.Path) -> tuple[str, str] | None:
+    """The keys of the npz file's own validation split (``x_val`` / ``y_val``...), or ``None``."""
+    with _open_npz(path) as d:
+        return _npz_pair(set(d.files), "validation")
+
+
+def _load_npz(path: pathlib.Path, split: str) -> Dataset:
+    with _open_npz(path) as d:
+        keys = set(d.files)
+        pair = _npz_pair(keys, split)
         if pair is None:
             raise DataValidationError(
                 f"{path}: no arrays for split={split!r}. The file holds {sorted(keys)}; kerascnn reads "
@@ -375,25 +424,42 @@ def _load_npz(path: pathlib.Path, split: str) -> Dataset:
     return array_dataset(os.fspath(path), split, x, y, names)
 
 
-# --------------------------------------------------------------------------- image folders
-def _decode(data, channels):
-    import tensorflow as tf
-
-    image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-    return tf.ensure_shape(image, [None, None, channels])
-
-
-def decode_file(path: str, channels: int) -> np.ndarray:
+# --------------------------------------------------------------------------- image files
+def decode_file(path: str | os.PathLike, channels: int) -> np.ndarray:
     """One image file (JPEG, PNG, GIF or BMP; a GIF's first frame) as a uint8 array
-    ``(H, W, channels)``, decoded with Pillow (no TensorFlow). Raises ``OSError`` /
+    ``(H, W, channels)``, decoded with Pillow (no TensorFlow).
+
+    kerascnn's one image decoder: image folders (both readers, so training and evaluation)
+    and ``predict`` on ``.keras`` files and SavedModels all decode files with it.
+    High-bit-depth PNGs are brought to 8 bits by keeping each sample's high byte,
+    ``v >> 8`` (``floor(v / 256)``): the rule of libpng's ``png_set_strip_16``, of
+    TensorFlow's ``decode_png`` and of Pillow's own 16-bit RGB / RGBA / grey + alpha readers,
+    applied here to 16-bit greyscale too (Pillow opens those as 16-bit integers, which
+    ``convert`` would clip to white). It maps an 8-bit value stored in 16 bits
+    (``v * 257``) back to ``v`` and differs from ``round(v * 255 / 65535)`` by at most 1.
+    Colour images become grey with Pillow's ``convert("L")`` (ITU-R 601-2 luma), grey ones
+    RGB by repeating the channel; an alpha channel is dropped. Raises ``OSError`` /
     ``ValueError`` for a file that is not such an image."""
     from PIL import Image
 
     with Image.open(path, formats=IMAGE_FORMATS) as image:
+        if image.mode in _GREY_16_MODES:
+            image = Image.fromarray((np.asarray(image, np.uint16) >> 8).astype(np.uint8))
         array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
     return array[..., None] if channels == 1 else array
 
 
+def _decode(path, channels: int):
+    """:func:`decode_file` in a ``tf.data`` map over file paths (the same decoder)."""
+    import tensorflow as tf
+
+    image = tf.numpy_function(
+        lambda p: decode_file(os.fsdecode(p), channels), [path], tf.uint8, stateful=False
+    )
+    return tf.ensure_shape(image, [None, None, channels])
+
+
+# --------------------------------------------------------------------------- image folders
 def _scan_folder(paths: list[str], channels: int) -> tuple[list[int], list[tuple[int, int]]]:
     """Decode every file once (in threads): indices of the bad files, sizes of the good ones."""
 
@@ -407,6 +473,47 @@ def _scan_folder(paths: list[str], channels: int) -> tuple[list[int], list[tuple
         found = list(pool.map(probe, paths, chunksize=64))
     bad = [j for j, hw in enumerate(found) if hw is None]
     return bad, [tuple(hw) for hw in found if hw is not None]
+
+
+def _same_aspect(size, other) -> bool:
+    """Whether two ``(height, width)`` sizes have one aspect ratio, within ASPECT_TOLERANCE."""
+    a, b = size[0] * other[1], size[1] * other[0]
+    return abs(a - b) <= ASPECT_TOLERANCE * max(a, b)
+
+
+def _folder_image_size(root, paths, sizes, image_size) -> tuple[int, int]:
+    """The ``(height, width)`` every image of a folder is resized to: ``image_size`` if given,
+    else the most common of ``sizes`` (one per path). Warns when images are resized to a
+    guessed size or stretched to a given one; refuses stretching to a guessed size."""
+    counts = Counter(sizes)
+    size = tuple(image_size) if image_size is not None else counts.most_common(1)[0][0]
+    others = [(p, hw) for p, hw in zip(paths, sizes, strict=True) if hw != size]
+    stretched = [(p, hw) for p, hw in others if not _same_aspect(hw, size)]
+    shown = "x".join(map(str, size))
+    listing = ", ".join(f"{p} ({h}x{w})" for p, (h, w) in stretched[:3])
+    listing += ", ..." if len(stretched) > 3 else ""
+    if image_size is None and stretched:
+        raise DataValidationError(
+            f"{root}: {len(stretched)} of {len(paths)} images have another aspect ratio than "
+            f"the folder's most common size, {shown} (height x width), which every image is "
+            f"resized to: {listing}; crop them to that aspect ratio or remove them, or load the "
+            "folder with --image-size HxW (image_size=(height, width)) to stretch every image "
+            "to one size"
+        )
+    if image_size is None and others:
+        warnings.warn(
+            f"{root}: images differ in size; using the most common, {shown} ({counts[size]} of "
+            f"{len(paths)} images): the other {len(others)} (same aspect ratio) are resized to "
+            "it. Pass --image-size HxW (image_size=(height, width)) to choose another size.",
+            stacklevel=4,
+        )
+    elif stretched:
+        warnings.warn(
+            f"{root}: {len(stretched)} of {len(paths)} images change aspect ratio when resized "
+            f"to image_size={shown} (stretched): {listing}",
+            stacklevel=4,
+        )
+    return size
 
 
 def _load_folder(
@@ -467,8 +574,7 @@ def _load_folder(
             )
     if not paths:
         raise ValueError(f"{root}: no decodable images")
-    if image_size is None:
-        image_size = sizes[0]
+    image_size = _folder_image_size(root, paths, sizes, image_size)
     paths_arr = np.array(paths)
     labels_arr = np.array(labels, dtype=np.int64)
 
@@ -482,7 +588,7 @@ def _load_folder(
         )
 
         def read(p, y):
-            image = _decode(tf.io.read_file(p), channels)
+            image = _decode(p, channels)
             return _resize_image(image, image_size), tf.cast(y, tf.int32)
 
         return tf.data.Dataset.from_tensor_slices((ps, ys)).map(

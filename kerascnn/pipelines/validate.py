@@ -94,9 +94,11 @@ def check_trainable(train, validation=None) -> None:
         )
 
 
-def check_model_fits(model, dataset, model_name: str) -> None:
+def check_model_fits(model, dataset, model_name: str, class_names=None) -> None:
     """Refuse evaluating ``model`` on ``dataset`` when its input shape or its number of
-    outputs differs from the data's image shape and number of classes."""
+    outputs differs from the data's image shape and number of classes, or when the model's
+    ``class_names`` (its run folder's, if known) differ from the data's: accuracy would then
+    count matches between different classes."""
     want = tuple(model.inputs[0].shape[1:])
     have = tuple(dataset.image_shape)
     fits = len(want) == len(have) and all(
@@ -115,3 +117,14 @@ def check_model_fits(model, dataset, model_name: str) -> None:
             f"{dataset.num_classes} ({', '.join(dataset.class_names[:10])}"
             f"{', ...' if dataset.num_classes > 10 else ''})"
         )
+    if class_names is not None and list(class_names) != list(dataset.class_names):
+        raise DataValidationError(
+            f"{model_name} was trained on the classes {_listed(class_names)}; "
+            f"{dataset.info.name} has {_listed(dataset.class_names)} (another order or other "
+            "classes: its labels would be scored against the wrong outputs)"
+        )
+
+
+def _listed(names) -> str:
+    names = [str(n) for n in names]
+    return "(" + ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") + ")"

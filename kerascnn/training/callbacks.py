@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import keras
@@ -11,6 +12,7 @@ from kerascnn.layers.dropout import DropoutBase, check_rate
 
 __all__ = [
     "DropoutSchedule",
+    "EpochLine",
 ]
 
 
@@ -92,3 +94,43 @@ class DropoutSchedule(keras.callbacks.Callback):
             layer.set_rate((layer.rate if self.rate is None else self.rate) if on else 0.0)
         if self.verbose:
             print(f"DropoutSchedule: epoch {epoch}: dropout {'on' if on else 'off'}")
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Progress for logs and pipes: before the first training step a line saying that the
+    step is being compiled (its first batch takes seconds to tens of seconds, which a
+    progress bar shows as a long ETA), and, with ``per_epoch``, one line per epoch:
+    ``epoch 2/10 - 41.3 s - accuracy: 0.5123 - loss: 1.3801 - val_accuracy: ...``. Plain
+    text: no carriage returns, colours or backspaces (Keras's bar writes those).
+
+    Args:
+        epochs: the run's number of epochs.
+        say: prints one line (default: ``print`` to stdout, flushed).
+        per_epoch: print the epoch lines (else only the compile notice, next to Keras's bar).
+    """
+
+    def __init__(self, epochs: int, say=None, per_epoch: bool = True):
+        super().__init__()
+        self.epochs, self.per_epoch = epochs, per_epoch
+        self.say = say or (lambda message: print(message, flush=True))
+        self._noticed = False
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._noticed:
+            return
+        self._noticed = True
+        if getattr(self.model, "jit_compile", False):
+            self.say("compiling the training step with XLA: the first batch takes longer")
+        elif keras.backend.backend() == "tensorflow":
+            self.say("tracing the training step: the first batch takes longer")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.per_epoch:
+            return
+        took = f" - {time.perf_counter() - self._start:.1f} s" if self._start else ""
+        shown = " - ".join(f"{k}: {float(v):.4f}" for k, v in sorted((logs or {}).items()))
+        self.say(f"epoch {epoch + 1}/{self.epochs}{took} - {shown}")

@@ -51,6 +51,7 @@ import sys
 import keras
 
 from kerascnn.errors import UserInputError
+from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.loop import (
     FitResult,
     LoaderEpoch,
@@ -410,18 +411,6 @@ class _CheckpointBackup(keras.callbacks.Callback):
             shutil.rmtree(self.write_dir, ignore_errors=True)
 
 
-class _EpochLine(keras.callbacks.Callback):
-    """One line per epoch (``[worker:0] epoch 2/10 - accuracy: ... - loss: ...``)."""
-
-    def __init__(self, epochs: int, say):
-        super().__init__()
-        self.epochs, self.say = epochs, say
-
-    def on_epoch_end(self, epoch, logs=None):
-        shown = " - ".join(f"{k}: {v:.4f}" for k, v in sorted((logs or {}).items()))
-        self.say(f"epoch {epoch + 1}/{self.epochs} - {shown}")
-
-
 class _StrategyLoop:
     """Training loop over ``strategy.run`` (works around keras-team/keras#20585). It only
     computes the steps and the epoch's metrics; the callbacks, the run folder and the
@@ -599,7 +588,7 @@ class _StrategyLoop:
         if hasattr(train_ds, "set_epoch"):
             extra.append(LoaderEpoch(train_ds))
         if verbose:
-            extra.append(_EpochLine(self.recipe.epochs, say))
+            extra.append(EpochLine(self.recipe.epochs, say))
         # the chief alone writes the run folder (log.csv, best.keras, model.keras, result.json)
         cbs = default_callbacks(
             out if self.chief else None, dist_val is not None, self.recipe.early_stopping,

@@ -19,6 +19,7 @@ import pathlib
 
 import keras
 
+from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.recipes import Recipe
 from kerascnn.training.run_folder import (
     BACKUP,
@@ -353,6 +354,9 @@ def fit(
         jit_compile: ``"auto"`` (XLA on GPU, off on CPU), ``True`` or ``False``.
         callbacks: more Keras callbacks (e.g. ``DropoutSchedule``).
         tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``.
+        verbose: ``"auto"`` or ``1``: Keras's progress bar; ``2``: one plain line per epoch
+            (:class:`~kerascnn.training.callbacks.EpochLine`: for logs and pipes); ``0``:
+            silent. Except when silent, a line says when the training step is compiled.
         overwrite: start anew in ``out_dir``: the run there, finished or not, is removed
             whole (its backup is not resumed) before the new run writes.
 
@@ -373,6 +377,8 @@ def fit(
         extra = list(callbacks)
         if hasattr(train_ds, "set_epoch"):
             extra.append(LoaderEpoch(train_ds))
+        if verbose != 0:  # 2: kerascnn's one line per epoch; 1, "auto": Keras's bar
+            extra.append(EpochLine(recipe.epochs, per_epoch=verbose == 2))
         cbs = default_callbacks(
             out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
         )
@@ -390,7 +396,7 @@ def fit(
                 epochs=recipe.epochs,
                 steps_per_epoch=fit_steps,
                 callbacks=callbacks,
-                verbose=verbose,
+                verbose=0 if verbose == 2 else verbose,
                 shuffle=False,  # the pipelines shuffle with their seed
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 
 import keras
@@ -18,6 +19,7 @@ from kerascnn.training.run_folder import (
     CLASS_NAMES,
     atomic_write_text,
     check_run_folder,
+    record_command,
     run_folder,
 )
 
@@ -35,14 +37,17 @@ def load_train_val(
     seed: int = 0,
     data_dir=None,
     on_bad_file: str = "error",
+    image_size=None,
 ):
-    """Training and validation parts of ``source``: the sample's own split, else a stratified
-    ``validation_fraction`` carved from the training split with ``seed``."""
-    if source == pipelines.SAMPLE_NAME:
+    """Training and validation parts of ``source``: the sample's own split (or an npz's
+    ``x_val`` / ``y_val``), else a stratified ``validation_fraction`` carved from the
+    training split with ``seed``. ``image_size`` (``(height, width)``) resizes the images
+    (see :func:`kerascnn.pipelines.load`)."""
+    if source == pipelines.SAMPLE_NAME and image_size is None:
         return pipelines.load(source, "train"), pipelines.load(source, "validation")
     kwargs = dict(
         validation_fraction=validation_fraction, seed=seed, data_dir=data_dir,
-        on_bad_file=on_bad_file,
+        on_bad_file=on_bad_file, image_size=image_size,
     )  # fmt: skip
     return pipelines.load(source, "train", **kwargs), pipelines.load(source, "validation", **kwargs)
 
@@ -66,6 +71,8 @@ def train_from_names(
     lr_scaling: str = "linear",
     overwrite: bool = False,
     on_bad_file: str = "error",
+    image_size=None,
+    check_data=None,
     **recipe_overrides,
 ) -> TrainedRun:
     """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model: a
@@ -86,7 +93,10 @@ def train_from_names(
     the data is read); an unfinished one is resumed; ``class_names.txt`` is written before
     training. The data is validated before training
     (:func:`kerascnn.pipelines.validate.check_trainable`).
-    ``on_bad_file`` is passed to :func:`kerascnn.pipelines.load` (image folders).
+    ``on_bad_file`` and ``image_size`` are passed to :func:`kerascnn.pipelines.load` (image
+    folders: what to do with undecodable files; the size to resize every image to).
+    ``check_data(train)``, if given, is called with the training data once it is read and
+    validated, before training (the CLI checks its ``--export`` target's signature there).
     """
     from kerascnn.training import distribute
 
@@ -110,9 +120,21 @@ def train_from_names(
     with folder or contextlib.nullcontext() as out:
         rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), lr_scaling)
         keras.utils.set_random_seed(seed)
-        train, val = load_train_val(dataset, validation_fraction, seed, data_dir, on_bad_file)
+        train, val = load_train_val(
+            dataset, validation_fraction, seed, data_dir, on_bad_file, image_size
+        )
         check_trainable(train, val)
+        if check_data is not None:
+            check_data(train)
         if owner:
+            record_command(out, {
+                "model": model_name, "model_overrides": model_overrides or {},
+                "dataset": str(dataset), "examples": len(train),
+                "labels_sha256": hashlib.sha256(train.labels.astype("int64").tobytes()).hexdigest(),
+                "class_names": list(train.info.class_names), "image_shape": list(train.image_shape),
+                "recipe": dataclasses.asdict(rec), "seed": seed, "placement": placement,
+                "validation_fraction": validation_fraction, "mixed_precision": mixed_precision,
+            })  # fmt: skip
             atomic_write_text(out / CLASS_NAMES, "\n".join(train.info.class_names) + "\n")
             overwrite = False  # done above
         # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy

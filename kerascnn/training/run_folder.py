@@ -57,6 +57,7 @@ __all__ = [
     "LOCK",
     "LOG",
     "own_run_folder",
+    "record_command",
     "run_folder",
     "RESULT",
     "run_folder_state",
@@ -70,8 +71,10 @@ LOG = "log.csv"
 BEST = "best.keras"
 FINAL = "model.keras"
 LOCK = ".lock"
+COMMAND = "command.json"
+CURVES = "curves.png"
 # A run's files, in the order overwrite removes them: result.json (the finished mark) last.
-RUN_FILES = (BACKUP, BEST, FINAL, LOG, CLASS_NAMES, "tensorboard", RESULT)
+RUN_FILES = (BACKUP, BEST, FINAL, LOG, CLASS_NAMES, COMMAND, CURVES, "tensorboard", RESULT)
 
 
 def _write_atomically(path: pathlib.Path, tmp: pathlib.Path, write) -> None:
@@ -280,6 +283,46 @@ def run_folder(out_dir, overwrite: bool = False, check_backup: bool = True):
             raise
 
 
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def record_command(out: pathlib.Path, command: dict) -> None:
+    """Record what the run in ``out`` is (``command.json``: model, data fingerprint, recipe
+    and its arguments, seed, ...), refusing to resume an unfinished run of another command.
+
+    Raises :class:`~kerascnn.errors.RunFolderError` naming every difference when ``out``
+    holds a backup recorded with another command: resuming it would mix two runs."""
+    path = out / COMMAND
+    new = json.loads(json.dumps(command, default=repr))  # as it reads back from the file
+    if (out / BACKUP).exists() and path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict):
+            old_flat, new_flat = _flat(old), _flat(new)
+            changed = [
+                f"{key} {old_flat.get(key)!r} -> {new_flat.get(key)!r}"
+                for key in sorted(set(old_flat) | set(new_flat))
+                if old_flat.get(key) != new_flat.get(key)
+            ]
+            if changed:
+                shown = "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "")
+                raise RunFolderError(
+                    f"run folder {out} holds an unfinished run of another command ({shown}); "
+                    "rerun that command to resume it, pass --overwrite (overwrite=True) to "
+                    "start anew, or choose another --out"
+                )
+    atomic_write_text(path, json.dumps(new, indent=1, sort_keys=True) + "\n")
+
+
 def finish_run(model: keras.Model, out: pathlib.Path, result: dict) -> None:
     """Write a finished run: ``model.keras``, then ``result.json`` (the finished mark), then
     remove the backup. Cut anywhere, a rerun resumes (the backup is complete until
@@ -316,6 +359,14 @@ def _read_meta(backup: pathlib.Path) -> tuple[dict, dict[str, pathlib.Path]]:
         raise ValueError(f"bad epoch {epoch!r} in {META}")
     files = meta.get("files", _LEGACY_FILES)
     return meta, {key: backup / name for key, name in files.items()}
+
+
+def _committed(backup: pathlib.Path, epoch: int) -> bool:
+    """Whether the backup's metadata names the state after ``epoch`` epochs."""
+    try:
+        return _read_meta(backup)[0]["epoch"] == epoch
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def _random_states(model) -> list:
@@ -468,8 +519,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 meta["files"]["best_weights"] = names["best_weights"]
             atomic_write_text(backup / META, json.dumps(meta))  # the commit
         except BaseException:
-            for path in paths:  # this epoch's files are not committed: remove them
-                path.unlink(missing_ok=True)
+            if not _committed(backup, epoch):  # (an interrupt may land just after the commit)
+                for path in paths:  # this epoch's files are not committed: remove them
+                    path.unlink(missing_ok=True)
             raise
         for path in backup.iterdir():  # older epochs' files, temporary files
             if path.name != META and path.name not in meta["files"].values():

@@ -58,13 +58,14 @@ def _concrete_floats(x) -> np.ndarray | None:
 
 def check_pixel_range(x, model_name: str) -> bool:
     """Warn (:class:`PixelRangeWarning`) when ``x`` is a concrete float input whose values
-    all lie in 0..1 (images divided by 255) although ``model_name`` takes 0..255 pixels.
+    all lie in 0..1 and are not all whole numbers (images divided by 255) although
+    ``model_name`` takes 0..255 pixels; a black image (all zeros) is a valid pixel image.
     Returns whether it warned."""
     values = _concrete_floats(x)
     if values is None or values.size == 0:
         return False
     low, high = float(np.min(values)), float(np.max(values))
-    if not (0.0 <= low and high <= 1.0):
+    if not (0.0 <= low and high <= 1.0) or np.all(values == np.round(values)):
         return False
     warnings.warn(
         f"{model_name} takes raw pixels 0..255 and standardizes them itself, but the input's "

@@ -116,7 +116,8 @@ def test_image_folder_resize_equals_keras_resize(tmp_path):
     buf = io.BytesIO()
     Image.fromarray(image[:8, :8]).save(buf, format="PNG")
     (tmp_path / "f" / "a" / "1.png").write_bytes(buf.getvalue())
-    ds = pipelines.load(tmp_path / "f", image_size=(8, 8))
+    with pytest.warns(UserWarning, match=r"1 of 2 images change aspect ratio.*0.png \(20x16\)"):
+        ds = pipelines.load(tmp_path / "f", image_size=(8, 8))
     x = ds.read([0, 1])
     reference = keras.ops.image.resize(
         image[None].astype("float32"), (8, 8), interpolation="bilinear", antialias=True

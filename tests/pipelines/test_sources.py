@@ -116,6 +116,38 @@ def test_npz_per_split_keys_grey_images_and_errors(tmp_path):
         pipelines.load(tmp_path / "missing" / "nothing.npz")
 
 
+@pytest.mark.parametrize("suffix", ["val", "valid", "validation"])
+def test_npz_own_validation_split_is_used_not_carved(tmp_path, suffix):
+    """x_val / y_val in the file are the validation data (for `kerascnn train` / `evaluate`,
+    which always pass validation_fraction); the whole x / y trains; a warning says so."""
+    from kerascnn.training.run import load_train_val
+
+    rng = np.random.default_rng(4)
+    x, y = rng.integers(0, 128, (12, 6, 6, 3), dtype=np.uint8), np.arange(12) % 3
+    x_val = rng.integers(128, 256, (5, 6, 6, 3), dtype=np.uint8)  # values x never has
+    y_val = np.array([2, 0, 1, 1, 0])
+    np.savez(tmp_path / "d.npz", x=x, y=y, **{f"x_{suffix}": x_val, f"y_{suffix}": y_val})
+    said = rf"own validation split \(x_{suffix} / y_{suffix}\).*validation_fraction=0.25 is not"
+    with pytest.warns(UserWarning, match=said):
+        parts = [
+            (
+                pipelines.load(tmp_path / "d.npz", "train", validation_fraction=0.25, seed=1),
+                pipelines.load(tmp_path / "d.npz", "validation", validation_fraction=0.25, seed=1),
+            ),
+            load_train_val(str(tmp_path / "d.npz"), 0.25, 1),
+        ]
+    for train, val in parts:
+        np.testing.assert_array_equal(val.numpy()[0], x_val)
+        np.testing.assert_array_equal(val.numpy()[1], y_val)
+        np.testing.assert_array_equal(train.numpy()[0], x)
+        np.testing.assert_array_equal(train.numpy()[1], y)
+        assert val.info.split == "validation" and train.class_names == val.class_names
+    # without one, the validation part is still carved from x / y (stratified: 1 per class)
+    np.savez(tmp_path / "plain.npz", x=x, y=y)
+    val = pipelines.load(tmp_path / "plain.npz", "validation", validation_fraction=0.25, seed=1)
+    assert len(val) == 3 and sorted(val.labels) == [0, 1, 2]
+
+
 def test_npz_source_real_cifar(cifar_npz):
     ds = pipelines.load(cifar_npz)
     assert len(ds) == 50000 and ds.class_names == CIFAR_CLASSES

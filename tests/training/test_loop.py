@@ -118,3 +118,34 @@ def test_backup_of_another_model_is_moved_aside_and_training_starts_from_scratch
     for got, want in zip(first.seen, initial, strict=True):
         np.testing.assert_array_equal(got, want)  # the failed load left no weight behind
     assert [p.name.startswith("backup.corrupt-") for p in tmp_path.iterdir()].count(True) == 1
+
+
+def test_a_backup_written_before_files_carried_their_epoch_is_resumed(tmp_path):
+    """Run folders of earlier versions hold ``latest.weights.h5`` / ``random_states.npz``
+    and metadata without file names; they resume to the uninterrupted run's weights."""
+    import json
+
+    def model():
+        keras.utils.set_random_seed(3)
+        return keras.Sequential(
+            [keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]
+        )
+
+    recipe = get_recipe("vgg-sweep", epochs=3)
+    whole = model()
+    fit(whole, _data(64, 0), None, recipe, out_dir=tmp_path / "whole", verbose=0)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        fit(model(), _data(64, 0), None, recipe, out_dir=out,
+            callbacks=[_CrashAfterFirstEpoch()], verbose=0)  # fmt: skip
+    backup = out / "backup"
+    meta = json.loads((backup / "training_metadata.json").read_text())
+    (backup / meta["files"]["weights"]).rename(backup / "latest.weights.h5")
+    (backup / meta["files"]["random_states"]).rename(backup / "random_states.npz")
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 1, "batch": 0}))
+    resumed = model()
+    record = RecordWeights()
+    fit(resumed, _data(64, 0), None, recipe, out_dir=out, callbacks=[record], verbose=0)
+    assert len(record.per_epoch) == 2  # epochs 2 and 3 only
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6)

@@ -80,10 +80,12 @@ def test_images_scaled_to_0_1_are_flagged_in_one_line():
         lambda: bare.predict(unit, verbose=0),
     ):
         assert _pixel_warnings(run) == []
-    # a float image whose pixels are all 0 or 1 in 0..255 units is flagged too: the check is
-    # a warning, not an error, for that reason
-    with pytest.warns(PixelRangeWarning, match=r"^m takes raw pixels .* lie in 0\.\.1:"):
-        assert check_pixel_range(np.eye(3, dtype="float32")[None, ..., None], "m") is True
+    # fractions in 0..1 are flagged; a black image, or one of 0 and 1 pixel values, is a
+    # valid pixel image (whole numbers) and is not
+    with pytest.warns(PixelRangeWarning, match=r"^m takes raw pixels .* lie in 0\.\.0\.5:"):
+        assert check_pixel_range(np.eye(3, dtype="float32")[None, ..., None] / 2, "m") is True
+    assert check_pixel_range(np.eye(3, dtype="float32")[None, ..., None], "m") is False
+    assert check_pixel_range(np.zeros((1, 2, 2, 3), "float32"), "m") is False
     assert check_pixel_range(np.full((1, 2, 2, 3), 1.5, "float32"), "m") is False
     assert check_pixel_range(np.ones((1, 2, 2, 3), "uint8"), "m") is False
 
