@@ -2,6 +2,7 @@
 an exact resume that includes early stopping's state, a finish that can be cut anywhere,
 ``--overwrite`` that replaces a run whole, and no backup of a diverged epoch."""
 
+import errno
 import json
 import os
 import shutil
@@ -219,6 +220,30 @@ def test_a_finish_killed_anywhere_is_found_or_resumed_by_the_rerun(
         assert run_folder.run_folder_state(out) == "unfinished"
         assert cli.main(es_argv(data, out)) == 0
         assert trained_epochs(capsys.readouterr().out) == []
+    assert_same_run(out, reference)
+
+
+@pytest.mark.parametrize("name", ["model.keras", "result.json"])
+def test_a_disk_that_fills_at_the_finish_loses_nothing(data, reference, tmp_path, capsys, name):
+    """The finish's write fails half-way (ENOSPC, a partial temporary file): one line, exit 1,
+    and once there is space again the same command finishes the run without training."""
+    out = tmp_path / "run"
+    write_atomically = run_folder._write_atomically
+
+    def full(path, tmp, write):
+        if path.name == name:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))
+        write_atomically(path, tmp, write)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_folder, "_write_atomically", full)
+        assert cli.main(es_argv(data, out)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err, err
+    assert run_folder.run_folder_state(out) == "unfinished"
+    assert cli.main(es_argv(data, out)) == 0
+    assert trained_epochs(capsys.readouterr().out) == []
     assert_same_run(out, reference)
 
 
