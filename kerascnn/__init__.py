@@ -35,6 +35,15 @@ if sys.getrecursionlimit() < RECURSION_LIMIT:
     sys.setrecursionlimit(RECURSION_LIMIT)
 
 
+def _light_command(argv: list[str]) -> bool:
+    """``kerascnn --help`` and ``kerascnn list``: they need neither Keras nor TensorFlow
+    (the listing is stored data: :mod:`kerascnn.listing`)."""
+    args = list(argv)
+    while args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+        args = args[2:] if args[0] == "--backend" else args[1:]
+    return bool(args) and args[0] in ("-h", "--help", "list")
+
+
 def _launched_as_cli() -> bool:
     """True in the ``kerascnn`` console script and in ``python -m kerascnn.cli``."""
     argv = sys.orig_argv
@@ -59,13 +68,14 @@ if _launched_as_cli() and "keras" not in sys.modules:
     if "--debug" not in sys.argv[1:]:
         _holding = native_startup_lines_held()
 
-with _holding:
-    # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
-    # `keras.models.load_model` finds them after a plain `import kerascnn`.
-    from kerascnn import export, fold, layers, pipelines, tasks, training, zoo  # noqa: E402,F401
+if not (_launched_as_cli() and _light_command(sys.argv[1:])):
+    with _holding:
+        # Importing these registers kerascnn's layers, optimizers and schedules with Keras, so
+        # `keras.models.load_model` finds them after a plain `import kerascnn`.
+        from kerascnn import export, fold, layers, pipelines, tasks, training, zoo  # noqa: F401
 
-    if not isinstance(_holding, contextlib.nullcontext) and "tensorflow" in sys.modules:
-        sys.modules["tensorflow"].config.list_physical_devices("GPU")  # its CUDA notice, held
+        if not isinstance(_holding, contextlib.nullcontext) and "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].config.list_physical_devices("GPU")  # its notice, held
 
 
 def __getattr__(name: str):

@@ -42,19 +42,15 @@ class UserError(UserInputError):
 
 
 def cmd_list(args) -> int:
-    from kerascnn.zoo import table
+    from kerascnn.listing import format_rows, stored_rows
 
-    rows = table.rows(args.pattern)
+    columns, rows = stored_rows(args.pattern)
     if not rows:
         raise UserError(
             f"no registered model matches pattern={args.pattern!r}; try `kerascnn list`"
         )
-    columns = table.COLUMNS
-    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns[:-1]]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
-    print(fmt.format(*columns))
-    for r in rows:
-        print(fmt.format(*(r[c] for c in columns)))
+    for line in format_rows(columns, rows, wide=args.wide):
+        print(line)
     return 0
 
 
@@ -331,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered models with parameters and MACs")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'resnet*'")
+    p.add_argument(
+        "--wide",
+        action="store_true",
+        help="every column (features, recipe, paper), not only those that fit the terminal",
+    )
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("summary", help="print the Keras summary of a registered model")
@@ -530,6 +531,19 @@ def _one_line(error: BaseException) -> str:
     return text
 
 
+def _user_errors() -> tuple:
+    """The error classes reported as the user's (imported when an error is handled: `list`
+    and `--help` import neither Keras nor TensorFlow)."""
+    from kerascnn.backends import MissingDependencyError
+    from kerascnn.export import ExportError
+    from kerascnn.training.loop import TrainingDiverged
+
+    return (
+        KerascnnError, FileNotFoundError, FileExistsError, TrainingDiverged,
+        MissingDependencyError, ExportError,
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     argv = sys.argv[1:] if argv is None else argv
@@ -540,14 +554,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     args.argv = list(argv)  # for the commands the CLI suggests
-    from kerascnn.backends import MissingDependencyError
-    from kerascnn.export import ExportError
-    from kerascnn.training.loop import TrainingDiverged
-
-    user_errors = (
-        KerascnnError, FileNotFoundError, FileExistsError, TrainingDiverged,
-        MissingDependencyError, ExportError,
-    )  # fmt: skip
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -557,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kerascnn {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as error:
-        expected = isinstance(error, user_errors) or (
+        expected = isinstance(error, _user_errors()) or (
             isinstance(error, ValueError) and _is_own_check(error)
         )
         environment = isinstance(error, OSError) and not expected

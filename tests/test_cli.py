@@ -63,3 +63,42 @@ def test_console_script_runs():
         [*command, "summary", "vgg17"], capture_output=True, text=True, timeout=120
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "vgg1" in bad.stderr
+
+
+LIGHT = """
+import sys
+sys.argv = ["kerascnn", *sys.argv[1:]]  # as the console script starts
+from kerascnn import cli
+try:
+    code = cli.main(sys.argv[1:])
+except SystemExit as stop:  # --help
+    code = stop.code
+heavy = [m for m in ("keras", "tensorflow", "jax", "torch") if m in sys.modules]
+print("CODE", code, "HEAVY", ",".join(heavy) or "-")
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["--backend", "jax", "list", "vgg*"]])
+def test_help_and_list_import_neither_keras_nor_tensorflow(argv):
+    run = subprocess.run(
+        [sys.executable, "-c", LIGHT, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "CODE 0 HEAVY -", run.stdout[-500:]
+    assert run.stderr == ""
+
+
+def test_list_fits_the_terminal_and_wide_shows_every_column():
+    from kerascnn.listing import format_rows, stored_rows
+
+    columns, rows = stored_rows("*")
+    assert len(rows) == len(table.rows()) and columns == list(table.COLUMNS)
+    for width in (60, 80, 120):
+        lines = format_rows(columns, rows, width=width)
+        assert max(map(len, lines)) <= width or lines[0].split() == ["name", "family"]
+        assert lines[0].split()[:2] == ["name", "family"]
+    wide = format_rows(columns, rows, wide=True)
+    assert wide[0].split() == list(table.COLUMNS)
+    assert max(map(len, wide)) > 200  # the paper column: why it is not shown by default
+    names = [line.split()[0] for line in wide[1:]]
+    assert names == [r["name"] for r in table.rows()]  # the registry's natural order

@@ -211,9 +211,10 @@ def test_debug_shows_the_native_lines():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    quiet = subprocess.run([sys.executable, "-m", "kerascnn.cli", "--help"], env=env,
+    command = [sys.executable, "-m", "kerascnn.cli"]
+    quiet = subprocess.run([*command, "summary", "lenet5"], env=env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
-    debug = subprocess.run([sys.executable, "-m", "kerascnn.cli", "--debug", "--help"], env=env,
+    debug = subprocess.run([*command, "--debug", "summary", "lenet5"], env=env,
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert quiet.returncode == debug.returncode == 0
     assert quiet.stderr == "" and quiet.stdout == debug.stdout

@@ -16,7 +16,7 @@ import numpy as np
 from kerascnn.zoo.flops import count_flops
 from kerascnn.zoo.registry import TABLE_PATH, create, list_models, load_counts, model_info
 
-__all__ = ["COLUMNS", "format_count", "load_table", "markdown", "measure", "rows"]
+__all__ = ["COLUMNS", "format_count", "load_table", "markdown", "measure", "rows", "rows_json"]
 
 COLUMNS = ("name", "family", "input", "params", "MACs", "features", "recipe", "weights", "paper")
 
@@ -88,15 +88,27 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def rows_json() -> str:
+    """``model_rows.json``: every row, read by ``kerascnn list`` without Keras
+    (:mod:`kerascnn.listing`); regenerate with ``python -m kerascnn.zoo.table --rows``."""
+    return json.dumps({"columns": list(COLUMNS), "rows": rows()}, indent=0) + "\n"
+
+
 def main(argv=None) -> None:
     import keras
 
+    from kerascnn.listing import ROWS_PATH
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", help="only write the markdown table to this path")
+    parser.add_argument("--rows", action="store_true", help=f"only write {ROWS_PATH.name}")
     args = parser.parse_args(argv)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown())
+        return
+    if args.rows:
+        ROWS_PATH.write_text(rows_json())
         return
     table = {}
     for name in list_models():

@@ -105,6 +105,15 @@ def test_docs_model_table_is_generated_from_the_rows():
     assert "| resnet56 | resnet | 32x32x3 (10 classes) | 853,018 |" in docs.read_text()
 
 
+def test_stored_rows_of_kerascnn_list_are_the_registrys():
+    from kerascnn.listing import ROWS_PATH
+    from kerascnn.zoo import table
+
+    assert ROWS_PATH.read_text() == table.rows_json(), (
+        f"{ROWS_PATH.name} is stale: python -m kerascnn.zoo.table --rows"
+    )
+
+
 def test_weights_that_do_not_exist_are_refused_by_name():
     with pytest.raises(ValueError, match=r"weights='cifar10' are not available for 'resnet56'"):
         create("resnet56", weights="cifar10")
