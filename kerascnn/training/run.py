@@ -89,9 +89,10 @@ def train_from_names(
 
     ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.run_folder.check_run_folder`)
     and owned by this process until the run ends (:func:`~kerascnn.training.run_folder.own_run_folder`):
-    a finished run there is refused unless ``overwrite`` (which removes the old run whole once
-    the data is read); an unfinished one is resumed; ``class_names.txt`` is written before
-    training. The data is validated before training
+    a finished run there is refused unless ``overwrite`` (which moves the old run aside,
+    deletes it when this one finishes and puts it back if this one fails before its first
+    epoch); an unfinished one is resumed if this is the command that started it
+    (``command.json``); ``class_names.txt`` is written before training. The data is validated before training
     (:func:`kerascnn.pipelines.validate.check_trainable`).
     ``on_bad_file`` and ``image_size`` are passed to :func:`kerascnn.pipelines.load` (image
     folders: what to do with undecodable files; the size to resize every image to).
