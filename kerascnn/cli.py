@@ -152,24 +152,19 @@ def cmd_train(args) -> int:
     print(
         f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
     )
-    _plot_curves(out_dir, args.model)
+    if run.curves is not None:
+        print(f"curves: {run.curves} (training and validation loss, accuracy)")
+    elif not _has_plots():
+        print("curves: pip install 'kerascnn[plots]' to get a plot of them in the run folder")
     if args.export:
         _export(run.model, args.export, None, run.class_names, args.allow_new_signature)
     return 0
 
 
-def _plot_curves(out_dir, title: str) -> None:
-    """Draw the run's curves into its folder, or say how to get them (the plots extra)."""
-    from kerascnn.experiments.registry import require_plots
+def _has_plots() -> bool:
+    import importlib.util
 
-    try:
-        require_plots()
-    except ImportError:
-        print("curves: pip install 'kerascnn[plots]' to get a plot of them in the run folder")
-        return
-    from kerascnn.training.curves import save_curves
-
-    print(f"curves: {save_curves(out_dir, title)} (training and validation loss, accuracy)")
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _rerun_with_lower_lr(args) -> str:

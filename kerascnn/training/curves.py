@@ -54,7 +54,7 @@ def save_curves(out_dir, title: str = "") -> pathlib.Path:
 
     out = pathlib.Path(out_dir)
     fig = plot_curves(read_log(out), title)
-    path, tmp = out / CURVES, out / f".{CURVES}.tmp.png"
+    path, tmp = out / CURVES, out / f".{CURVES}.{os.getpid()}.tmp.png"
     try:
         fig.savefig(tmp, dpi=100)
         os.replace(tmp, path)

@@ -62,7 +62,13 @@ from kerascnn.training.loop import (
     train_epochs,
 )
 from kerascnn.training.recipes import Recipe, get_recipe
-from kerascnn.training.run_folder import BACKUP, run_folder
+from kerascnn.training.run_folder import (
+    BACKUP,
+    atomic_write_text,
+    restore_early_stopping,
+    run_folder,
+    save_early_stopping,
+)
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 LR_SCALING = ("linear", "sqrt", "none")
@@ -377,10 +383,25 @@ class _CheckpointBackup(keras.callbacks.Callback):
     saving); only the chief's copy, in ``backup``, is kept and read by all workers on
     resume: ``backup`` must be on storage every worker reads."""
 
-    def __init__(self, backup, write_dir, optimizer, strategy, say):
+    STATE = "training_state.json"  # the epoch, early stopping's state, whether stopped
+
+    def __init__(self, backup, write_dir, optimizer, strategy, say, early_stopping=None):
         super().__init__()
         self.backup, self.write_dir = pathlib.Path(backup), pathlib.Path(write_dir)
         self.optimizer, self.strategy, self.say = optimizer, strategy, say
+        self.early_stopping = early_stopping
+
+    def _restore_state(self, start: int) -> None:
+        """Early stopping's state and the stop flag of the checkpoint's epoch ``start``
+        (written after the checkpoint: a state of another epoch is not used)."""
+        path = self.backup / self.STATE
+        state = json.loads(path.read_text()) if path.exists() else {}
+        if state.get("epoch") != start:
+            return
+        best = self.backup / f"epoch-{start}.best_weights.npz"
+        restore_early_stopping(self.early_stopping, state.get("early_stopping"), best)
+        if state.get("stop_training"):  # stopped early: nothing more to train
+            self.model._initial_epoch = max(start, self.params.get("epochs") or 0)
 
     def on_train_begin(self, logs=None):
         import tensorflow as tf
@@ -398,11 +419,22 @@ class _CheckpointBackup(keras.callbacks.Callback):
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             start = int(self.epoch.numpy())
             self.model._initial_epoch = start
+            self._restore_state(start)
             self.say(f"resumed from {latest}: {start} epoch(s) done")
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+        best = self.write_dir / f"epoch-{epoch + 1}.best_weights.npz"
+        state = {
+            "epoch": epoch + 1,
+            "early_stopping": save_early_stopping(self.early_stopping, best),
+            "stop_training": bool(self.model.stop_training),
+        }
+        atomic_write_text(self.write_dir / self.STATE, json.dumps(state))
+        for old in self.write_dir.glob("epoch-*.best_weights.npz"):
+            if old != best:
+                old.unlink(missing_ok=True)
 
     def on_train_end(self, logs=None):
         # a worker's own copy goes now; the chief's backup is removed by finish_run, after
@@ -583,7 +615,12 @@ class _StrategyLoop:
             write_dir = (
                 out / BACKUP if self.chief else out / f".backup-{self.task_type}-{self.task_id}"
             )
-            backup = [_CheckpointBackup(out / BACKUP, write_dir, self.optimizer, strategy, say)]
+
+            def backup(early):  # the loop's backup, with the run's early stopping
+                return [
+                    _CheckpointBackup(out / BACKUP, write_dir, self.optimizer, strategy, say, early)
+                ]
+
         extra = list(callbacks)
         if hasattr(train_ds, "set_epoch"):
             extra.append(LoaderEpoch(train_ds))

@@ -155,7 +155,8 @@ def default_callbacks(
 
     ``backup``: ``None`` for :class:`SafeBackupAndRestore` in ``out_dir/backup`` (weights,
     optimizer, random states and early stopping's state), or the callbacks that replace it
-    (the multi-worker loop's checkpoint backup, also on workers that write no run folder).
+    (the multi-worker loop's checkpoint backup, also on workers that write no run folder),
+    or a function of the run's ``EarlyStopping`` (``None`` without) that returns them.
     """
     callbacks: list = [StopOnNaN()]
     early = None
@@ -174,6 +175,8 @@ def default_callbacks(
         callbacks.append(RunRecorder(out_dir, monitor if has_validation else None))
     if backup is None and out_dir is not None:  # after EarlyStopping: it restores its state
         backup = [SafeBackupAndRestore(out_dir / BACKUP, early_stopping=early)]
+    elif callable(backup):
+        backup = backup(early)
     callbacks += list(backup or ())
     if out_dir is not None and tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "tensorboard")))

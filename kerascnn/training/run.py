@@ -29,6 +29,7 @@ class TrainedRun:
     model: keras.Model
     result: FitResult
     class_names: list[str]
+    curves: os.PathLike | None = None  # the run folder's curves.png (the plots extra)
 
 
 def load_train_val(
@@ -96,6 +97,8 @@ def train_from_names(
     (:func:`kerascnn.pipelines.validate.check_trainable`).
     ``on_bad_file`` and ``image_size`` are passed to :func:`kerascnn.pipelines.load` (image
     folders: what to do with undecodable files; the size to resize every image to).
+    With the ``plots`` extra installed, the run's curves are drawn into ``curves.png``
+    (:mod:`kerascnn.training.curves`; ``TrainedRun.curves``).
     ``check_data(train)``, if given, is called with the training data once it is read and
     validated, before training (the CLI checks its ``--export`` target's signature there).
     """
@@ -188,4 +191,15 @@ def train_from_names(
                     net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=jit_compile,
                     callbacks=callbacks, verbose=verbose, overwrite=overwrite,
                 )  # fmt: skip
-        return TrainedRun(net, result, list(train.info.class_names))
+        curves = None
+        if owner:  # the folder's owner draws its curves (multi-worker: the chief alone)
+            from kerascnn.experiments.registry import require_plots
+            from kerascnn.training.curves import save_curves
+
+            try:
+                require_plots()
+            except ImportError:
+                pass
+            else:
+                curves = save_curves(out, model_name)
+        return TrainedRun(net, result, list(train.info.class_names), curves)

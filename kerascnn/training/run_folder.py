@@ -58,7 +58,9 @@ __all__ = [
     "LOG",
     "own_run_folder",
     "record_command",
+    "restore_early_stopping",
     "run_folder",
+    "save_early_stopping",
     "RESULT",
     "run_folder_state",
     "RunRecorder",
@@ -376,12 +378,31 @@ def _random_states(model) -> list:
     return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
 
 
-def _early_stopping_state(early: keras.callbacks.EarlyStopping) -> dict:
+def save_early_stopping(early, path: pathlib.Path) -> dict | None:
+    """Early stopping's state for a backup's metadata (best value, its epoch, the wait, the
+    stopped epoch; ``None`` without early stopping); its best weights, if any, go to the
+    ``.npz`` file ``path`` (whose name the caller commits with the metadata)."""
+    if early is None:
+        return None
+    if early.best_weights is not None:
+        np.savez(path, **{f"w{i}": w for i, w in enumerate(early.best_weights)})
     best = None if early.best is None else float(early.best)
     return {
         "best": best, "best_epoch": int(early.best_epoch), "wait": int(early.wait),
         "stopped_epoch": int(early.stopped_epoch),
     }  # fmt: skip
+
+
+def restore_early_stopping(early, state: dict | None, path: pathlib.Path | None) -> None:
+    """Set ``early``'s state from :func:`save_early_stopping`'s, and its best weights from
+    ``path`` when that file exists."""
+    if early is None or state is None:
+        return
+    for key, value in state.items():
+        setattr(early, key, value)
+    if path is not None and path.exists():
+        with np.load(path) as saved:
+            early.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
 
 
 def _backup_problem(backup: pathlib.Path) -> str | None:
@@ -484,13 +505,9 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 raise ValueError("the random generator states do not match this model's")
             for state, value in zip(states, values, strict=True):
                 state.assign(value)
-        early = self.early_stopping
-        if early is not None and meta.get("early_stopping") is not None:
-            for key, value in meta["early_stopping"].items():
-                setattr(early, key, value)
-            if "best_weights" in files and files["best_weights"].exists():
-                with np.load(files["best_weights"]) as saved:
-                    early.best_weights = [saved[f"w{i}"] for i in range(len(saved.files))]
+        restore_early_stopping(
+            self.early_stopping, meta.get("early_stopping"), files.get("best_weights")
+        )
         if meta.get("stop_training"):  # stopped (early stopping): nothing more to train
             self.model._initial_epoch = max(meta["epoch"], self.params.get("epochs") or 0)
 
@@ -498,13 +515,11 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         backup, epoch = self.backup, self._current_epoch
         backup.mkdir(parents=True, exist_ok=True)
         names = _epoch_files(epoch)
-        early = self.early_stopping
         meta = {
             "epoch": epoch,
             "batch": self._last_batch_seen,
             "files": {k: v for k, v in names.items() if k != "best_weights"},
             "stop_training": bool(self.model.stop_training),
-            "early_stopping": None if early is None else _early_stopping_state(early),
         }
         paths = [backup / name for name in names.values()]
         try:
@@ -514,8 +529,8 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
                 for i, s in enumerate(_random_states(self.model))
             }
             np.savez(paths[1], **states)
-            if early is not None and early.best_weights is not None:
-                np.savez(paths[2], **{f"w{i}": w for i, w in enumerate(early.best_weights)})
+            meta["early_stopping"] = save_early_stopping(self.early_stopping, paths[2])
+            if getattr(self.early_stopping, "best_weights", None) is not None:
                 meta["files"]["best_weights"] = names["best_weights"]
             atomic_write_text(backup / META, json.dumps(meta))  # the commit
         except BaseException:

@@ -291,3 +291,24 @@ def test_the_loop_mixes_with_the_tasks_mixer_and_refuses_one_hot():
     assert abs(result.history["loss"][0] - _numpy_smoothed_loss(initial, *train, 0.0)) > 1e-3
     with pytest.raises(ValueError, match="one_hot is for plain models"):
         _train("loop", train, val, recipe, model=_task(), one_hot=True)
+
+
+@pytest.mark.parametrize("trainer", TRAINERS)
+def test_early_stopping_resumes_with_its_state(tmp_path, trainer):
+    """Cut one epoch after the best epoch (early stopping is waiting), resumed: the run
+    stops where the uninterrupted one did and restores the same best weights."""
+    train, val = sign_arrays(256, 0), sign_arrays(64, 1)
+    recipe = get_recipe("vgg-sweep", epochs=12, lr=0.01, early_stopping=2)  # best 5, stops at 7
+    whole = _model()
+    result = _train(trainer, train, val, recipe, model=whole, out_dir=tmp_path / "a")
+    assert result.stopped_early and 1 < result.best_epoch < result.epochs_run
+    with pytest.raises(KeyboardInterrupt):  # after the backup of best_epoch + 1 epochs
+        _train(trainer, train, val, recipe, out_dir=tmp_path / "b",
+               callbacks=[CrashAfterEpoch(result.best_epoch)])  # fmt: skip
+    resumed = _model()
+    again = _train(trainer, train, val, recipe, model=resumed, out_dir=tmp_path / "b")
+    assert (again.best_epoch, again.epochs_run, again.stopped_early) == (
+        result.best_epoch, result.epochs_run, True,
+    )  # fmt: skip
+    for a, b in zip(whole.get_weights(), resumed.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
