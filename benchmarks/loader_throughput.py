@@ -86,7 +86,7 @@ def epoch_pauses(loader: str, epochs: int) -> dict:
     train = pipelines.load("cifar10-sample", "train")
     pipe = pipelines.build(train, batch_size=128, augment="flip,padcrop", placement="model",
                            normalize_in="model", loader=loader)  # fmt: skip
-    model = kerascnn.tasks.ImageClassifier.from_zoo(
+    model = kerascnn.tasks.ImageClassifier.from_preset(
         "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation
     )
     recipe = kerascnn.training.get_recipe("quick", epochs=epochs, early_stopping=0, batch_size=128)

@@ -306,7 +306,7 @@ def make_norm(args):
 
 def keras_model(pipe, depth: int, precision: str, norm):
     """kerascnn ResNet-``depth`` as an ``ImageClassifier`` with the pipeline's in-model
-    layers and its own top (``head="zoo"``); float32 logits under any precision."""
+    layers and its own top; float32 logits under any precision."""
     import keras
 
     import kerascnn
@@ -318,7 +318,7 @@ def keras_model(pipe, depth: int, precision: str, norm):
     try:
         core = kerascnn.zoo.resnet(depth=depth, input_shape=(32, 32, 3), num_classes=10, norm=norm)
         net = ImageClassifier.from_model(
-            core, head="zoo", preprocessing=pipe.model_preprocessing,
+            core, preprocessing=pipe.model_preprocessing,
             augmentation=pipe.model_augmentation, mixer=pipe.mix, name=f"resnet{depth}",
         )  # fmt: skip
     finally:

@@ -55,16 +55,16 @@ def cmd_list(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    import kerascnn
+    from kerascnn import zoo
 
     overrides = {}
     if args.input_shape:
         overrides["input_shape"] = tuple(int(d) for d in args.input_shape.split("x"))
     if args.num_classes is not None:
         overrides["num_classes"] = args.num_classes
-    model = kerascnn.zoo.create(args.name, **overrides)
+    model = zoo.create(args.name, **overrides)
     model.summary(expand_nested=True)
-    print(f"MACs per image: {kerascnn.zoo.count_flops(model):,}")
+    print(f"MACs per image: {zoo.count_flops(model):,}")
     return 0
 
 
@@ -91,7 +91,9 @@ def _needs_tensorflow_backend(what: str, instead: str) -> None:
 
 
 def cmd_train(args) -> int:
-    from kerascnn.training.run import train_from_names
+    from kerascnn.training.config import RunConfig
+    from kerascnn.training.loop import TrainingDiverged
+    from kerascnn.training.run import train
 
     if args.export:
         _needs_tensorflow_backend(
@@ -99,45 +101,32 @@ def cmd_train(args) -> int:
             "train without it, then run `kerascnn --backend tensorflow export "
             f"RUN/model.keras {args.export}`",
         )
+    config = RunConfig(
+        args.model, args.dataset, recipe=args.recipe,
+        recipe_overrides={
+            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+            "weight_decay": args.weight_decay, "augment": args.augment,
+            "early_stopping": args.early_stopping,
+        },
+        out_dir=args.out or os.path.join("runs", args.model), seed=args.seed,
+        validation_fraction=args.validation_fraction, data_dir=args.data_dir,
+        image_size=args.image_size, on_bad_file="skip" if args.skip_bad_files else "error",
+        placement=args.placement, jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
+        mixed_precision=args.mixed_precision, strategy=args.strategy,
+        lr_scaling=args.lr_scaling, overwrite=args.overwrite, export=args.export,
+        allow_new_signature=args.allow_new_signature,
+    )  # fmt: skip
 
-    recipe_overrides = {
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "augment": args.augment,
-        "early_stopping": args.early_stopping,
-    }  # fmt: skip
-    out_dir = args.out or os.path.join("runs", args.model)
-    if args.export:  # a target that cannot take the export fails now, not after training
-        from kerascnn.export import check_export_target
-
-        check_export_target(args.export)
-
-    def check_data(train):  # once the data is read, before training
-        shape = "x".join(str(d) for d in train.image_shape)
+    def check_data(train_data):  # once the data is read, before training
+        shape = "x".join(str(d) for d in train_data.image_shape)
         print(
-            f"data: {args.dataset}: {len(train)} training images of {shape}, "
-            f"{train.num_classes} classes"
+            f"data: {args.dataset}: {len(train_data)} training images of {shape}, "
+            f"{train_data.num_classes} classes"
         )
-        if args.export:  # the export's signature
-            check_export_target(
-                args.export, image_shape=train.image_shape, class_names=train.info.class_names,
-                allow_new_signature=args.allow_new_signature,
-            )  # fmt: skip
 
-    from kerascnn.training.loop import TrainingDiverged
-
+    verbose = 2 if args.quiet or not sys.stdout.isatty() else "auto"
     try:
-        run = train_from_names(
-            args.model, args.dataset, recipe=args.recipe, out_dir=out_dir,
-            placement=args.placement, validation_fraction=args.validation_fraction,
-            seed=args.seed, data_dir=args.data_dir,
-            jit_compile={"auto": "auto", "on": True, "off": False}[args.jit],
-            mixed_precision=args.mixed_precision,
-            verbose=2 if args.quiet or not sys.stdout.isatty() else "auto",
-            strategy=args.strategy, lr_scaling=args.lr_scaling, overwrite=args.overwrite,
-            on_bad_file="skip" if args.skip_bad_files else "error", check_data=check_data,
-            image_size=args.image_size,
-            **recipe_overrides,
-        )  # fmt: skip
+        run = train(config, verbose=verbose, check_data=check_data)
     except TrainingDiverged as error:
         raise TrainingDiverged(f"{error}; rerun: {_rerun_with_lower_lr(args)}") from None
     result = run.result
@@ -150,14 +139,15 @@ def cmd_train(args) -> int:
     from kerascnn.inference import CLASS_NAMES_FILE
 
     print(
-        f"run folder: {out_dir} (model.keras, best.keras, log.csv, result.json, {CLASS_NAMES_FILE})"
+        f"run folder: {config.out_dir} (model.keras, best.keras, log.csv, result.json, "
+        f"{CLASS_NAMES_FILE})"
     )
     if run.curves is not None:
         print(f"curves: {run.curves} (training and validation loss, accuracy)")
     elif not _has_plots():
         print("curves: pip install 'kerascnn[plots]' to get a plot of them in the run folder")
-    if args.export:
-        _export(run.model, args.export, None, run.class_names, args.allow_new_signature)
+    if run.export_path is not None:
+        _print_export(run.export_path, tuple(run.model.inputs[0].shape[1:]))
     return 0
 
 
@@ -236,10 +226,14 @@ def _export(model, base_dir, version, class_names, allow_new_signature=False) ->
         model, base_dir, version=version, class_names=class_names,
         allow_new_signature=allow_new_signature,
     )  # fmt: skip
-    print(f"exported SavedModel: {path}")
-    for line in query_hints(path, tuple(model.inputs[0].shape[1:])):
-        print(line)
+    _print_export(path, tuple(model.inputs[0].shape[1:]))
     return path
+
+
+def _print_export(path, image_shape) -> None:
+    print(f"exported SavedModel: {path}")
+    for line in query_hints(path, image_shape):
+        print(line)
 
 
 def cmd_evaluate(args) -> int:

@@ -14,7 +14,7 @@ outputs (:attr:`ImageClassifier.output_kind`) and trainers which labels its loss
 (:attr:`ImageClassifier.label_format`).
 
 >>> from kerascnn.tasks import ImageClassifier
->>> task = ImageClassifier.from_zoo("resnet20", num_classes=10)
+>>> task = ImageClassifier.from_preset("resnet20", num_classes=10)
 >>> task.output_kind, task.label_format
 ('logits', 'sparse')
 """
@@ -24,13 +24,14 @@ from __future__ import annotations
 import keras
 
 from kerascnn.checks import check_choice, check_float, check_int
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
 from kerascnn.layers.standardize import Standardize
 from kerascnn.zoo.pixels import PixelInputCheck
 
-__all__ = ["HEADS", "ImageClassifier", "split_classifier"]
+__all__ = ["ImageClassifier", "PRESET_HEADS", "split_classifier"]
 
-HEADS = ("auto", "generic", "zoo")
+PRESET_HEADS = ("zoo", "new")
 _POOLINGS = (None, "avg", "max")
 _ACTIVATIONS = (None, "linear", "softmax")
 
@@ -92,34 +93,6 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     backbone = keras.Model(model.inputs[0], features, name=f"{model.name}_backbone")
     head = keras.Model(features, model.outputs[0], name=f"{model.name}_head")
     return backbone, head
-
-
-def _generic_head_arguments(head: keras.Model) -> dict | None:
-    """The ``ImageClassifier`` arguments that rebuild ``head`` when it is global pooling,
-    optional dropout and one biased Dense layer (linear or softmax); else None."""
-    layers = [layer for layer in head.layers if not isinstance(layer, keras.layers.InputLayer)]
-    pools = {keras.layers.GlobalAveragePooling2D: "avg", keras.layers.GlobalMaxPooling2D: "max"}
-    if len(layers) not in (2, 3) or type(layers[0]) not in pools:
-        return None
-    if getattr(layers[0], "keepdims", False):
-        return None
-    dropout = 0.0
-    if len(layers) == 3:
-        if type(layers[1]) is not keras.layers.Dropout:
-            return None
-        dropout = float(layers[1].rate)
-    dense = layers[-1]
-    activation = getattr(getattr(dense, "activation", None), "__name__", None)
-    if type(dense) is not keras.layers.Dense or not dense.use_bias:
-        return None
-    if activation not in ("linear", "softmax"):
-        return None
-    return {
-        "pooling": pools[type(layers[0])],
-        "dropout": dropout,
-        "activation": "softmax" if activation == "softmax" else None,
-        "kernel_regularizer": dense.kernel_regularizer,
-    }
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -407,83 +380,118 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
 
     # ------------------------------------------------------------------ from the zoo
     @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        *,
+        weights: str | None = None,
+        num_classes: int | None = None,
+        input_shape=None,
+        head: str = "zoo",
+        model_options: dict | None = None,
+        **options,
+    ) -> ImageClassifier:
+        """The task of registered model ``preset``: the one way kerascnn assembles a model
+        (the command line, :func:`kerascnn.training.train`, the experiments and the exports
+        all use it).
+
+        Args:
+            preset: a registered name (``kerascnn list``, :func:`kerascnn.zoo.list_models`).
+            weights: trained weights of ``preset`` (``kerascnn.zoo.model_info(preset).weights``,
+                e.g. ``"cifar10"``): the backbone and top take them and ``preprocessing``
+                defaults to their standardization (:func:`kerascnn.zoo.presets.preprocessing`),
+                so the task takes raw 0..255 pixels.
+            num_classes, input_shape: for the builder (its defaults when None). With
+                ``weights`` and ``head="zoo"`` they must be the weights' own.
+            head: ``"zoo"``: the model's own top, as its paper has it (ResNet's pooling and
+                ``Dense``, VGG's fully connected layers, MobileNet v3's and ConvNeXt's heads),
+                with the weights' trained values; ``"new"``: global average pooling and a new
+                ``Dense`` "predictions" of ``num_classes`` on the (trained) features, for
+                fine-tuning on other classes (``dropout`` and ``kernel_regularizer`` options
+                apply to it).
+            model_options: more builder arguments (``l2``, ``dropout``, ``width``, ...).
+            **options: :class:`ImageClassifier` arguments (``preprocessing``,
+                ``augmentation``, ``mixer``, ``label_smoothing``, ``name`` (default: ``preset``)
+                ...).
+
+        Example:
+            >>> task = ImageClassifier.from_preset("resnet20", weights="cifar10")
+            >>> task.predict(uint8_images)                           # doctest: +SKIP
+        """
+        from kerascnn import zoo
+
+        check_choice("head", head, PRESET_HEADS)
+        build = dict(model_options or {})
+        for key in ("include_top", "pooling", "include_preprocessing", "weights"):
+            if key in build:
+                raise UserInputError(
+                    f"model_options cannot set {key!r}: the task decides it "
+                    f"(received model_options[{key!r}]={build[key]!r})"
+                )
+        if input_shape is not None:
+            build["input_shape"] = tuple(input_shape)
+        if num_classes is not None and (head == "zoo" or weights is None):
+            build["num_classes"] = num_classes
+        options.setdefault("name", preset)
+        if weights is not None:
+            from kerascnn.zoo import presets
+
+            options.setdefault("preprocessing", presets.preprocessing(preset, weights))
+            build.update(weights=weights, include_preprocessing=False)
+        model = zoo.create(preset, **build)
+        if head == "new":
+            backbone, _ = split_classifier(model)
+            if num_classes is None:
+                num_classes = int(model.outputs[0].shape[-1])
+            return cls(backbone, num_classes, **options)
+        return cls.from_model(model, **options)
+
+    @classmethod
     def from_zoo(
         cls,
         model_name: str,
         num_classes: int | None = None,
         *,
         input_shape=None,
-        head: str = "auto",
+        head: str = "zoo",
         zoo_kwargs: dict | None = None,
         weights: str | None = None,
         **kwargs,
     ) -> ImageClassifier:
-        """The task of zoo model ``model_name``: its features as the backbone and a head.
+        """Deprecated: :meth:`from_preset` (``zoo_kwargs`` is its ``model_options``;
+        ``head="generic"`` its ``head="new"``)."""
+        import warnings
 
-        Args:
-            model_name: a name of :func:`kerascnn.zoo.list_models`.
-            num_classes, input_shape: for the zoo builder (its defaults when None).
-            weights: trained weights of ``model_name`` (``kerascnn.zoo.model_info(name).weights``):
-                the backbone and top take them, and ``preprocessing`` defaults to their
-                standardization (:func:`kerascnn.zoo.presets.preprocessing`), so the task
-                takes raw 0..255 pixels. ``head="auto"`` then keeps the trained top
-                (``"zoo"``); ``"generic"`` puts a new, untrained head on the features.
-            head: ``"zoo"``: the builder's own top (:func:`split_classifier`; e.g. VGG's
-                fully connected layers, MobileNet v3's and ConvNeXt's heads), only the float32
-                output added; ``"generic"``: global pooling, dropout and ``Dense``
-                ``predictions``; ``"auto"`` (default): ``"generic"`` when the builder's top
-                is exactly that (ResNet, DenseNet, ...; same dropout, activation, kernel
-                regularizer and parameter count), else ``"zoo"``. Either way the task has
-                as many parameters as ``zoo.create(model_name, ...)``, except ``"generic"``
-                forced on a model with another top.
-            zoo_kwargs: more builder arguments (``l2``, ``dropout``, ``width``, ...).
-            **kwargs: :class:`ImageClassifier` arguments (``preprocessing``,
-                ``augmentation``, ``mixer``, ``name`` ...); they override those read from
-                the zoo's top.
-        """
-        from kerascnn import zoo
-
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}; received head={head!r}")
-        build = dict(zoo_kwargs or {})
-        if input_shape is not None:
-            build["input_shape"] = tuple(input_shape)
-        if num_classes is not None:
-            build["num_classes"] = num_classes
-        build.pop("include_top", None)
-        build.pop("pooling", None)
-        kwargs.setdefault("name", model_name)
-        if weights is not None:
-            from kerascnn.zoo import presets
-
-            kwargs.setdefault("preprocessing", presets.preprocessing(model_name, weights))
-            build.update(weights=weights, include_preprocessing=False)
-            head = "zoo" if head == "auto" else head  # keep the trained top's weights
-        return cls.from_model(zoo.create(model_name, **build), head=head, **kwargs)
+        warnings.warn(
+            "ImageClassifier.from_zoo is deprecated; use ImageClassifier.from_preset(name, "
+            "weights=..., num_classes=..., model_options=...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        head = {"generic": "new", "auto": "zoo"}.get(head, head)
+        return cls.from_preset(
+            model_name, weights=weights, num_classes=num_classes, input_shape=input_shape,
+            head=head, model_options=zoo_kwargs, **kwargs,
+        )  # fmt: skip
 
     @classmethod
-    def from_model(cls, model: keras.Model, *, head: str = "auto", **kwargs) -> ImageClassifier:
+    def from_model(cls, model: keras.Model, **options) -> ImageClassifier:
         """The task of a functional classifier ``model`` (a zoo model, or one of your own):
-        its features (:func:`split_classifier`) as the backbone, sharing its layers and
-        weights, and a head.
+        its features (:func:`split_classifier`) as the backbone and its own top as the head
+        (their layers and weights shared with ``model``), only the float32 output added.
 
         Args:
             model: a functional model from images to class scores, with a global pooling or
                 ``Flatten`` between its feature maps and its top.
-            head: ``"zoo"``: ``model``'s own top (its layers and weights, e.g. a hidden
-                ``Dense`` layer and dropout), only the float32 output added; ``"generic"``
-                and ``"auto"``: as in :meth:`from_zoo`.
-            **kwargs: :class:`ImageClassifier` arguments (``preprocessing``,
+            **options: :class:`ImageClassifier` arguments (``preprocessing``,
                 ``augmentation``, ``mixer``, ``name`` ...; default name: ``model``'s).
         """
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}; received head={head!r}")
+        if "head" in options:  # the former head="zoo" / "generic" / "auto"
+            if options.pop("head") != "zoo":
+                raise UserInputError(
+                    "from_model keeps the model's own top; for a new head use "
+                    "ImageClassifier(backbone, num_classes) with split_classifier(model)[0]"
+                )
         backbone, top = split_classifier(model)
-        generic = _generic_head_arguments(top)
-        kwargs.setdefault("name", model.name)
-        classes = int(model.outputs[0].shape[-1])
-        if head == "zoo" or (head == "auto" and generic is None):
-            return cls(backbone, classes, head=top, **kwargs)
-        for key, value in (generic or {}).items():
-            kwargs.setdefault(key, value)
-        return cls(backbone, classes, **kwargs)
+        options.setdefault("name", model.name)
+        return cls(backbone, int(model.outputs[0].shape[-1]), head=top, **options)

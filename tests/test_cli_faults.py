@@ -402,7 +402,7 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
     def broken(*args, **kwargs):
         keras.layers.Dense(units=-1)  # a ValueError inside Keras: not a kerascnn check
 
-    monkeypatch.setattr(run, "train_from_names", broken)
+    monkeypatch.setattr(run, "train", broken)
     with pytest.raises(ValueError):
         cli.main(["train", "lenet5", "--out", "unused"])
     with pytest.raises(ValueError, match="Unknown model name='resnet57'"):

@@ -68,7 +68,7 @@ def trained(tmp_path_factory):
         blocks=[1, 1], filters=[8, 16], input_shape=(16, 16, 3), num_classes=3
     )
     model = ImageClassifier.from_model(
-        core, head="zoo", preprocessing=pipe.model_preprocessing,
+        core, preprocessing=pipe.model_preprocessing,
         augmentation=pipe.model_augmentation,
     )  # fmt: skip
     recorder = RecordWeights()

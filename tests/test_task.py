@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from kerascnn import zoo
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment import mix as M
 from kerascnn.layers.augment.flip_crop import RandomFlip
 from kerascnn.tasks import ImageClassifier, split_classifier
@@ -87,20 +88,45 @@ def test_pooled_backbone_and_bad_arguments():
 
 @pytest.mark.jax
 @pytest.mark.torch
-def test_from_zoo_keeps_the_zoo_parameter_count():
-    """GAP + Dense tops (ResNet) become the generic head, other tops (LeNet's fully
-    connected layers) are kept: either way as many parameters as the zoo model."""
-    resnet = ImageClassifier.from_zoo("resnet20", 7)
-    assert resnet.head is None and resnet.get_layer("predictions").units == 7
-    assert resnet.count_params() == zoo.create("resnet20", num_classes=7).count_params()
-    lenet = ImageClassifier.from_zoo("lenet5", 10)
-    assert lenet.head is not None
-    assert lenet.count_params() == zoo.create("lenet5", num_classes=10).count_params()
-    generic = ImageClassifier.from_zoo("lenet5", 10, head="generic")
-    assert generic.head is None and generic.count_params() < lenet.count_params()
+def test_from_preset_keeps_the_models_own_top():
+    """The task of a registered name is the zoo model itself (its own top: ResNet's pooling
+    and Dense, LeNet's fully connected layers) with a float32 output: the same parameters
+    and, with the same weights, the same logits."""
+    for name, classes in (("resnet20", 7), ("lenet5", 10)):
+        task = ImageClassifier.from_preset(name, num_classes=classes)
+        model = zoo.create(name, num_classes=classes)
+        assert task.head is not None and task.count_params() == model.count_params()
+        model.set_weights(task.get_weights())  # the same layers in the same order
+        x = _images(2, tuple(model.inputs[0].shape[1:]))
+        np.testing.assert_allclose(
+            _np(task(x, training=False)), _np(model(x, training=False)), rtol=1e-5, atol=1e-5
+        )
     backbone, head = split_classifier(zoo.create("lenet5"))
     assert len(backbone.outputs[0].shape) == 4
     assert isinstance(head.layers[1], keras.layers.Flatten)
+
+
+@pytest.mark.jax
+@pytest.mark.torch
+def test_from_preset_new_head_and_its_refusals():
+    """head="new": global average pooling and a new Dense "predictions" on the features."""
+    task = ImageClassifier.from_preset("resnet20", num_classes=4, head="new", dropout=0.2)
+    backbone, _ = split_classifier(zoo.create("resnet20"))
+    width = int(backbone.outputs[0].shape[-1])
+    assert task.head is None and task.get_layer("predictions").units == 4
+    assert task.count_params() == backbone.count_params() + width * 4 + 4
+    with pytest.raises(UserInputError, match="head must be one of 'zoo', 'new'; received head='auto'"):
+        ImageClassifier.from_preset("resnet20", head="auto")
+    with pytest.raises(UserInputError, match="model_options cannot set 'include_top'"):
+        ImageClassifier.from_preset("resnet20", model_options={"include_top": False})
+
+
+@pytest.mark.jax
+@pytest.mark.torch
+def test_from_zoo_is_a_deprecated_from_preset():
+    with pytest.warns(DeprecationWarning, match="use ImageClassifier.from_preset"):
+        task = ImageClassifier.from_zoo("lenet5", 10)
+    assert task.count_params() == zoo.create("lenet5", num_classes=10).count_params()
 
 
 # --------------------------------------------------------------------------- train, save, load

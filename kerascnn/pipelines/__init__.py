@@ -7,7 +7,7 @@ pipe = kerascnn.pipelines.build(train, batch_size=128, augment="flip,padcrop",
                                 normalize_in="model")
 val_pipe = kerascnn.pipelines.build(val, shuffle=False, normalize=pipe.normalization,
                                     normalize_in="model")
-model = kerascnn.tasks.ImageClassifier.from_zoo(           # takes raw pixels
+model = kerascnn.tasks.ImageClassifier.from_preset(        # takes raw pixels
     "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation)
 model.compile(); model.fit(pipe.dataset, validation_data=val_pipe.dataset)
 """

@@ -13,6 +13,7 @@ import keras
 from kerascnn import pipelines, zoo
 from kerascnn.pipelines.validate import check_trainable
 from kerascnn.tasks import ImageClassifier
+from kerascnn.training.config import RunConfig
 from kerascnn.training.loop import FitResult, fit
 from kerascnn.training.recipes import get_recipe
 from kerascnn.training.run_folder import (
@@ -30,6 +31,7 @@ class TrainedRun:
     result: FitResult
     class_names: list[str]
     curves: os.PathLike | None = None  # the run folder's curves.png (the plots extra)
+    export_path: str | None = None  # the SavedModel version written (RunConfig.export)
 
 
 def load_train_val(
@@ -57,95 +59,98 @@ def train_from_names(
     model_name: str,
     dataset: str = pipelines.SAMPLE_NAME,
     *,
-    recipe: str = "quick",
-    out_dir: str | os.PathLike | None = None,
-    placement: str = "model",
-    validation_fraction: float = 0.1,
-    seed: int = 0,
-    data_dir=None,
-    jit_compile="auto",
-    mixed_precision: str | None = None,
-    model_overrides: dict | None = None,
     callbacks=(),
     verbose="auto",
-    strategy="auto",
-    lr_scaling: str = "linear",
-    overwrite: bool = False,
-    on_bad_file: str = "error",
-    image_size=None,
     check_data=None,
-    **recipe_overrides,
+    **options,
 ) -> TrainedRun:
-    """Build ``model_name`` for ``dataset``, train it with ``recipe`` and return the model: a
-    :class:`kerascnn.tasks.ImageClassifier` (``from_zoo``: the zoo model's backbone and
-    head) with raw-pixel inputs, owning the normalization, the in-model augmentation, the
-    float32 logits under ``mixed_precision`` and MixUp / CutMix (mixed in its train step).
-    The data pipelines deliver integer labels; the task's ``label_format`` decides the loss.
+    """:func:`train` with the run given as keyword options: ``model_name``, ``dataset`` and
+    ``**options`` make a :class:`~kerascnn.training.config.RunConfig` (its fields, e.g.
+    ``recipe="resnet-cifar"``, ``out_dir=...``, ``seed=...``, and recipe fields such as
+    ``epochs=30, lr=0.05``); ``callbacks``, ``verbose`` and ``check_data`` as in :func:`train`.
+    """
+    config = RunConfig.from_options(model_name, dataset, **options)
+    return train(config, callbacks=callbacks, verbose=verbose, check_data=check_data)
 
-    ``strategy`` (``"auto"``, ``"none"``, ``"mirrored"``, ``"multiworker"`` or a
+
+def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -> TrainedRun:
+    """Build ``config.model`` for ``config.dataset``, train it with ``config.recipe`` and
+    return the model: a :class:`kerascnn.tasks.ImageClassifier`
+    (:meth:`~kerascnn.tasks.ImageClassifier.from_preset`: the model's backbone and own top) with raw-pixel inputs, owning the normalization, the in-model
+    augmentation, the float32 logits under ``mixed_precision`` and MixUp / CutMix (mixed in
+    its train step). The data pipelines deliver integer labels; the task's ``label_format``
+    decides the loss.
+
+    ``config.strategy`` (``"auto"``, ``"none"``, ``"mirrored"``, ``"multiworker"`` or a
     ``tf.distribute.Strategy``; see :mod:`kerascnn.training.distribute`) places the run on
     several devices or machines: the recipe's ``batch_size`` is then per replica, the global
-    batch ``batch_size * replicas``, and the learning rate is scaled by ``lr_scaling``
-    (``"linear"``, ``"sqrt"`` or ``"none"``; :func:`~kerascnn.training.distribute.scale_recipe`).
+    batch ``batch_size * replicas``, and the learning rate is scaled by ``config.lr_scaling``
+    (:func:`~kerascnn.training.distribute.scale_recipe`).
 
-    ``out_dir`` is checked before any data is read (:func:`~kerascnn.training.run_folder.check_run_folder`)
-    and owned by this process until the run ends (:func:`~kerascnn.training.run_folder.own_run_folder`):
-    a finished run there is refused unless ``overwrite`` (which moves the old run aside,
-    deletes it when this one finishes and puts it back if this one fails before its first
-    epoch); an unfinished one is resumed if this is the command that started it
-    (``command.json``); ``class_names.txt`` is written before training. The data is validated before training
-    (:func:`kerascnn.pipelines.validate.check_trainable`).
-    ``on_bad_file`` and ``image_size`` are passed to :func:`kerascnn.pipelines.load` (image
-    folders: what to do with undecodable files; the size to resize every image to).
-    With the ``plots`` extra installed, the run's curves are drawn into ``curves.png``
-    (:mod:`kerascnn.training.curves`; ``TrainedRun.curves``).
+    ``config.out_dir`` is checked before any data is read
+    (:func:`~kerascnn.training.run_folder.check_run_folder`) and owned by this process until
+    the run ends (:func:`~kerascnn.training.run_folder.own_run_folder`): a finished run there
+    is refused unless ``config.overwrite`` (which moves the old run aside, deletes it when
+    this one finishes and puts it back if this one fails before its first epoch); an
+    unfinished one is resumed if this is the config that started it (``command.json``);
+    ``class_names.txt`` is written before training. The data is validated before training
+    (:func:`kerascnn.pipelines.validate.check_trainable`). With the ``plots`` extra
+    installed, the run's curves are drawn into ``curves.png`` (``TrainedRun.curves``).
+
+    ``config.export``: the target is checked before any data is read, the signature (image
+    shape, classes) once the data is read, and the trained model is exported
+    (:func:`kerascnn.export.serving_export`; ``TrainedRun.export_path``).
+
     ``check_data(train)``, if given, is called with the training data once it is read and
-    validated, before training (the CLI checks its ``--export`` target's signature there).
+    validated, before training (the CLI prints what it read there). ``callbacks`` are Keras
+    callbacks added to the run's own; ``verbose`` is ``fit``'s.
     """
     from kerascnn.training import distribute
 
+    model_name, out_dir, seed = config.model, config.out_dir, config.seed
     zoo.model_info(model_name)  # unknown names fail before any data is read
-    rec = get_recipe(recipe, **recipe_overrides)
-    if mixed_precision not in (None, "mixed_float16", "mixed_bfloat16"):
-        raise ValueError(
-            "mixed_precision must be None, 'mixed_float16' or 'mixed_bfloat16'; "
-            f"received mixed_precision={mixed_precision!r}"
-        )
+    rec = get_recipe(config.recipe, **config.recipe_overrides)
+    if config.export is not None:  # a target that cannot take the export fails now
+        from kerascnn.export import check_export_target
+
+        check_export_target(config.export)
     # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
-    strat = distribute.resolve_for_backend(strategy)
+    strat = distribute.resolve_for_backend(config.strategy)
     multiworker = strat is not None and distribute.is_multiworker(strat)
     # the run folder's owner: this process, or the multi-worker chief (workers write none)
-    owner = out_dir is not None and (not multiworker or distribute.worker_role(strat)[2])
+    chief = not multiworker or distribute.worker_role(strat)[2]
+    owner = out_dir is not None and chief
     if owner:
-        check_run_folder(out_dir, overwrite)  # before any data is read
+        check_run_folder(out_dir, config.overwrite)  # before any data is read
     # owned until the run ends; with overwrite, the old run is moved aside now and put back
     # if this one fails before its first epoch (a data error, say)
+    overwrite = config.overwrite
     folder = run_folder(out_dir, overwrite, check_backup=not multiworker) if owner else None
     with folder or contextlib.nullcontext() as out:
-        rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), lr_scaling)
+        rec = distribute.scale_recipe(rec, distribute.num_replicas(strat), config.lr_scaling)
         keras.utils.set_random_seed(seed)
         train, val = load_train_val(
-            dataset, validation_fraction, seed, data_dir, on_bad_file, image_size
-        )
+            config.dataset, config.validation_fraction, seed, config.data_dir,
+            config.on_bad_file, config.image_size,
+        )  # fmt: skip
         check_trainable(train, val)
         if check_data is not None:
             check_data(train)
+        if config.export is not None:  # the export's signature, before training
+            check_export_target(
+                config.export, image_shape=train.image_shape,
+                class_names=train.info.class_names,
+                allow_new_signature=config.allow_new_signature,
+            )  # fmt: skip
         if owner:
-            record_command(out, {
-                "model": model_name, "model_overrides": model_overrides or {},
-                "dataset": str(dataset), "examples": len(train),
-                "labels_sha256": hashlib.sha256(train.labels.astype("int64").tobytes()).hexdigest(),
-                "class_names": list(train.info.class_names), "image_shape": list(train.image_shape),
-                "recipe": dataclasses.asdict(rec), "seed": seed, "placement": placement,
-                "validation_fraction": validation_fraction, "mixed_precision": mixed_precision,
-            })  # fmt: skip
+            record_command(out, run_record(config, train, rec))
             atomic_write_text(out / CLASS_NAMES, "\n".join(train.info.class_names) + "\n")
             overwrite = False  # done above
         # Augmentation in the model leaves the input pipeline only shuffle + batch: the NumPy
         # loader does that on every backend, without tf.data's pause at each epoch's start
         # (benchmarks/loader_throughput.py). tf.data where it is needed (tfds, placement="pipeline")
         # and for tf.distribute's multi-worker sharding.
-        numpy_ok = placement == "model" and train.readable and not multiworker
+        numpy_ok = config.placement == "model" and train.readable and not multiworker
         loader = "numpy" if numpy_ok else "auto"
         # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, mix_in="model")
         # and converts labels in its train step, also in the multi-worker loop. Under
@@ -154,7 +159,7 @@ def train_from_names(
         with distribute.scope_of(strat) if multiworker else contextlib.nullcontext():
             pipe = pipelines.build(
                 train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
-                placement=placement, normalize_in="model", drop_remainder=multiworker,
+                placement=config.placement, normalize_in="model", drop_remainder=multiworker,
                 loader=loader, mix_in="model",
             )  # fmt: skip
         val_pipe = pipelines.build(
@@ -164,12 +169,12 @@ def train_from_names(
         previous_policy = keras.mixed_precision.global_policy()
 
         def build_model() -> ImageClassifier:
-            if mixed_precision:
-                keras.mixed_precision.set_global_policy(mixed_precision)
+            if config.mixed_precision:
+                keras.mixed_precision.set_global_policy(config.mixed_precision)
             try:  # the task's output layer is float32 under any policy: the loss sees float32
-                return ImageClassifier.from_zoo(
-                    model_name, train.num_classes, input_shape=train.image_shape,
-                    zoo_kwargs=model_overrides, preprocessing=pipe.model_preprocessing,
+                return ImageClassifier.from_preset(
+                    model_name, num_classes=train.num_classes, input_shape=train.image_shape,
+                    model_options=config.model_overrides, preprocessing=pipe.model_preprocessing,
                     augmentation=pipe.model_augmentation,
                     mixer=pipe.mix, label_smoothing=rec.label_smoothing, name=model_name,
                 )  # fmt: skip
@@ -188,7 +193,7 @@ def train_from_names(
         else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
             with distribute.scope_of(strat):
                 result = fit(
-                    net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=jit_compile,
+                    net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=config.jit_compile,
                     callbacks=callbacks, verbose=verbose, overwrite=overwrite,
                 )  # fmt: skip
         curves = None
@@ -202,4 +207,28 @@ def train_from_names(
                 pass
             else:
                 curves = save_curves(out, model_name)
-        return TrainedRun(net, result, list(train.info.class_names), curves)
+        export_path = None
+        if config.export is not None and chief:
+            from kerascnn.export import serving_export
+
+            export_path = serving_export(
+                net, config.export, class_names=list(train.info.class_names),
+                allow_new_signature=config.allow_new_signature,
+            )  # fmt: skip
+        return TrainedRun(net, result, list(train.info.class_names), curves, export_path)
+
+
+def run_record(config: RunConfig, train, recipe) -> dict:
+    """What ``command.json`` records of a run: the config's choices that make the run what
+    it is, the training data's fingerprint (examples, SHA-256 of the labels, classes, image
+    shape) and the recipe as the run scaled it. Where the run goes (``out_dir``,
+    ``overwrite``, ``export``) and how it is placed (``strategy``) are not part of it."""
+    return {
+        "model": config.model, "model_overrides": config.model_overrides,
+        "dataset": str(config.dataset), "examples": len(train),
+        "labels_sha256": hashlib.sha256(train.labels.astype("int64").tobytes()).hexdigest(),
+        "class_names": list(train.info.class_names), "image_shape": list(train.image_shape),
+        "recipe": dataclasses.asdict(recipe), "seed": config.seed, "placement": config.placement,
+        "validation_fraction": config.validation_fraction,
+        "mixed_precision": config.mixed_precision,
+    }  # fmt: skip

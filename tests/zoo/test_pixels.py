@@ -92,7 +92,7 @@ def test_images_scaled_to_0_1_are_flagged_in_one_line():
 
 @pytest.mark.jax
 def test_the_task_from_a_preset_takes_pixels_and_keeps_the_trained_top():
-    task = ImageClassifier.from_zoo(NAME, weights=WEIGHTS)
+    task = ImageClassifier.from_preset(NAME, weights=WEIGHTS)
     assert task.takes_pixels()
     x = _pixels()
     bare = zoo.create(NAME, weights=WEIGHTS, include_preprocessing=False)
@@ -101,7 +101,7 @@ def test_the_task_from_a_preset_takes_pixels_and_keeps_the_trained_top():
     )
     assert len(_pixel_warnings(lambda: task.predict(x / 255.0, verbose=0))) == 1
     # without weights the task has no standardization and checks nothing
-    plain = ImageClassifier.from_zoo(NAME)
+    plain = ImageClassifier.from_preset(NAME)
     assert not plain.takes_pixels()
     assert _pixel_warnings(lambda: plain.predict(x / 255.0, verbose=0)) == []
 
