@@ -18,6 +18,8 @@ import re
 import sys
 import tempfile
 
+from kerascnn.errors import UserInputError
+
 __all__ = [
     "backend",
     "BACKENDS",
@@ -64,17 +66,17 @@ BACKEND_INSTALL = {
 
 
 def check_backend(name: str | None, where: str) -> None:
-    """``ValueError`` in one line when ``name`` (from ``where``: ``--backend`` or the
+    """``UserInputError`` in one line when ``name`` (from ``where``: ``--backend`` or the
     ``KERAS_BACKEND`` variable) is not a backend kerascnn runs on, or is not installed."""
     if name is None or "keras" in sys.modules:
         return
     if name not in BACKENDS:
-        raise ValueError(
+        raise UserInputError(
             f"{where}={name!r} is not a Keras backend kerascnn runs on; use one of "
             f"{', '.join(BACKENDS)}"
         )
     if importlib.util.find_spec(BACKEND_PACKAGES[name]) is None:
-        raise ValueError(
+        raise UserInputError(
             f"{where}={name!r}: {BACKEND_PACKAGES[name]} is not installed in this environment "
             f"({BACKEND_INSTALL[name]})"
         )
@@ -83,7 +85,7 @@ def check_backend(name: str | None, where: str) -> None:
 def select_backend(argv: list[str]) -> str | None:
     """Set ``KERAS_BACKEND`` from a ``--backend NAME`` option in ``argv`` (the command line's)
     before Keras is imported; return the name, or ``None`` when the option is absent.
-    ``ValueError`` for a backend other than the one already loaded in this process (Keras
+    ``UserInputError`` for a backend other than the one already loaded in this process (Keras
     picks it once, at import)."""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--backend", choices=BACKENDS)
@@ -95,7 +97,7 @@ def select_backend(argv: list[str]) -> str | None:
     if "keras" in sys.modules:
         loaded = sys.modules["keras"].backend.backend()
         if loaded != known.backend:
-            raise ValueError(
+            raise UserInputError(
                 f"--backend {known.backend}: Keras is already running on {loaded} in this process"
             )
     os.environ["KERAS_BACKEND"] = known.backend

@@ -25,6 +25,7 @@ __all__ = [
     "check_float",
     "check_input_shape",
     "check_int",
+    "check_int_list",
     "check_pair",
     "check_seed",
 ]
@@ -43,6 +44,27 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     if not _is_int(value) or value < minimum:
         raise UserInputError(f"{name} must be an integer >= {minimum}; received {name}={value!r}")
     return value
+
+
+def check_int_list(
+    name: str, value: Any, minimum: int = 1, length: int | None = None, per: str | None = None
+) -> tuple[int, ...]:
+    """``value`` (a non-empty list or tuple of ints each >= ``minimum``, of exactly ``length``
+    entries when given) as a tuple; ``per`` says what one entry stands for in the message
+    (``"one per stage"``)."""
+    ok = (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and (length is None or len(value) == length)
+        and all(_is_int(v) and v >= minimum for v in value)
+    )
+    if not ok:
+        count = "a non-empty list of" if length is None else f"a list of {length}"
+        what = f" ({per})" if per else ""
+        raise UserInputError(
+            f"{name} must be {count} integers >= {minimum}{what}; received {name}={value!r}"
+        )
+    return tuple(value)
 
 
 def check_bool(name: str, value: Any) -> bool:

@@ -29,9 +29,10 @@ import warnings
 import keras
 import numpy as np
 
-from kerascnn.activations import activation_name
+from kerascnn.activations import outputs_are_probabilities
 from kerascnn.backends import require_tensorflow
-from kerascnn.inference import CLASS_NAMES_FILE, read_class_names, read_image, top_k_line
+from kerascnn.errors import UserInputError
+from kerascnn.inference import CLASS_NAMES_FILE, read_class_names
 
 # CLASS_NAMES_FILE goes in assets.extra/, TensorFlow Serving's folder for extras
 SIGNATURE_FILE = "signature.json"  # in assets.extra/: image shape and classes of the version
@@ -54,9 +55,10 @@ class ExportError(OSError):
 def _input_signature(model, tf):
     inputs = getattr(model, "inputs", None)
     if not inputs:
-        raise ValueError(
+        raise UserInputError(
             "saved_model needs a built model with known inputs (a functional or Sequential "
-            "model with an Input); call the model once on data or pass input_signature"
+            "model with an Input); call the model once on data or pass input_signature; "
+            f"received a {type(model).__name__} without inputs"
         )
     return [tf.TensorSpec(shape=t.shape, dtype=t.dtype, name=t.name.split(":")[0]) for t in inputs]
 
@@ -98,76 +100,6 @@ def _versions(base: pathlib.Path) -> list[int]:
 
 def _is_saved_model(path: pathlib.Path) -> bool:
     return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
-
-
-def _passes_through(layer) -> bool:
-    """A layer that leaves its input's values as they are (a linear ``Activation``, such as
-    the float32 output layer of a mixed-precision model, or an ``Identity``)."""
-    if isinstance(layer, keras.layers.Identity):
-        return True
-    return isinstance(layer, keras.layers.Activation) and (
-        activation_name(layer.activation) == "linear"
-    )
-
-
-def _output_layer(model: keras.Model):
-    """The layer that computes ``model``'s (first) output, looking inside nested models and
-    through layers that pass their input on unchanged (:func:`_passes_through`)."""
-    layer, tensor = model, None
-    while True:
-        if isinstance(layer, keras.Model):
-            outputs = getattr(layer, "outputs", None)
-            history = getattr(outputs[0], "_keras_history", None) if outputs else None
-            if history is not None and history.operation is not layer:
-                layer, tensor = history.operation, outputs[0]
-                continue
-            if layer.layers:  # a subclassed model: its last layer is the best guess
-                layer, tensor = layer.layers[-1], None
-                continue
-            return None
-        if tensor is not None and _passes_through(layer):
-            history = tensor._keras_history
-            node = layer._inbound_nodes[history.node_index]
-            if len(node.input_tensors) == 1:
-                tensor = node.input_tensors[0]
-                layer = tensor._keras_history.operation
-                continue
-        return layer
-
-
-def outputs_are_probabilities(model: keras.Model) -> bool:
-    """Whether ``model``'s outputs are probabilities rather than logits.
-
-    A model that knows (a :class:`kerascnn.tasks.ImageClassifier`: its ``output_kind``) is
-    asked. Otherwise: whether it ends in a softmax: a ``keras.layers.Softmax``, an
-    ``Activation`` or any layer whose activation computes a softmax, however it is spelled
-    (``"softmax"``, ``tf.nn.softmax``, ...: :func:`kerascnn.activations.activation_name`),
-    also as the last layer of a nested model or followed by layers that pass values through
-    (a linear float32 ``Activation`` of mixed precision, an ``Identity``).
-
-    Raises :class:`~kerascnn.errors.UserInputError` when the last layer's activation is
-    neither linear nor a softmax (a sigmoid, a ReLU, a function that cannot be recognised):
-    its outputs are neither logits nor class probabilities, and a softmax on top would be
-    wrong."""
-    kind = getattr(model, "output_kind", None)
-    if kind in ("logits", "probabilities"):
-        return kind == "probabilities"
-    last = _output_layer(model)
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    if last is None or not hasattr(last, "activation"):
-        return False  # a layer without an activation: its outputs are taken as logits
-    name = activation_name(last.activation)
-    if name in ("linear", "softmax"):
-        return name == "softmax"
-    from kerascnn.errors import UserInputError
-
-    spelled = getattr(last.activation, "__name__", repr(last.activation))
-    raise UserInputError(
-        f"the model's output layer {last.name!r} ends in the activation {spelled} "
-        f"({'a ' + name if name else 'not one Keras knows'}): its outputs are neither logits "
-        "nor softmax probabilities; end the model in a linear layer (logits) or a softmax"
-    )
 
 
 # --------------------------------------------------------------------------- the target
@@ -212,7 +144,9 @@ def saved_signature(version_dir: str | os.PathLike) -> dict | None:
         images = next(iter(serving.structured_input_signature[1].values()))
         outputs = serving.structured_outputs
         scores = outputs.get("logits", next(iter(outputs.values())))
-        signature = _signature(images.shape[1:], load_class_names(version_dir))
+        signature = _signature(
+            images.shape[1:], read_class_names(pathlib.Path(version_dir) / "assets.extra")
+        )
         signature["num_classes"] = int(scores.shape[-1])
         return signature
     except (OSError, KeyError, ValueError, TypeError, StopIteration, tf.errors.OpError):
@@ -418,7 +352,7 @@ def serving_export(
     tf = require_tensorflow(FEATURE)
     inputs = getattr(model, "inputs", None)
     if not inputs or len(inputs) != 1 or len(inputs[0].shape) != 4 or None in inputs[0].shape[1:]:
-        raise ValueError(
+        raise UserInputError(
             "serving_export needs a model with one image input of fixed size (batch, height, "
             f"width, channels); received inputs={inputs!r}"
         )
@@ -428,8 +362,9 @@ def serving_export(
         class_names = [str(i) for i in range(num_classes)]
     class_names = [str(c) for c in class_names]
     if len(class_names) != num_classes:
-        raise ValueError(
-            f"class_names must have one entry per output ({num_classes}); received {len(class_names)} names"
+        raise UserInputError(
+            f"class_names must have one entry per output ({num_classes}); received "
+            f"{len(class_names)} names: class_names={class_names!r}"
         )
     target = check_export_target(
         base_dir,
@@ -528,33 +463,3 @@ def onnx_export(model: keras.Model, path: str | os.PathLike) -> str:
     model(np.zeros((1, *shape), "float32"), training=False)  # Keras's exporter needs a called model
     model.export(str(path), format="onnx", verbose=False)
     return str(path)
-
-
-def load_class_names(saved_model_dir: str | os.PathLike) -> list[str] | None:
-    return read_class_names(pathlib.Path(saved_model_dir) / "assets.extra")
-
-
-def predict_files(saved_model_dir: str | os.PathLike, files, top_k: int = 3) -> list[str]:
-    """Top-k predictions for image files from a SavedModel written by :func:`serving_export`.
-
-    Images are read by :func:`kerascnn.inference.read_image`, which decodes them as training
-    and ``.keras`` predictions do; an image of another size than the model's input is
-    refused with a message naming the file and both sizes (resize it first).
-    """
-    tf = require_tensorflow("Predicting from a SavedModel")
-
-    if not pathlib.Path(saved_model_dir, "saved_model.pb").exists():
-        raise FileNotFoundError(
-            f"no SavedModel at {saved_model_dir} (expected saved_model.pb there)"
-        )
-    loaded = tf.saved_model.load(str(saved_model_dir))
-    serving = loaded.signatures["serving_default"]
-    spec = serving.structured_input_signature[1]["images"]
-    names = load_class_names(saved_model_dir)
-    lines = []
-    for file in files:
-        image = read_image(file, spec.shape[1:])
-        out = serving(images=tf.constant(image[None]))
-        probabilities = out["probabilities"].numpy()[0]
-        lines.append(top_k_line(file, probabilities, names, top_k))
-    return lines

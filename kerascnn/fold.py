@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from kerascnn.activations import activation_name
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "fold_batchnorm",
@@ -145,7 +146,7 @@ def fold_batchnorm(model: keras.Model, verbose: bool = False) -> keras.Model:
     from keras.src.models.functional import Functional
 
     if not (isinstance(model, Functional) or (isinstance(model, keras.Sequential) and model.built)):
-        raise ValueError(
+        raise UserInputError(
             "fold_batchnorm needs a functional or built Sequential model; received a "
             f"{type(model).__name__}"
         )

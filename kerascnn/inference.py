@@ -5,8 +5,9 @@
 
 A ``.keras`` model is loaded with Keras on the running backend, so this works without
 TensorFlow; class names come from ``class_names.txt`` beside the file (``kerascnn train``
-writes it into the run folder). A SavedModel folder goes to
-:func:`kerascnn.export.predict_files`. Both read images with :func:`read_image`, which
+writes it into the run folder). A SavedModel folder (``kerascnn.export.serving_export``'s) is
+queried through its ``serving_default`` signature (TensorFlow); its class names are in its
+``assets.extra``. Both read images with :func:`read_image`, which
 decodes them as training does (:func:`kerascnn.pipelines.sources.decode_file`).
 """
 
@@ -17,6 +18,9 @@ import pathlib
 
 import keras
 import numpy as np
+
+from kerascnn.activations import outputs_are_probabilities
+from kerascnn.backends import require_tensorflow
 
 __all__ = [
     "CLASS_NAMES_FILE",
@@ -111,16 +115,12 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
                 f"no SavedModel at {model_path} (a folder without saved_model.pb); pass "
                 "saved_models/NAME/VERSION or a .keras file"
             )
-        from kerascnn.export import predict_files as saved_model_predict_files
-
-        return saved_model_predict_files(path, files, top_k=top_k)
+        return _saved_model_predictions(path, files, top_k)
     if path.suffix != ".keras":
         raise FileNotFoundError(
             f"no model at {model_path}: expected a .keras file or a SavedModel folder "
             "(saved_models/NAME/VERSION)"
         )
-    from kerascnn.export import outputs_are_probabilities
-
     model = load_keras_model(path)
     names = read_class_names(path.parent)
     lines = []
@@ -132,4 +132,27 @@ def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[
             out = np.exp(out - out.max())
             out /= out.sum()
         lines.append(top_k_line(file, out, names, top_k))
+    return lines
+
+
+def _saved_model_predictions(saved_model_dir: pathlib.Path, files, top_k: int) -> list[str]:
+    """:func:`predict_files` for a SavedModel written by ``serving_export``: its
+    ``serving_default`` signature outputs probabilities; its class names are in
+    ``assets.extra``."""
+    tf = require_tensorflow("Predicting from a SavedModel")
+
+    if not pathlib.Path(saved_model_dir, "saved_model.pb").exists():
+        raise FileNotFoundError(
+            f"no SavedModel at {saved_model_dir} (expected saved_model.pb there)"
+        )
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    serving = loaded.signatures["serving_default"]
+    spec = serving.structured_input_signature[1]["images"]
+    names = read_class_names(pathlib.Path(saved_model_dir) / "assets.extra")
+    lines = []
+    for file in files:
+        image = read_image(file, spec.shape[1:])
+        out = serving(images=tf.constant(image[None]))
+        probabilities = out["probabilities"].numpy()[0]
+        lines.append(top_k_line(file, probabilities, names, top_k))
     return lines

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.activations import outputs_are_probabilities
 from kerascnn.checks import check_choice, check_float, check_int
 from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
@@ -75,7 +76,7 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     from kerascnn.zoo.features import HEAD_LAYERS, trunk_nodes
 
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(
+        raise UserInputError(
             f"split_classifier needs a model with one input and one output; {model.name!r} "
             f"has {len(model.inputs)} inputs and {len(model.outputs)} outputs"
         )
@@ -86,7 +87,7 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
             features = before.output_tensors[0]
             break
     if features is None or features is model.inputs[0]:
-        raise ValueError(
+        raise UserInputError(
             f"found no classifier top in {model.name!r} (no global pooling or Flatten after "
             "its feature maps)"
         )
@@ -162,24 +163,26 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
         **kwargs,
     ):
         if not isinstance(backbone, keras.Model) or not getattr(backbone, "inputs", None):
-            raise ValueError(
+            raise UserInputError(
                 f"backbone must be a functional keras.Model with an image input; received {backbone!r}"
             )
         if len(backbone.inputs) != 1 or len(backbone.inputs[0].shape) != 4:
-            raise ValueError(
+            raise UserInputError(
                 "backbone must take one image input (batch, height, width, channels); "
                 f"received inputs {[t.shape for t in backbone.inputs]}"
             )
         check_choice("pooling", pooling, _POOLINGS)
         if activation not in _ACTIVATIONS:
-            raise ValueError(
+            raise UserInputError(
                 f"activation must be None (logits) or 'softmax'; received activation={activation!r}"
             )
         activation = None if activation == "linear" else activation
         check_float("dropout", dropout, 0.0, 1.0)
         check_float("label_smoothing", label_smoothing, 0.0, 1.0)
         if mixer is not None and not isinstance(mixer, _BatchMixer):
-            raise ValueError(f"mixer must be a MixUp or CutMix layer or None; received {mixer!r}")
+            raise UserInputError(
+                f"mixer must be a MixUp or CutMix layer or None; received {mixer!r}"
+            )
         if head is None:
             check_int("num_classes", num_classes, 1)
         preprocessing, augmentation = list(preprocessing), list(augmentation)
@@ -195,16 +198,18 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
         if head is None:
             rank = len(x.shape)
             if rank == 4 and pooling is None:
-                raise ValueError(
+                raise UserInputError(
                     "the backbone outputs a 4-D feature map: pass pooling='avg' or 'max' (or a "
                     "backbone built with pooling=...)"
                 )
             if rank == 2 and pooling is not None:
-                raise ValueError(
+                raise UserInputError(
                     f"the backbone outputs pooled features; pass pooling=None (received {pooling!r})"
                 )
             if rank not in (2, 4):
-                raise ValueError(f"the backbone's output must be 2-D or 4-D; received {x.shape}")
+                raise UserInputError(
+                    f"the backbone's output must be 2-D or 4-D; received {x.shape}"
+                )
             if pooling == "avg":
                 x = keras.layers.GlobalAveragePooling2D(dtype=head_dtype, name="pool")(x)
             elif pooling == "max":
@@ -220,7 +225,7 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
             if num_classes is None:
                 num_classes = int(x.shape[-1])
             elif int(x.shape[-1]) != num_classes:
-                raise ValueError(
+                raise UserInputError(
                     f"the head outputs {x.shape[-1]} classes; received num_classes={num_classes}"
                 )
         kind = self._kind(activation, head)
@@ -254,8 +259,6 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
         if activation == "softmax":
             return "probabilities"
         if head is not None:
-            from kerascnn.export import outputs_are_probabilities
-
             if outputs_are_probabilities(head):
                 return "probabilities"
         return "logits"
@@ -291,7 +294,7 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
             metrics = [metric(name="accuracy")]
         takes_onehot = _loss_takes_onehot(loss)
         if self.mixer is not None and not takes_onehot:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self.mixer).__name__} mixes labels into soft labels, which a sparse loss "
                 f"cannot take; compile with a one-hot loss (e.g. CategoricalCrossentropy, "
                 f"loss='auto'); received loss={loss!r}"

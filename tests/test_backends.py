@@ -153,6 +153,11 @@ def test_backend_flag_refuses_a_different_loaded_backend(capsys):
     other = "jax" if keras.backend.backend() != "jax" else "torch"
     assert cli.main(["--backend", other, "list"]) == 2
     assert f"--backend {other}: Keras is already running on" in capsys.readouterr().err
+    from kerascnn.backends import select_backend
+    from kerascnn.errors import UserInputError
+
+    with pytest.raises(UserInputError, match=f"--backend {other}: Keras is already running on"):
+        select_backend(["--backend", other])
 
 
 HANDOFF_SCRIPT = r"""

@@ -37,6 +37,52 @@ def test_checks_raise_user_input_error_naming_argument_and_value(call, message):
         call()
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"value": [6, 0]},
+            "blocks must be a non-empty list of integers >= 1; received blocks=[6, 0]",
+        ),
+        ({"value": []}, "blocks must be a non-empty list of integers >= 1; received blocks=[]"),
+        ({"value": 3}, "blocks must be a non-empty list of integers >= 1; received blocks=3"),
+        (
+            {"value": "3,4"},
+            "blocks must be a non-empty list of integers >= 1; received blocks='3,4'",
+        ),
+        (
+            {"value": (2, True)},
+            "blocks must be a non-empty list of integers >= 1; received blocks=(2, True)",
+        ),
+        (
+            {"value": (2, 2.0)},
+            "blocks must be a non-empty list of integers >= 1; received blocks=(2, 2.0)",
+        ),
+        (
+            {"value": (1, -1), "minimum": 0},
+            "blocks must be a non-empty list of integers >= 0; received blocks=(1, -1)",
+        ),
+        (
+            {"value": (16, 32), "length": 3, "per": "one per stage"},
+            "blocks must be a list of 3 integers >= 1 (one per stage); received blocks=(16, 32)",
+        ),
+        (
+            {"value": (16, 32, 64, 128), "length": 3},
+            "blocks must be a list of 3 integers >= 1; received blocks=(16, 32, 64, 128)",
+        ),
+    ],
+)
+def test_check_int_list_message_names_argument_value_and_rule(kwargs, message):
+    with pytest.raises(UserInputError) as info:
+        checks.check_int_list("blocks", **kwargs)
+    assert str(info.value) == message
+
+
+def test_check_int_list_returns_a_tuple():
+    assert checks.check_int_list("blocks", [3, 4, 6, 3]) == (3, 4, 6, 3)
+    assert checks.check_int_list("blocks", (0, 2), minimum=0, length=2) == (0, 2)
+
+
 def test_checks_return_the_normalized_value():
     assert checks.check_int("n", 0, minimum=0) == 0
     assert checks.check_float("p", 1, 0, 1, high_inclusive=True) == 1.0

@@ -181,6 +181,19 @@ def test_a_version_folder_is_refused_as_base_dir(tmp_path):
 
 
 @tf_only
+@tf_only
+def test_class_names_of_another_length_are_the_users_error(tmp_path):
+    from kerascnn.errors import UserInputError
+
+    with pytest.raises(
+        UserInputError,
+        match=r"class_names must have one entry per output \(4\); received 3 names: "
+        r"class_names=\['a', 'b', 'c'\]",
+    ):
+        export.serving_export(_classifier(), tmp_path / "m", class_names=list("abc"))
+    assert not (tmp_path / "m").exists()
+
+
 def test_a_new_signature_is_refused_unless_allowed(tmp_path):
     base = tmp_path / "m"
     export.serving_export(_classifier(), base, class_names=list("abcd"))
@@ -268,10 +281,12 @@ def test_export_without_tensorflow_fails_with_one_line(tmp_path):
     code = (
         "import sys; sys.modules['tensorflow'] = None\n"
         "import keras\n"
-        "from kerascnn import export\n"
+        "import pathlib\n"
+        "from kerascnn import export, inference\n"
+        "pathlib.Path('sm').mkdir(); pathlib.Path('sm', 'saved_model.pb').write_bytes(b'')\n"
         "model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(2)])\n"
         "for call in (lambda: export.serving_export(model, 'm'), lambda: export.saved_model(model, 'm'),\n"
-        "             lambda: export.predict_files('m', [])):\n"
+        "             lambda: inference.predict_files('sm', [])):\n"
         "    try:\n"
         "        call()\n"
         "    except ImportError as error:\n"

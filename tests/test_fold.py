@@ -150,3 +150,17 @@ def test_folded_saved_model_serves_the_same_outputs(tmp_path):
     np.testing.assert_allclose(
         np.asarray(served), expected, atol=1e-4 * max(1.0, np.abs(expected).max())
     )
+
+
+def test_a_subclassed_model_is_the_users_error():
+    from kerascnn.errors import UserInputError
+
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(
+        UserInputError,
+        match="fold_batchnorm needs a functional or built Sequential model; received a Net",
+    ):
+        fold_batchnorm(Net())

@@ -115,7 +115,9 @@ def test_from_preset_new_head_and_its_refusals():
     width = int(backbone.outputs[0].shape[-1])
     assert task.head is None and task.get_layer("predictions").units == 4
     assert task.count_params() == backbone.count_params() + width * 4 + 4
-    with pytest.raises(UserInputError, match="head must be one of 'zoo', 'new'; received head='auto'"):
+    with pytest.raises(
+        UserInputError, match="head must be one of 'zoo', 'new'; received head='auto'"
+    ):
         ImageClassifier.from_preset("resnet20", head="auto")
     with pytest.raises(UserInputError, match="model_options cannot set 'include_top'"):
         ImageClassifier.from_preset("resnet20", model_options={"include_top": False})
@@ -340,7 +342,8 @@ def test_export_of_softmax_behind_a_float32_output_layer(tmp_path):
     (the mixed-precision output layer) is still recognized as giving probabilities."""
     import tensorflow as tf
 
-    from kerascnn.export import outputs_are_probabilities, serving_export
+    from kerascnn.activations import outputs_are_probabilities
+    from kerascnn.export import serving_export
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)

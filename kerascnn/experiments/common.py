@@ -22,7 +22,7 @@ The helpers here give all of them the same command line and the same outputs:
   ``NAME.csv``, PNG figures and ``run.json`` (the command, data sizes, epochs, hardware,
   versions and wall time: what a figure's caption needs).
 
-A new experiment module (e.g. issue 8's regularization experiments)::
+A new experiment module (e.g. the regularization experiments)::
 
     QUICK = {"subset": 2000, "val_subset": 500, "epochs": 2}
     FULL = {"subset": None, "val_subset": None, "epochs": 30}
@@ -61,7 +61,9 @@ from collections.abc import Iterable, Mapping
 import keras
 import numpy as np
 
-from kerascnn.checks import check_int
+from kerascnn.checks import check_int, check_int_list
+from kerascnn.errors import UserInputError
+from kerascnn.plotting import pyplot
 
 __all__ = [
     "add_common_arguments",
@@ -81,7 +83,6 @@ __all__ = [
     "output_dir",
     "parse_ints",
     "pyplot",
-    "read_csv",
     "reset_keras",
     "resolve",
     "save_figure",
@@ -164,19 +165,15 @@ def resolve(options: Mapping, full: Mapping, quick: Mapping) -> dict:
 
 
 def parse_ints(value, name: str) -> list[int]:
-    """``"1,2,3"`` (or a list) as a list of positive ints; ``ValueError`` naming ``name``."""
+    """``"1,2,3"`` (or a list) as a list of positive ints; ``UserInputError`` naming ``name``."""
     if isinstance(value, str):
         try:
-            items = [int(v) for v in value.split(",") if v.strip()]
+            value = [int(v) for v in value.split(",") if v.strip()]
         except ValueError:
-            raise ValueError(
-                f"{name} must be comma-separated integers; received {name}={value!r}"
+            raise UserInputError(
+                f"{name} must be comma-separated integers >= 1; received {name}={value!r}"
             ) from None
-    else:
-        items = list(value)
-    if not items or not all(isinstance(v, int) and v >= 1 for v in items):
-        raise ValueError(f"{name} must list integers >= 1; received {name}={value!r}")
-    return items
+    return list(check_int_list(name, value))
 
 
 # --------------------------------------------------------------------------- data
@@ -436,35 +433,6 @@ def _cell(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-def read_csv(path) -> list[dict]:
-    """Rows of a CSV written by :func:`write_csv`, with numbers converted back."""
-
-    def convert(value):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                pass
-        return {"True": True, "False": False}.get(value, value)
-
-    with pathlib.Path(path).open(newline="") as f:
-        return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (matplotlib is the
-    ``kerascnn[plots]`` extra)."""
-    from kerascnn.experiments.registry import require_plots
-
-    require_plots()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def save_figure(fig, path, caption: str | None = None) -> pathlib.Path:

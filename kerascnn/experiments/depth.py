@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from kerascnn.errors import UserInputError
 from kerascnn.experiments import common
 
 __all__ = [
@@ -25,7 +26,6 @@ __all__ = [
     "add_degradation_arguments",
     "add_ensembles_arguments",
     "add_vgg_depth_arguments",
-    "block_names",
     "DEG_COLUMNS",
     "DEG_FULL",
     "DEG_QUICK",
@@ -145,7 +145,7 @@ def run_vgg_depth(**options) -> dict:
     shape, classes = data.image_shape, data.num_classes
     for nb in blocks:  # fail before training if a configuration cannot be built
         if shape[0] < 2**nb or shape[1] < 2**nb:
-            raise ValueError(
+            raise UserInputError(
                 f"blocks={nb} down-samples {shape[0]}x{shape[1]} images below 1x1; "
                 f"use at most {int(np.log2(min(shape[:2])))} blocks"
             )
@@ -388,14 +388,6 @@ def _blocks(model: keras.Model, like: keras.Model | None = None):
     return blocks(model, like=like)
 
 
-def block_names(model: keras.Model, like: keras.Model | None = None) -> list[str]:
-    """Names of the blocks of a residual net (``stage1_block1``, ...), in order, found from
-    its graph (:func:`kerascnn.zoo.features.blocks`: the parts between consecutive trunk
-    tensors that contain an ``Add``). A plain net's blocks are those of its residual twin
-    ``like`` (the same convolutions per block)."""
-    return [block.name for block in _blocks(model, like)]
-
-
 def delete_block(model: keras.Model, block: str, like: keras.Model | None = None) -> keras.Model:
     """A model sharing ``model``'s layers and weights with ``block`` deleted (Veit et al.).
 
@@ -410,7 +402,7 @@ def delete_block(model: keras.Model, block: str, like: keras.Model | None = None
 
     found = {b.name: b for b in _blocks(model, like)}
     if block not in found:
-        raise ValueError(f"block={block!r} is not in {model.name}; its blocks: {list(found)}")
+        raise UserInputError(f"block={block!r} is not in {model.name}; its blocks: {list(found)}")
     chosen = found[block]
     members = {id(layer) for layer in chosen.layers}
     first, last = chosen.layers[0], chosen.layers[-1]

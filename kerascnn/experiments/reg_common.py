@@ -1,4 +1,4 @@
-"""Helpers of the regularization experiments (issue 8) on top of
+"""Helpers of the regularization experiments on top of
 :mod:`kerascnn.experiments.common`: raw-pixel arrays, the small VGG-like network with its
 dropout / penalty variants, training with per-epoch records (accuracy, time, weight norm).
 """
@@ -241,12 +241,12 @@ def pipes(
 
 def classifier(net: keras.Model, pipe, name: str | None = None):
     """``net`` (a functional classifier) as an :class:`~kerascnn.tasks.ImageClassifier`
-    taking raw pixels: its own top kept (``head="zoo"``: the same layers and parameters),
+    taking raw pixels: its own top kept (the same layers and parameters),
     with ``pipe``'s normalization, in-model augmentation and MixUp / CutMix."""
     from kerascnn.tasks import ImageClassifier
 
     return ImageClassifier.from_model(
-        net, head="zoo", preprocessing=pipe.model_preprocessing,
+        net, preprocessing=pipe.model_preprocessing,
         augmentation=pipe.model_augmentation, mixer=pipe.mix, name=name or net.name,
     )  # fmt: skip
 

@@ -18,22 +18,10 @@ import dataclasses
 import importlib
 from collections.abc import Callable
 
-from kerascnn.backends import MissingDependencyError
+from kerascnn.errors import UserInputError
+from kerascnn.plotting import require_plots
 
 __all__ = ["EXPERIMENTS", "Experiment", "register_experiment", "require_plots"]
-
-PLOTS_HINT = "pip install 'kerascnn[plots]'"
-
-
-def require_plots(what: str = "this experiment") -> None:
-    """Raise :class:`~kerascnn.backends.MissingDependencyError` (one line, naming the
-    ``plots`` extra) unless matplotlib can be imported (it is imported here, not before)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as error:
-        raise MissingDependencyError(
-            f"{what} draws its figures with matplotlib, which is not installed: {PLOTS_HINT}"
-        ) from error
 
 
 def _resolve(target: str | Callable) -> Callable:
@@ -73,7 +61,7 @@ def _builtin(name: str, help: str, module: str, run: str, arguments: str) -> Exp
 
 
 _BUILTIN = [
-    # depth (issue 7)
+    # depth
     _builtin(
         "vgg-depth",
         "VGG-like depth sweep: accuracy and parameter heatmaps over blocks x convs per block",
@@ -96,7 +84,7 @@ _BUILTIN = [
         "run_ensembles",
         "add_ensembles_arguments",
     ),
-    # neural ODEs (issue 7)
+    # neural ODEs
     _builtin(
         "ode-vs-resnet",
         "a ResNet with T blocks vs an ODE block with T steps, and one widened to equal parameters",
@@ -104,7 +92,7 @@ _BUILTIN = [
         "run",
         "add_arguments",
     ),
-    # regularization (issue 8)
+    # regularization
     _builtin(
         "augmentation",
         "ResNet-20 with no augmentation, flip + pad-crop, + Cutout, + MixUp, "
@@ -178,8 +166,11 @@ def register_experiment(
     plots: bool = True,
 ) -> Experiment:
     """Register an experiment (its functions, or ``"module:function"`` strings imported on
-    first use); a duplicate name raises ``ValueError``."""
+    first use); a duplicate name raises ``UserInputError``."""
     if name in EXPERIMENTS:
-        raise ValueError(f"An experiment named {name!r} is already registered")
+        raise UserInputError(
+            f"name must be a new experiment name; received name={name!r}, which is already "
+            f"registered (registered: {', '.join(EXPERIMENTS)})"
+        )
     EXPERIMENTS[name] = Experiment(name, help, run, add_arguments, plots)
     return EXPERIMENTS[name]

@@ -1,4 +1,4 @@
-"""The lecture's regularization techniques, measured (issue 8).
+"""The lecture's regularization techniques, measured.
 
 ``kerascnn experiment NAME [--quick]`` for NAME in ``augmentation``, ``dropout``,
 ``weight-decay``, ``l1``, ``normalization``, ``mc-dropout``, ``early-stopping``,
@@ -16,6 +16,7 @@ import numpy as np
 
 from kerascnn import layers as kl
 from kerascnn import zoo
+from kerascnn.errors import UserInputError
 from kerascnn.experiments import common
 from kerascnn.experiments import reg_common as rc
 from kerascnn.training import DropoutSchedule
@@ -121,13 +122,13 @@ def _vgg_experiment_args(parser, full, quick, **options):
 
 def _select(all_names, value, what: str = "settings") -> list:
     """The names in ``value`` (a comma-separated string or a list; ``None``: all), in
-    ``all_names`` order; ``ValueError`` naming an unknown one."""
+    ``all_names`` order; ``UserInputError`` naming an unknown one."""
     if value is None:
         return list(all_names)
     chosen = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     unknown = [v for v in chosen if v not in all_names]
     if unknown or not chosen:
-        raise ValueError(
+        raise UserInputError(
             f"{what} must be a comma-separated list of {', '.join(map(repr, all_names))}; "
             f"received {what}={value!r}"
         )

@@ -1,6 +1,6 @@
 """Custom Keras layers of kerascnn, each registered for serialization (package "kerascnn")."""
 
-# ruff: noqa: I001  (keep the per-issue sections below in this order)
+# ruff: noqa: I001  (keep the sections below in this order)
 
 from kerascnn.layers.shortcut import ZeroPadShortcut, zero_pad_shortcut
 from kerascnn.layers.standardize import Standardize
@@ -10,7 +10,7 @@ from kerascnn.layers.fused_batchnorm import (
     fused_batch_norm_factory,
 )
 
-# --- regularization and normalization (issue 3) ---
+# --- regularization and normalization ---
 from kerascnn.layers.dropconnect import DropConnectConv2D, DropConnectDense, drop_connect
 from kerascnn.layers.dropout import (
     Dropout,
@@ -33,11 +33,11 @@ from kerascnn.layers.stochastic_depth import (
     linear_drop_path_rates,
 )
 
-# --- augmentation (issue 4): everything kerascnn.layers.augment exports ---
+# --- augmentation: everything kerascnn.layers.augment exports ---
 from kerascnn.layers import augment
 from kerascnn.layers.augment import *  # noqa: F403 (listed by augment.__all__)
 
-# --- neural ODE blocks (issue 7) ---
+# --- neural ODE blocks ---
 from kerascnn.layers.ode import ODEBlock, ODEFunction, evaluations_per_step, odeint
 
 __all__ = [

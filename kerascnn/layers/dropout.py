@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_data_format, check_float, check_seed
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "check_rate",
@@ -229,7 +230,7 @@ class SpatialDropout(DropoutBase):
 
     def build(self, input_shape):
         if not 3 <= len(input_shape) <= 5:
-            raise ValueError(
+            raise UserInputError(
                 "SpatialDropout needs a 3-D, 4-D or 5-D input (batch, 1 to 3 spatial axes, "
                 f"channels); received input_shape={tuple(input_shape)!r}"
             )

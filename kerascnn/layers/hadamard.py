@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerascnn.errors import UserInputError
 from kerascnn.layers.kernel_base import Conv2DKernelMixin, DenseKernelMixin, KernelLayerMixin
 
 __all__ = [
@@ -41,7 +42,7 @@ def hadamard_kernel(a, b):
 
 def _check_l1(l1):
     if isinstance(l1, bool) or not isinstance(l1, (int, float)) or l1 < 0:
-        raise ValueError(f"l1 must be a number >= 0; received l1={l1!r}")
+        raise UserInputError(f"l1 must be a number >= 0; received l1={l1!r}")
     return float(l1)
 
 

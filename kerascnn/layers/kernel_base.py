@@ -28,7 +28,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerascnn.checks import check_bool, check_data_format, check_int, check_pair
+from kerascnn.checks import check_bool, check_choice, check_data_format, check_int, check_pair
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "Conv2DKernelMixin",
@@ -78,7 +79,7 @@ class DenseKernelMixin(KernelLayerMixin):
 
     def build(self, input_shape):
         if input_shape[-1] is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__} needs a known last dimension; "
                 f"received input_shape={input_shape}"
             )
@@ -106,16 +107,14 @@ class Conv2DKernelMixin(KernelLayerMixin):
         self.kernel_size = check_pair("kernel_size", kernel_size)
         self.strides = check_pair("strides", strides)
         self.dilation_rate = check_pair("dilation_rate", dilation_rate)
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same'; received padding={padding!r}")
-        self.padding = padding
+        self.padding = check_choice("padding", padding, ("valid", "same"))
         self.data_format = check_data_format(data_format)
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def build(self, input_shape):
         channels = input_shape[-1 if self.data_format == "channels_last" else 1]
         if channels is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__} needs a known channel dimension; "
                 f"received input_shape={input_shape}"
             )

@@ -1,7 +1,7 @@
 """Monte-Carlo dropout prediction (Gal & Ghahramani 2016) from any functional/Sequential model.
 
-How the passes stay correct (REFERENCES.md item 7: ``model(x, training=True)`` also puts
-BatchNormalization in training mode and updates its moving statistics):
+How the passes stay correct (in Keras 3.15, ``model(x, training=True)`` also puts
+BatchNormalization in training mode and updates its moving statistics on every pass):
 
 * **Rewiring, not a global training flag.** :func:`mc_model` clones the model's graph with
   ``keras.models.clone_model(..., recursive=True)``; every layer is *reused* (weights are
@@ -33,6 +33,7 @@ import keras
 import numpy as np
 
 from kerascnn.checks import check_int
+from kerascnn.errors import UserInputError
 from kerascnn.layers.dropout import DropoutBase
 
 __all__ = [
@@ -82,7 +83,7 @@ def rewire(model: keras.Model, replace: Callable[[keras.layers.Layer], keras.lay
     try:
         return keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     except ValueError as error:
-        raise ValueError(
+        raise UserInputError(
             "model must be a functional or Sequential keras.Model (a subclassed model has no "
             f"graph to rewire); received {type(model).__name__} {model.name!r}: {error}"
         ) from error
@@ -175,7 +176,7 @@ def mc_predict(
     predicate = predicate or is_dropout_layer
     stochastic = [layer for layer in model._flatten_layers(include_self=False) if predicate(layer)]
     if not stochastic:
-        raise ValueError(
+        raise UserInputError(
             f"model {model.name!r} has no dropout layer, so every pass would be identical; "
             "add dropout (e.g. kerascnn.layers.Dropout) or pass predicate="
         )

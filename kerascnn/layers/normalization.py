@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_bool, check_choice, check_float, check_int
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "axis_normalization",
@@ -44,7 +45,7 @@ def _as_axes(name, value):
         and all(isinstance(a, int) and not isinstance(a, bool) for a in value)
     ):
         return list(value)
-    raise ValueError(
+    raise UserInputError(
         f"{name} must be an integer or a non-empty list of integers; received {name}={value!r}"
     )
 
@@ -152,16 +153,18 @@ class AxisNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         self.axis = _as_axes("axis", axis)
         if len(set(self.axis)) != len(self.axis):
-            raise ValueError(f"axis must not repeat an axis; received axis={axis!r}")
+            raise UserInputError(f"axis must not repeat an axis; received axis={axis!r}")
         check_int("groups", groups)
         if isinstance(group_axis, bool) or not isinstance(group_axis, int):
-            raise ValueError(f"group_axis must be an integer; received group_axis={group_axis!r}")
+            raise UserInputError(
+                f"group_axis must be an integer; received group_axis={group_axis!r}"
+            )
         self.groups = groups
         self.group_axis = group_axis
         self.param_axes = None if param_axes is None else _as_axes("param_axes", param_axes)
         check_float("momentum", momentum, 0, 1)
         if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
-            raise ValueError(f"epsilon must be a number > 0; received epsilon={epsilon!r}")
+            raise UserInputError(f"epsilon must be a number > 0; received epsilon={epsilon!r}")
         check_bool("center", center)
         check_bool("scale", scale)
         self.momentum = float(momentum)
@@ -185,14 +188,14 @@ class AxisNormalization(keras.layers.Layer):
         rank = len(input_shape)
         for a in self.axis:
             if not -rank <= a < rank:
-                raise ValueError(
+                raise UserInputError(
                     f"axis={self.axis} is out of range for an input of rank {rank} (shape {input_shape})"
                 )
         axes = sorted(a % rank for a in self.axis)
         if len(set(axes)) != len(axes):
-            raise ValueError(f"axis={self.axis} names the same axis twice for rank {rank}")
+            raise UserInputError(f"axis={self.axis} names the same axis twice for rank {rank}")
         if not -rank <= self.group_axis < rank or self.group_axis % rank == 0:
-            raise ValueError(
+            raise UserInputError(
                 f"group_axis must be a non-batch axis of the rank-{rank} input; received group_axis={self.group_axis}"
             )
         ga = self.group_axis % rank
@@ -200,16 +203,16 @@ class AxisNormalization(keras.layers.Layer):
         if groups > 1:
             c = input_shape[ga]
             if c is None:
-                raise ValueError(
+                raise UserInputError(
                     f"groups={groups} needs a known size of group_axis={self.group_axis}; received input_shape={input_shape}"
                 )
             if ga not in axes:
-                raise ValueError(
+                raise UserInputError(
                     f"groups={groups} needs group_axis={self.group_axis} in axis={self.axis}"
                 )
             groups = min(groups, c)
             if c % groups:
-                raise ValueError(
+                raise UserInputError(
                     f"groups={self.groups} must divide the {c} channels of axis {self.group_axis}"
                 )
         self._rank, self._axes, self._ga, self._groups = rank, axes, ga, groups
@@ -217,7 +220,7 @@ class AxisNormalization(keras.layers.Layer):
         if self.param_axes is not None:
             p_axes = sorted({a % rank for a in self.param_axes if -rank <= a < rank})
             if len(p_axes) != len(self.param_axes) or 0 in p_axes:
-                raise ValueError(
+                raise UserInputError(
                     f"param_axes must be distinct non-batch axes of the rank-{rank} input; received param_axes={self.param_axes}"
                 )
         elif groups > 1:
@@ -228,7 +231,7 @@ class AxisNormalization(keras.layers.Layer):
             p_axes = [a for a in non_batch if a in axes]
         for a in p_axes:
             if input_shape[a] is None:
-                raise ValueError(
+                raise UserInputError(
                     f"parameter axis {a} must have a known size; received input_shape={input_shape}"
                 )
         self._param_axes = p_axes
@@ -258,7 +261,7 @@ class AxisNormalization(keras.layers.Layer):
                 red = axes
             kept = [i for i in range(len(static)) if i not in red]
             if any(static[i] is None for i in kept):
-                raise ValueError(
+                raise UserInputError(
                     f"the kept axes must have known sizes for moving statistics; received input_shape={input_shape}"
                 )
             self._stat_shape = tuple(static[i] for i in kept)
@@ -365,7 +368,7 @@ def normalization(
     """
     check_choice("kind", kind, NORMALIZATION_KINDS)
     if "axis" in kwargs:
-        raise ValueError(
+        raise UserInputError(
             f"normalization({kind!r}) sets axis itself; use AxisNormalization for custom axes"
         )
     if kind == "group":

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_bool, check_choice, check_int
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "evaluations_per_step",
@@ -94,7 +95,7 @@ def _check_method(method) -> str:
 
 def _check_time(name, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number; received {name}={value!r}")
+        raise UserInputError(f"{name} must be a finite number; received {name}={value!r}")
     return float(value)
 
 
@@ -149,7 +150,7 @@ class ODEFunction(keras.layers.Layer):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
             ):
-                raise ValueError(
+                raise UserInputError(
                     f"{name} must be None or an integer >= 1; received {name}={value!r}"
                 )
         if (
@@ -158,7 +159,7 @@ class ODEFunction(keras.layers.Layer):
             or kernel_size < 1
             or kernel_size % 2 == 0
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"kernel_size must be an odd integer >= 1; received kernel_size={kernel_size!r}"
             )
         check_bool("time_conditioned", time_conditioned)
@@ -310,7 +311,7 @@ class ODEBlock(keras.layers.Layer):
                 filters=filters, norm_groups=norm_groups, zero_init=zero_init, name="func"
             )
         elif not isinstance(func, keras.layers.Layer):
-            raise ValueError(
+            raise UserInputError(
                 f"func must be None or a Keras layer called as func(h, t=t); received func={func!r}"
             )
         self.func = func

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_int
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "zero_pad_shortcut",
@@ -53,9 +54,10 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def build(self, input_shape):
         if input_shape[-1] is not None and input_shape[-1] > self.out_channels:
-            raise ValueError(
-                f"out_channels={self.out_channels} is smaller than the input's "
-                f"{input_shape[-1]} channels; a zero-padding shortcut cannot drop channels"
+            raise UserInputError(
+                "out_channels must be at least the input's channels (a zero-padding shortcut "
+                f"cannot drop channels); received out_channels={self.out_channels} for an input "
+                f"of {input_shape[-1]} channels"
             )
 
     def call(self, inputs):

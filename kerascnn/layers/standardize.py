@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kerascnn.errors import UserInputError
+
 __all__ = [
     "Standardize",
 ]
@@ -35,7 +37,7 @@ class Standardize(keras.layers.Layer):
         self.mean = [float(m) for m in mean]
         self.std = [float(s) for s in std]
         if len(self.mean) != len(self.std) or not self.mean or min(self.std) <= 0:
-            raise ValueError(
+            raise UserInputError(
                 f"mean and std must have the same positive length and std must be > 0; "
                 f"received mean={mean!r}, std={std!r}"
             )
@@ -43,8 +45,9 @@ class Standardize(keras.layers.Layer):
     def build(self, input_shape):
         channels = input_shape[-1]
         if channels is not None and channels != len(self.mean):
-            raise ValueError(
-                f"Standardize has {len(self.mean)} channel statistics but the input has {channels} channels"
+            raise UserInputError(
+                f"Standardize has {len(self.mean)} channel statistics (mean, std), so the input "
+                f"must have {len(self.mean)} channels; received input_shape={tuple(input_shape)}"
             )
         self.mean_weight = self.add_weight(
             shape=(len(self.mean),),

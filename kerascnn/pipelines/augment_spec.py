@@ -24,17 +24,17 @@ Batch-level mixing (always in ``tf.data``, after batching; labels become one-hot
 ``mixup[:alpha]`` -> ``MixUp(alpha)`` (default 0.2) and ``cutmix[:alpha]`` -> ``CutMix(alpha)``
 (default 1.0). ``MixUp`` / ``CutMix`` instances in a list are used the same way.
 
-Layers are looked up in :mod:`kerascnn.layers`. Until the augmentation layers land there,
-``flip`` falls back to ``keras.layers.RandomFlip`` and ``padcrop`` to ``ZeroPadding2D`` +
-``keras.layers.RandomCrop`` (stand-ins, flagged by :func:`uses_stand_ins`); the others raise.
+The layers are those of :mod:`kerascnn.layers`. A malformed spec raises
+:class:`~kerascnn.errors.UserInputError` naming the item.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import keras
+
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "AugmentPlan",
@@ -43,7 +43,6 @@ __all__ = [
     "LAYER_NAMES",
     "MIX_KINDS",
     "parse_augment",
-    "uses_stand_ins",
 ]
 
 MIX_KINDS = ("mixup", "cutmix")
@@ -62,80 +61,53 @@ class AugmentPlan:
 
 
 def kerascnn_layer(name: str):
-    """The class ``kerascnn.layers.<name>``, or ``None`` while it does not exist."""
+    """The layer class ``kerascnn.layers.<name>`` (imported on first use)."""
     import kerascnn.layers as kl
 
-    cls = getattr(kl, name, None)
-    if cls is None:
-        try:
-            cls = getattr(importlib.import_module("kerascnn.layers.augment"), name, None)
-        except ImportError:
-            cls = None
-    return cls
-
-
-def uses_stand_ins() -> bool:
-    """True while ``flip`` / ``padcrop`` map to Keras stand-ins instead of kerascnn layers."""
-    return kerascnn_layer("RandomFlip") is None or kerascnn_layer("RandomPadCrop") is None
+    return getattr(kl, name)
 
 
 def _number(item: str, text: str, kind=float):
     try:
         return kind(text)
     except ValueError:
-        raise ValueError(
-            f"augment item {item!r}: {text!r} is not a valid {kind.__name__}"
+        raise UserInputError(
+            f"augment item {item!r}: its ':' arguments must be numbers ({kind.__name__}); "
+            f"received {text!r}"
         ) from None
 
 
-def _stand_in_padcrop(padding: int, image_shape, seed):
-    if image_shape is None or image_shape[0] is None:
-        raise ValueError("the 'padcrop' stand-in needs a fixed image_shape")
-    h, w = image_shape[0], image_shape[1]
-    return keras.Sequential(
-        [keras.layers.ZeroPadding2D(padding), keras.layers.RandomCrop(h, w, seed=seed)],
-        name="padcrop_stand_in",
-    )
+def _check_arguments(item: str, name: str, args: list[str], most: int) -> None:
+    if len(args) > most:
+        raise UserInputError(
+            f"augment item {item!r} has {len(args)} ':' arguments; {name} takes at most {most}"
+        )
 
 
 def _make_layer(item: str, name: str, args: list[str], seed, image_shape, mean):
-    def need(cls_name):
-        cls = kerascnn_layer(cls_name)
-        if cls is None:
-            raise ValueError(
-                f"augment item {item!r} needs kerascnn.layers.{cls_name}, which this installation "
-                "does not provide yet"
-            )
-        return cls
-
-    if len(args) > (2 if name in ("randaugment", "padcrop") else 1):
-        raise ValueError(f"augment item {item!r} has too many ':' arguments")
+    _check_arguments(item, name, args, 2 if name in ("randaugment", "padcrop") else 1)
     if name == "flip":
         mode = args[0] if args else "horizontal"
         if mode not in FLIP_MODES:
-            raise ValueError(
-                f"augment item {item!r}: flip mode must be one of {', '.join(FLIP_MODES)}; received {mode!r}"
+            raise UserInputError(
+                f"augment item {item!r}: flip mode must be one of {', '.join(FLIP_MODES)}; "
+                f"received {mode!r}"
             )
-        cls = kerascnn_layer("RandomFlip")
-        if cls is None:
-            return keras.layers.RandomFlip(FLIP_MODES[mode], seed=seed)
-        return cls(mode=FLIP_MODES[mode], seed=seed)
+        return kerascnn_layer("RandomFlip")(mode=FLIP_MODES[mode], seed=seed)
     if name == "padcrop":
         padding = _number(item, args[0], int) if args else 4
         fill = args[1] if len(args) > 1 else "reflect"
         if fill not in PADCROP_FILLS:
-            raise ValueError(
+            raise UserInputError(
                 f"augment item {item!r}: padcrop fill must be one of {', '.join(PADCROP_FILLS)}; "
                 f"received {fill!r}"
             )
         if fill == "mean" and mean is None:
-            raise ValueError(
+            raise UserInputError(
                 f"augment item {item!r}: fill 'mean' needs the data's mean pixel (parse_augment's "
-                "mean=, which kerascnn.pipelines.build passes)"
+                "mean=, which kerascnn.pipelines.build passes); received mean=None"
             )
         cls = kerascnn_layer("RandomPadCrop")
-        if cls is None:
-            return _stand_in_padcrop(padding, image_shape, seed)
         if fill in ("zero", "mean"):
             value = 0.0 if fill == "zero" else [float(m) for m in mean]
             return cls(padding=padding, fill="constant", fill_value=value, seed=seed)
@@ -143,17 +115,19 @@ def _make_layer(item: str, name: str, args: list[str], seed, image_shape, mean):
     if name == "randaugment":
         n = _number(item, args[0], int) if args else 2
         m = _number(item, args[1]) if len(args) > 1 else 9.0
-        return need("RandAugment")(num_ops=n, magnitude=m, seed=seed)
+        return kerascnn_layer("RandAugment")(num_ops=n, magnitude=m, seed=seed)
     if name == "cutout":
         size = args[0] if args else "16"
         size = _number(item, size) if "." in size else _number(item, size, int)
-        return need("Cutout")(size=size, seed=seed)
+        return kerascnn_layer("Cutout")(size=size, seed=seed)
     if name == "translate":
         f = _number(item, args[0]) if args else 0.125
-        return need("RandomTranslate")(height_factor=f, width_factor=f, seed=seed)
+        return kerascnn_layer("RandomTranslate")(height_factor=f, width_factor=f, seed=seed)
     if name == "rotate":
-        return need("RandomRotate")(degrees=_number(item, args[0]) if args else 15.0, seed=seed)
-    return need("RandomZoom")(factor=_number(item, args[0]) if args else 0.2, seed=seed)
+        return kerascnn_layer("RandomRotate")(
+            degrees=_number(item, args[0]) if args else 15.0, seed=seed
+        )
+    return kerascnn_layer("RandomZoom")(factor=_number(item, args[0]) if args else 0.2, seed=seed)
 
 
 def _check_image_size(item, layer, image_shape) -> None:
@@ -165,12 +139,11 @@ def _check_image_size(item, layer, image_shape) -> None:
     try:
         check((image_shape[0], image_shape[1], None))
     except ValueError as error:
-        raise ValueError(f"augment item {item!r}: {error}") from None
+        raise UserInputError(f"augment item {item!r}: {error}") from None
 
 
 def _is_mixer(layer) -> bool:
-    classes = tuple(c for c in (kerascnn_layer("MixUp"), kerascnn_layer("CutMix")) if c is not None)
-    return bool(classes) and isinstance(layer, classes)
+    return isinstance(layer, (kerascnn_layer("MixUp"), kerascnn_layer("CutMix")))
 
 
 def parse_augment(
@@ -187,7 +160,7 @@ def parse_augment(
     seed give the same augmentation. Layer instances are used as they are (their own seeds).
     With ``image_shape`` (``(height, width, channels)``), sizes are checked against it here,
     before any training: ``padcrop:40`` or ``cutout:100`` on 32x32 images raise a
-    ``ValueError`` naming the item. ``mean`` (the data's per-channel mean pixel) serves
+    :class:`~kerascnn.errors.UserInputError` naming the item. ``mean`` (the data's per-channel mean pixel) serves
     ``padcrop``'s ``mean`` fill.
     """
     if augment is None or augment == "" or augment == []:
@@ -198,7 +171,7 @@ def parse_augment(
         if isinstance(item, keras.layers.Layer):
             if _is_mixer(item):
                 if plan.mix is not None:
-                    raise ValueError(
+                    raise UserInputError(
                         f"augment may hold one of mixup / cutmix; received {augment!r}"
                     )
                 plan.mix = item
@@ -207,7 +180,7 @@ def parse_augment(
                 plan.layers.append(item)
             continue
         if not isinstance(item, str):
-            raise ValueError(
+            raise UserInputError(
                 "augment must be a spec string like 'flip,padcrop,mixup:0.2' or a list of Keras "
                 f"layers / spec strings; received item {item!r}"
             )
@@ -217,22 +190,23 @@ def parse_augment(
         item_seed = None if seed is None else seed + pos
         if name in MIX_KINDS:
             if plan.mix is not None:
-                raise ValueError(f"augment may hold one of mixup / cutmix; received {augment!r}")
-            if len(args) > 1:
-                raise ValueError(f"augment item {item!r} has too many ':' arguments")
+                raise UserInputError(
+                    f"augment may hold one of mixup / cutmix; received {augment!r}"
+                )
+            _check_arguments(item, name, args, 1)
             alpha = _number(item, args[0]) if args else (0.2 if name == "mixup" else 1.0)
             if alpha <= 0:
-                raise ValueError(f"augment item {item!r}: alpha must be > 0; received {alpha!r}")
+                raise UserInputError(
+                    f"augment item {item!r}: alpha must be > 0; received {alpha!r}"
+                )
             cls = kerascnn_layer("MixUp" if name == "mixup" else "CutMix")
-            if cls is None:
-                raise ValueError(f"augment item {item!r} needs kerascnn.layers.MixUp / CutMix")
             plan.mix = cls(alpha=alpha, num_classes=num_classes, seed=item_seed)
         elif name in LAYER_NAMES:
             layer = _make_layer(item, name, args, item_seed, image_shape, mean)
             _check_image_size(item, layer, image_shape)
             plan.layers.append(layer)
         else:
-            raise ValueError(
+            raise UserInputError(
                 f"unknown augment item {item!r}; known: {', '.join(LAYER_NAMES + MIX_KINDS)} "
                 "(e.g. 'flip,padcrop:4,randaugment:2:9,cutout:16,mixup:0.2')"
             )

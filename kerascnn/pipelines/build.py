@@ -38,6 +38,7 @@ import numpy as np
 
 from kerascnn.backends import backend, require_tensorflow
 from kerascnn.checks import check_choice, check_int
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.base import BaseAugmentation
 from kerascnn.pipelines.augment_spec import parse_augment
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
@@ -101,7 +102,7 @@ class Pipeline:
             return len(self.dataset)
         steps = int(self.dataset.cardinality())
         if steps < 0:
-            raise ValueError("the tf.data pipeline has an unknown number of batches")
+            raise UserInputError("the tf.data pipeline has an unknown number of batches")
         return steps
 
 
@@ -216,7 +217,7 @@ def build(
         A :class:`Pipeline`.
     """
     if not isinstance(dataset, Dataset):
-        raise ValueError(
+        raise UserInputError(
             f"dataset must be a kerascnn.pipelines.Dataset (from kerascnn.pipelines.load); "
             f"received {type(dataset).__name__}"
         )
@@ -230,7 +231,7 @@ def build(
     if shuffle_buffer is not None:
         check_int("shuffle_buffer", shuffle_buffer)
     if any(d is None for d in dataset.image_shape):
-        raise ValueError(
+        raise UserInputError(
             f"images of {dataset.info.name!r} vary in size; load it with image_size=(height, width)"
         )
 
@@ -244,12 +245,12 @@ def build(
         labels = "onehot" if mix is not None else "sparse"
     check_choice("labels", labels, LABEL_FORMATS)
     if mix is not None and labels != "onehot":
-        raise ValueError(
+        raise UserInputError(
             f"{type(plan.mix).__name__} mixes labels, so it needs labels='onehot' (with a categorical loss); "
             f"received labels={labels!r}"
         )
     if placement == "model" and plan.layers and normalize_in == "pipeline":
-        raise ValueError(
+        raise UserInputError(
             "placement='model' with normalize_in='pipeline' would augment normalized pixels; "
             "use normalize_in='model' (the default for placement='model')"
         )
@@ -283,7 +284,7 @@ def _choose_loader(loader: str, dataset: Dataset, augment_layers: list) -> str:
     elif not dataset.readable:
         needs_tf = f"the tensorflow-datasets source {dataset.info.name!r}"
     if loader == "numpy" and needs_tf:
-        raise ValueError(
+        raise UserInputError(
             f"loader='numpy' cannot serve {needs_tf}; use loader='tf.data' (needs TensorFlow)"
             + (" or placement='model'" if augment_layers else "")
         )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from kerascnn.backends import require_tensorflow
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "Dataset",
@@ -158,7 +159,7 @@ class Dataset:
         """The images at ``positions`` (indices into this dataset, any order) as one NumPy array
         ``(len(positions), H, W, C)``. No TensorFlow needed."""
         if self._read is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{self.info.name!r} is a tensorflow-datasets source, read through tf.data only "
                 "(Dataset.as_tf()); convert it to an .npz file to use it without TensorFlow"
             )
@@ -186,7 +187,7 @@ class Dataset:
         if indices.ndim != 1 or (
             len(indices) and (indices.min() < 0 or indices.max() >= len(self))
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"indices must be a 1-D array of positions in [0, {len(self)}); received "
                 f"shape {indices.shape}"
             )

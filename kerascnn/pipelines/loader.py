@@ -133,8 +133,8 @@ class BatchLoader(keras.utils.PyDataset):
         then serves the batches of that epoch and of every later one, in the loader's order.
         ``model.fit(..., steps_per_epoch=len(loader))`` then keeps one iterator for the
         whole run. Given a ``PyDataset``, Keras's TensorFlow trainer makes a new ``tf.data``
-        iterator at every epoch, which sometimes took 1.4-2.5 s
-        (``benchmarks/results/2026-12-01-main-command-b4b5ac4-566fd08.json``).
+        iterator at every epoch, which sometimes took 1.4-2.5 s (the main-command benchmark
+        of 2026-12-01 in ``benchmarks/results/``).
         """
         import tensorflow as tf
 

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from kerascnn.checks import check_choice
+from kerascnn.errors import DataValidationError, UserInputError
 
 __all__ = [
     "compute_stats",
@@ -60,7 +61,9 @@ def compute_stats(ds) -> tuple[tuple[float, ...], tuple[float, ...]]:
         total_sq = sq if total_sq is None else total_sq + sq
         count = n if count is None else count + n
     if count is None:
-        raise ValueError("cannot compute mean/std of an empty dataset")
+        raise DataValidationError(
+            "cannot compute the mean/std of an empty dataset; received a dataset of 0 images"
+        )
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
@@ -71,7 +74,9 @@ def compute_stats_numpy(read, size: int, chunk: int = 4096):
     arrays, for positions ``0 .. size - 1`` (an in-memory array's ``__getitem__``, or
     :meth:`Dataset.read <kerascnn.pipelines.Dataset.read>`)."""
     if size == 0:
-        raise ValueError("cannot compute mean/std of an empty dataset")
+        raise DataValidationError(
+            "cannot compute the mean/std of an empty dataset; received size=0 images"
+        )
     total = total_sq = None
     count = 0
     for i in range(0, size, chunk):
@@ -130,19 +135,22 @@ def resolve_normalization(normalize, dataset=None, mean=None, std=None) -> Norma
     check_choice("normalize", normalize, NORMALIZE_MODES)
     if normalize != "standardize":
         if mean is not None or std is not None:
-            raise ValueError(
-                f"mean/std are only used with normalize='standardize'; received normalize={normalize!r}"
+            raise UserInputError(
+                "mean/std are only used with normalize='standardize'; received "
+                f"normalize={normalize!r} with mean={mean!r}, std={std!r}"
             )
         return Normalization(normalize)
     if (mean is None) != (std is None):
-        raise ValueError(f"pass both mean and std, or neither; received mean={mean!r}, std={std!r}")
+        raise UserInputError(
+            f"pass both mean and std, or neither; received mean={mean!r}, std={std!r}"
+        )
     if mean is None:
         mean, std = dataset.mean, dataset.std
     mean = tuple(float(m) for m in np.atleast_1d(mean))
     std = tuple(float(s) for s in np.atleast_1d(std))
     channels = dataset.image_shape[-1] if dataset is not None else len(mean)
     if len(mean) != channels or len(std) != channels or min(std) <= 0:
-        raise ValueError(
+        raise UserInputError(
             f"mean and std must have one value per channel ({channels}) and std must be > 0; "
             f"received mean={mean!r}, std={std!r}"
         )

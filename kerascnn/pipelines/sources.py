@@ -151,7 +151,7 @@ def load(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in image_size
         )
         if not ok:
-            raise ValueError(
+            raise UserInputError(
                 f"image_size must be (height, width) with positive integers; received image_size={image_size!r}"
             )
         image_size = tuple(image_size)
@@ -312,7 +312,7 @@ def _check_arrays(x, y, where: str):
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(
+        raise DataValidationError(
             f"{where}: x must be a numeric array of images shaped (N, H, W) or (N, H, W, C); "
             f"received shape {x.shape}, dtype {x.dtype}"
         )
@@ -324,7 +324,7 @@ def _check_arrays(x, y, where: str):
         or len(y) != len(x)
         or (len(y) and y.min() < 0)
     ):
-        raise ValueError(
+        raise DataValidationError(
             f"{where}: y must be non-negative integer class ids shaped (N,) with N = len(x) = {len(x)}; "
             f"received shape {y.shape}, dtype {y.dtype} (one-hot labels: pass y.argmax(-1))"
         )
@@ -523,7 +523,7 @@ def _load_folder(
     check_choice("channels", channels, (1, 3))
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        raise ValueError(
+        raise DataValidationError(
             f"{root}: no class sub-folders; expected one sub-folder of images per class"
         )
     paths, labels = [], []
@@ -535,7 +535,9 @@ def _load_folder(
                 paths.append(os.fspath(f))
                 labels.append(label)
     if not paths:
-        raise ValueError(f"{root}: the class sub-folders hold no files")
+        raise DataValidationError(
+            f"{root}: the class sub-folders hold no files; expected image files in them"
+        )
     present = set(labels)
     empty = [d.name for i, d in enumerate(class_dirs) if i not in present]
     if empty:
@@ -573,7 +575,9 @@ def _load_folder(
                 f"{len(bad)} bad file(s) are skipped"
             )
     if not paths:
-        raise ValueError(f"{root}: no decodable images")
+        raise DataValidationError(
+            f"{root}: no decodable images; every file failed to decode (JPEG, PNG, GIF, BMP)"
+        )
     image_size = _folder_image_size(root, paths, sizes, image_size)
     paths_arr = np.array(paths)
     labels_arr = np.array(labels, dtype=np.int64)
@@ -643,19 +647,20 @@ def _load_tfds(name: str, split: str, data_dir, download: bool, image_size) -> D
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # unknown name (DatasetNotFoundError) or a broken config
-        raise ValueError(
+        raise UserInputError(
             f"source={name!r} is neither 'cifar10-sample', an existing .npz file or folder, nor a "
             f"tensorflow-datasets name ({type(e).__name__}: {str(e).splitlines()[0]}). Known image "
             f"datasets: {', '.join(TFDS_NAMES)}. {_local_sources_hint(data_dir)}"
         ) from None
     features = builder.info.features
     if "image" not in features or "label" not in features:
-        raise ValueError(
-            f"tensorflow-datasets dataset {name!r} has no 'image' and 'label' features"
+        raise UserInputError(
+            f"tensorflow-datasets dataset {name!r} has no 'image' and 'label' features; "
+            f"received features {sorted(features)}"
         )
     shape = tuple(features["image"].shape)
     if (shape[0] is None or shape[1] is None) and image_size is None:
-        raise ValueError(
+        raise UserInputError(
             f"{name!r} images vary in size; pass image_size=(height, width), e.g. image_size=(160, 160)"
         )
 
@@ -674,7 +679,7 @@ def _load_tfds(name: str, split: str, data_dir, download: bool, image_size) -> D
             raise _tfds_error(name, data_dir, str(e).split(".")[0]) from None
         except (ValueError, KeyError) as e:
             if "split" in str(e).lower():
-                raise ValueError(
+                raise UserInputError(
                     f"tensorflow-datasets dataset {name!r} has no split {split!r}: {e}"
                 ) from None
             raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerascnn.checks import check_float, check_int
+from kerascnn.errors import DataValidationError, UserInputError
 
 __all__ = [
     "stratified_split_indices",
@@ -35,17 +36,19 @@ def stratified_split_indices(
     """
     check_float("validation_fraction", fraction, 0.0, 1.0)
     if fraction == 0.0:
-        raise ValueError(
+        raise UserInputError(
             f"validation_fraction must be in (0, 1); received validation_fraction={fraction!r}"
         )
     check_int("seed", seed, minimum=0)
     labels = np.asarray(labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D class ids; received shape {labels.shape}")
+        raise DataValidationError(
+            f"labels must be 1-D class ids; received labels of shape {labels.shape}"
+        )
     n = len(labels)
     n_val = int(round(fraction * n))
     if n_val < 1 or n_val >= n:
-        raise ValueError(
+        raise UserInputError(
             f"validation_fraction={fraction!r} of {n} examples leaves an empty train or validation "
             "part; use a larger dataset or another fraction"
         )

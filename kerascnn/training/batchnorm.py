@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.layers.mc import rewire
 from kerascnn.layers.normalization import AxisNormalization
 
@@ -103,13 +104,17 @@ def recalibrate_batchnorm(
         ``{layer name: number of values per feature used}``.
     """
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps must be None or an integer >= 1; received steps={steps!r}")
+        raise UserInputError(f"steps must be None or an integer >= 1; received steps={steps!r}")
     bns = [layer for layer in model._flatten_layers(include_self=False) if _is_batch_norm(layer)]
     if not bns:
-        raise ValueError(f"model {model.name!r} has no BatchNormalization layer to recalibrate")
+        raise UserInputError(
+            "model must contain a BatchNormalization layer to recalibrate; received "
+            f"model={model.name!r} without one"
+        )
     if not all(layer.built for layer in bns):
-        raise ValueError(
-            "build the model (call it once) before recalibrating its BatchNormalization layers"
+        raise UserInputError(
+            "build the model (call it once) before recalibrating its BatchNormalization layers; "
+            f"received model={model.name!r} with unbuilt ones"
         )
     probes = {}
 
@@ -131,7 +136,9 @@ def recalibrate_batchnorm(
         probe_model.predict_on_batch(x)
         batches += 1
     if not batches:
-        raise ValueError("dataset yielded no batch")
+        raise DataValidationError(
+            "dataset must yield at least one batch to recalibrate with; received an empty one"
+        )
     counts = {}
     for layer in bns:
         probe = probes[id(layer)]

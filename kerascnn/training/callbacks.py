@@ -7,7 +7,8 @@ import warnings
 
 import keras
 
-from kerascnn.checks import check_int
+from kerascnn.checks import check_choice, check_int
+from kerascnn.errors import UserInputError
 from kerascnn.layers.dropout import DropoutBase, check_rate
 
 __all__ = [
@@ -45,8 +46,7 @@ class DropoutSchedule(keras.callbacks.Callback):
         self, mode: str, rate: float | None = None, cutoff_epoch: int = 1, verbose: int = 0
     ):
         super().__init__()
-        if mode not in ("early", "late"):
-            raise ValueError(f"mode must be 'early' or 'late'; received mode={mode!r}")
+        check_choice("mode", mode, ("early", "late"))
         if rate is not None:
             check_rate(rate)
         check_int("cutoff_epoch", cutoff_epoch, 0)
@@ -74,7 +74,7 @@ class DropoutSchedule(keras.callbacks.Callback):
                 stacklevel=3,
             )
         if not ours:
-            raise ValueError(
+            raise UserInputError(
                 f"DropoutSchedule found no kerascnn dropout-family layer in model {self.model.name!r}; "
                 "use kerascnn.layers.Dropout, SpatialDropout, StochasticDepth or DropConnect layers"
             )

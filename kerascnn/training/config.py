@@ -88,7 +88,9 @@ class RunConfig:
 
     def __post_init__(self):
         if not isinstance(self.model, str) or not self.model:
-            raise UserInputError(f"model must be a registered model name; received model={self.model!r}")
+            raise UserInputError(
+                f"model must be a registered model name; received model={self.model!r}"
+            )
         if not isinstance(self.dataset, (str, os.PathLike)):
             raise UserInputError(
                 "dataset must be 'cifar10-sample', a tfds name, an .npz file or an image folder; "

@@ -27,7 +27,7 @@ def read_log(out_dir) -> list[dict[str, float]]:
 def plot_curves(rows: list[dict[str, float]], title: str = ""):
     """A figure of ``rows``' loss (left) and accuracy (right) per epoch, training and
     validation; returns the matplotlib ``Figure``."""
-    from kerascnn.experiments.common import pyplot
+    from kerascnn.plotting import pyplot
 
     plt = pyplot()
     epochs = [int(r["epoch"]) + 1 for r in rows]
@@ -50,7 +50,7 @@ def plot_curves(rows: list[dict[str, float]], title: str = ""):
 def save_curves(out_dir, title: str = "") -> pathlib.Path:
     """Draw ``out_dir/log.csv`` into ``out_dir/curves.png`` (written to a temporary file and
     renamed into place); returns its path."""
-    from kerascnn.experiments.common import pyplot
+    from kerascnn.plotting import pyplot
 
     out = pathlib.Path(out_dir)
     fig = plot_curves(read_log(out), title)

@@ -50,6 +50,7 @@ import sys
 
 import keras
 
+from kerascnn.checks import check_choice
 from kerascnn.errors import UserInputError
 from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.loop import (
@@ -75,13 +76,6 @@ LR_SCALING = ("linear", "sqrt", "none")
 SHARD_POLICIES = ("data", "file", "auto", "off")
 
 
-def _check(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(map(repr, allowed))}; received {name}={value!r}"
-        )
-
-
 def tf_config() -> dict | None:
     """The parsed ``TF_CONFIG`` environment variable, or ``None`` when it is not set."""
     raw = os.environ.get("TF_CONFIG", "").strip()
@@ -90,11 +84,11 @@ def tf_config() -> dict | None:
     try:
         config = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise ValueError(
+        raise UserInputError(
             f"TF_CONFIG is not valid JSON ({error}); received TF_CONFIG={raw!r}"
         ) from None
     if not isinstance(config, dict) or "cluster" not in config:
-        raise ValueError(f"TF_CONFIG must be a JSON object with a 'cluster'; received {raw!r}")
+        raise UserInputError(f"TF_CONFIG must be a JSON object with a 'cluster'; received {raw!r}")
     return config
 
 
@@ -126,9 +120,9 @@ def resolve_strategy(strategy="auto", *, devices=None):
 
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
-    _check("strategy", strategy, STRATEGIES)
+    check_choice("strategy", strategy, STRATEGIES)
     if keras.backend.backend() != "tensorflow":
-        raise ValueError(
+        raise UserInputError(
             f"strategy={strategy!r} needs the TensorFlow backend (tf.distribute); with "
             f"KERAS_BACKEND={keras.backend.backend()} use kerascnn.training.jax_distribution()"
         )
@@ -144,7 +138,7 @@ def resolve_strategy(strategy="auto", *, devices=None):
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy(devices=devices)
     if devices is not None:
-        raise ValueError("devices= is only for strategy='mirrored'; multiworker uses TF_CONFIG")
+        raise UserInputError("devices= is only for strategy='mirrored'; multiworker uses TF_CONFIG")
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
     )
@@ -175,9 +169,9 @@ def scale_recipe(recipe: Recipe, num_replicas: int, rule: str = "linear") -> Rec
     ``batch_size * num_replicas`` (each replica keeps the recipe's batch) and ``lr`` is
     scaled by ``num_replicas`` (``"linear"``), ``sqrt(num_replicas)`` (``"sqrt"``), or
     neither changes (``"none"``: the recipe already holds the global batch and its lr)."""
-    _check("lr_scaling", rule, LR_SCALING)
+    check_choice("lr_scaling", rule, LR_SCALING)
     if not isinstance(num_replicas, int) or num_replicas < 1:
-        raise ValueError(f"num_replicas must be an integer >= 1; received {num_replicas!r}")
+        raise UserInputError(f"num_replicas must be an integer >= 1; received {num_replicas!r}")
     if rule == "none" or num_replicas == 1:
         return recipe
     factor = num_replicas if rule == "linear" else math.sqrt(num_replicas)
@@ -198,7 +192,7 @@ def shard_dataset(dataset, policy: str = "data"):
     """
     import tensorflow as tf
 
-    _check("shard_policy", policy, SHARD_POLICIES)
+    check_choice("shard_policy", policy, SHARD_POLICIES)
     enum = tf.data.experimental.AutoShardPolicy
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = {
@@ -217,7 +211,7 @@ def jax_distribution(devices=None):
     several processes call ``keras.distribution.initialize()`` first (see docs/distributed.md).
     """
     if keras.backend.backend() != "jax":
-        raise ValueError(
+        raise UserInputError(
             f"jax_distribution needs KERAS_BACKEND=jax; received {keras.backend.backend()!r}"
         )
     devices = devices or keras.distribution.list_devices()
@@ -235,11 +229,11 @@ def resolve_for_backend(strategy="auto", *, devices=None):
         return resolve_strategy(strategy, devices=devices)
     if not isinstance(strategy, str):
         return strategy  # a keras.distribution.Distribution
-    _check("strategy", strategy, STRATEGIES)
+    check_choice("strategy", strategy, STRATEGIES)
     if strategy == "none" or (strategy == "auto" and keras.backend.backend() != "jax"):
         return None
     if strategy == "multiworker" or keras.backend.backend() != "jax":
-        raise ValueError(
+        raise UserInputError(
             f"strategy={strategy!r} is not supported with KERAS_BACKEND={keras.backend.backend()}; "
             "multi-worker training needs the TensorFlow backend (see docs/distributed.md)"
         )
@@ -270,7 +264,7 @@ def _loss_per_example(loss: keras.losses.Loss) -> keras.losses.Loss:
 def _check_created_in_scope(model: keras.Model, strategy) -> None:
     for variable in model.variables:
         if not strategy.extended.variable_created_in_scope(getattr(variable, "value", variable)):
-            raise ValueError(
+            raise UserInputError(
                 f"the model's variable {variable.path!r} was not created under the strategy's "
                 "scope; pass a function that builds the model (fit_distributed(lambda: ...)) "
                 "or build it inside `with strategy.scope():`"
@@ -337,7 +331,7 @@ def fit_distributed(
         if not isinstance(model, keras.Model):
             model = model()
         _check_created_in_scope(model, strategy)
-        _check("trainer", trainer, ("auto", "fit", "loop"))
+        check_choice("trainer", trainer, ("auto", "fit", "loop"))
         if trainer == "auto":
             trainer = "loop" if is_multiworker(strategy) else "fit"
         if trainer == "fit":
@@ -449,11 +443,11 @@ class _StrategyLoop:
     result are :func:`kerascnn.training.loop.run_training`'s, as for :func:`fit`."""
 
     def __init__(self, model, strategy, recipe: Recipe, one_hot, shard_policy: str):
-        _check("shard_policy", shard_policy, SHARD_POLICIES)
+        check_choice("shard_policy", shard_policy, SHARD_POLICIES)
         if keras.mixed_precision.global_policy().name == "mixed_float16" or any(
             getattr(layer.dtype_policy, "name", "") == "mixed_float16" for layer in model.layers
         ):
-            raise ValueError(
+            raise UserInputError(
                 "mixed_float16 needs loss scaling, which the multi-worker loop does not do; "
                 "use mixed_bfloat16"
             )
@@ -592,7 +586,7 @@ class _StrategyLoop:
                 "multi-worker loop drops a partial last batch): lower --batch-size or use more data"
             )
         if steps < 0:
-            raise ValueError(
+            raise UserInputError(
                 "train must be a finite, batched tf.data.Dataset with a known number of batches"
             )
         out = pathlib.Path(out_dir) if out_dir is not None else None

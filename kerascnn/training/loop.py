@@ -19,6 +19,7 @@ import pathlib
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.recipes import Recipe
 from kerascnn.training.run_folder import (
@@ -109,7 +110,7 @@ def steps_per_epoch(batches) -> int:
     else:
         steps = -1
     if steps <= 0:
-        raise ValueError(
+        raise UserInputError(
             "train must be finite batches with a known length: a kerascnn Pipeline, a "
             f"keras.utils.PyDataset or a batched tf.data.Dataset; received {type(batches).__name__} "
             f"with {steps if steps >= 0 else 'an unknown number of'} batches"
@@ -119,8 +120,8 @@ def steps_per_epoch(batches) -> int:
 
 def resolve_jit_compile(jit_compile) -> bool:
     """``"auto"``: on JAX always (its only compiled path); on TensorFlow XLA on when a GPU is
-    visible, off on CPU, where REFERENCES.md item 8 measured it slower (61 vs 104 images/s
-    for a ResNet-56 train step); on PyTorch off (eager)."""
+    visible, off on CPU, where XLA trains slower (a ResNet-56 train step: about 61 vs 104
+    images/s on a 2-core AMD EPYC); on PyTorch off (eager)."""
     if jit_compile == "auto":
         if keras.backend.backend() == "jax":
             return True  # JAX without jit runs op by op: far slower everywhere
@@ -130,7 +131,7 @@ def resolve_jit_compile(jit_compile) -> bool:
 
         return bool(tf.config.list_physical_devices("GPU"))
     if not isinstance(jit_compile, bool):
-        raise ValueError(
+        raise UserInputError(
             f"jit_compile must be True, False or 'auto'; received jit_compile={jit_compile!r}"
         )
     return jit_compile
@@ -284,12 +285,12 @@ def label_onehot(model: keras.Model, recipe: Recipe, one_hot: bool | None = None
     if not isinstance(model, ImageClassifier):
         return bool(one_hot)
     if one_hot is not None:
-        raise ValueError(
+        raise UserInputError(
             f"one_hot is for plain models: an ImageClassifier's labels are its label_format "
             f"({model.label_format!r}; integer labels are converted); received one_hot={one_hot!r}"
         )
     if recipe.label_smoothing and recipe.label_smoothing != model.label_smoothing:
-        raise ValueError(
+        raise UserInputError(
             f"the recipe's label_smoothing={recipe.label_smoothing} differs from the task's "
             f"({model.label_smoothing}); build the task with label_smoothing="
             f"{recipe.label_smoothing}"

@@ -50,13 +50,17 @@ class CoupledSGD(keras.optimizers.SGD):
 
     def __init__(self, l2_decay: float = 0.0, decay_vectors: bool = True, **kwargs):
         if kwargs.get("weight_decay"):
-            raise ValueError(
-                "CoupledSGD takes l2_decay=, not weight_decay= (that is Keras's decoupled decay)"
+            raise UserInputError(
+                "CoupledSGD takes l2_decay=, not weight_decay= (that is Keras's decoupled decay); "
+                f"received weight_decay={kwargs['weight_decay']!r}"
             )
         kwargs.pop("weight_decay", None)
         super().__init__(**kwargs)
-        if l2_decay < 0:
-            raise ValueError(f"l2_decay must be >= 0; received l2_decay={l2_decay!r}")
+        ok = isinstance(l2_decay, (int, float)) and not isinstance(l2_decay, bool)
+        if not ok or not math.isfinite(l2_decay) or l2_decay < 0:
+            raise UserInputError(
+                f"l2_decay must be a finite number >= 0; received l2_decay={l2_decay!r}"
+            )
         self.l2_decay = float(l2_decay)
         self.decay_vectors = check_bool("decay_vectors", decay_vectors)
 
@@ -214,9 +218,10 @@ class Recipe:
                 )  # fmt: skip
             return keras.optimizers.SGD(learning_rate=lr, momentum=self.momentum, weight_decay=wd)
         if self.optimizer == "adam" and self.decay == "coupled" and wd:
-            raise ValueError(
+            raise UserInputError(
                 "optimizer='adam' with decay='coupled' needs the L2 penalty in the model "
-                "(build it with l2=...); use decay='decoupled' (AdamW) for optimizer weight decay"
+                "(build it with l2=...); use decay='decoupled' (AdamW) for optimizer weight decay; "
+                f"received weight_decay={self.weight_decay!r}"
             )
         if self.optimizer == "adamw" or (self.optimizer == "adam" and wd):
             return keras.optimizers.AdamW(learning_rate=lr, weight_decay=self.weight_decay)
@@ -225,8 +230,10 @@ class Recipe:
     def make_loss(self, one_hot: bool) -> keras.losses.Loss:
         if one_hot or self.label_smoothing:
             if not one_hot:
-                raise ValueError(
-                    "label_smoothing needs one-hot labels (build the pipeline with labels='onehot')"
+                raise UserInputError(
+                    "label_smoothing needs one-hot labels (build the pipeline with "
+                    f"labels='onehot'); received label_smoothing={self.label_smoothing!r} with "
+                    "integer labels"
                 )
             return keras.losses.CategoricalCrossentropy(
                 from_logits=True, label_smoothing=self.label_smoothing
@@ -327,11 +334,11 @@ def get_recipe(name: str, **overrides) -> Recipe:
 
         close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.4)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown recipe={name!r}.{hint} Known recipes: {', '.join(RECIPES)}")
+        raise UserInputError(f"Unknown recipe={name!r}.{hint} Known recipes: {', '.join(RECIPES)}")
     fields = {f.name for f in dataclasses.fields(Recipe)}
     unknown = set(overrides) - fields
     if unknown:
-        raise ValueError(
+        raise UserInputError(
             f"Unknown recipe field(s) {sorted(unknown)}; allowed: {sorted(fields - {'name', 'description'})}"
         )
     changes = {k: v for k, v in overrides.items() if v is not None}

@@ -198,7 +198,7 @@ def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -
                 )  # fmt: skip
         curves = None
         if owner:  # the folder's owner draws its curves (multi-worker: the chief alone)
-            from kerascnn.experiments.registry import require_plots
+            from kerascnn.plotting import require_plots
             from kerascnn.training.curves import save_curves
 
             try:

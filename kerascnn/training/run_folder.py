@@ -358,7 +358,9 @@ def _read_meta(backup: pathlib.Path) -> tuple[dict, dict[str, pathlib.Path]]:
     meta = json.loads((backup / META).read_text())
     epoch = meta["epoch"]
     if not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"bad epoch {epoch!r} in {META}")
+        raise RunFolderError(
+            f"{backup / META} must record the epoch as an integer >= 0; received epoch={epoch!r}"
+        )
     files = meta.get("files", _LEGACY_FILES)
     return meta, {key: backup / name for key, name in files.items()}
 
@@ -502,7 +504,11 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
             with np.load(files["random_states"]) as saved:
                 values = [saved[f"s{i}"] for i in range(len(saved.files))]
             if [v.shape for v in values] != [tuple(s.shape) for s in states]:
-                raise ValueError("the random generator states do not match this model's")
+                raise RunFolderError(
+                    f"{files['random_states']} holds random generator states of shapes "
+                    f"{[v.shape for v in values]}, not this model's "
+                    f"{[tuple(s.shape) for s in states]}: the backup belongs to another model"
+                )
             for state, value in zip(states, values, strict=True):
                 state.assign(value)
         restore_early_stopping(

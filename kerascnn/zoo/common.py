@@ -14,7 +14,14 @@ from typing import Any
 
 import keras
 
-from kerascnn.checks import check_bool, check_choice, check_float, check_input_shape, check_int  # noqa: F401
+from kerascnn.checks import (  # noqa: F401
+    check_bool,
+    check_choice,
+    check_float,
+    check_input_shape,
+    check_int,
+    check_int_list,
+)
 from kerascnn.errors import UserInputError
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "check_top",
     "fc_head",
     "finish",
+    "inverted_residual",
     "make_norm_factory",
     "make_regularizer",
     "minimum_input",
@@ -53,7 +61,7 @@ def require_spatial(x, minimum: int, where: str, input_shape) -> None:
     """Raise if the feature map ``x`` is smaller than ``minimum`` pixels before ``where``."""
     h, w = x.shape[1], x.shape[2]
     if h < minimum or w < minimum:
-        raise ValueError(
+        raise UserInputError(
             f"input_shape={tuple(input_shape)!r} is too small for this architecture: the feature "
             f"map is {h}x{w} before {where}, which needs at least {minimum}x{minimum}. "
             "Use a larger input_shape."
@@ -63,7 +71,7 @@ def require_spatial(x, minimum: int, where: str, input_shape) -> None:
 def minimum_input(input_shape, factor: int, name: str = "input_shape") -> None:
     """Raise unless height and width are at least ``factor`` (total down-sampling)."""
     if input_shape[0] < factor or input_shape[1] < factor:
-        raise ValueError(
+        raise UserInputError(
             f"{name}={tuple(input_shape)!r} is too small for this architecture, which "
             f"down-samples by {factor}: height and width must be at least {factor}."
         )
@@ -78,13 +86,13 @@ def make_regularizer(l2: float | None, kernel_regularizer):
     this off and use ``keras.optimizers.AdamW`` or ``SGD(weight_decay=...)``.
     """
     if l2 is not None and kernel_regularizer is not None:
-        raise ValueError(
+        raise UserInputError(
             "Pass either l2 or kernel_regularizer, not both; received "
             f"l2={l2!r} and kernel_regularizer={kernel_regularizer!r}"
         )
     if l2 is not None:
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0:
-            raise ValueError(f"l2 must be a number >= 0; received l2={l2!r}")
+            raise UserInputError(f"l2 must be a number >= 0; received l2={l2!r}")
         return keras.regularizers.L2(float(l2)) if l2 > 0 else None
     if kernel_regularizer is None:
         return None
@@ -249,7 +257,7 @@ def check_top(include_top, pooling) -> None:
     check_bool("include_top", include_top)
     check_choice("pooling", pooling, POOLINGS)
     if include_top and pooling is not None:
-        raise ValueError(
+        raise UserInputError(
             f"pooling={pooling!r} applies to include_top=False (the classifier's own pooling "
             "is part of the top); pass include_top=False or pooling=None"
         )
@@ -413,7 +421,7 @@ def resolve_num_classes(num_classes, default: int) -> int:
 
 def check_classifier_activation(value):
     if value is not None and value not in ("softmax", "sigmoid", "linear"):
-        raise ValueError(
+        raise UserInputError(
             "classifier_activation must be None (logits), 'softmax', 'sigmoid' or 'linear'; "
             f"received classifier_activation={value!r}"
         )
@@ -455,3 +463,53 @@ def squeeze_excite(
     s = b.conv(s, channels, 1, f"{name}_expand", use_bias=True)
     s = b.act(s, f"{name}_{activation_suffix(gate)}", gate)
     return keras.layers.Multiply(name=f"{name}_scale")([x, s])
+
+
+def inverted_residual(
+    b: Builder,
+    x,
+    *,
+    expanded: int,
+    filters: int,
+    kernel_size: int = 3,
+    strides: int = 1,
+    activation: str | None = None,
+    se_channels: int = 0,
+    se_activation: str = "relu",
+    se_gate: str = "sigmoid",
+    drop_rate: float = 0.0,
+    name: str,
+):
+    """The inverted residual block of MobileNet v2 / v3 and EfficientNet's MBConv (Sandler
+    et al. 2018; Howard et al. 2019; Tan & Le 2019).
+
+    1x1 expansion conv to ``expanded`` channels + norm + ``activation`` (left out when
+    ``expanded`` equals the input's channels); k x k depthwise conv + norm + ``activation``;
+    squeeze-and-excitation to ``se_channels`` (:func:`squeeze_excite`, with ``se_activation``
+    and ``se_gate``) when ``se_channels > 0``; linear 1x1 projection to ``filters`` + norm.
+    When the stride is 1 and the channels match, the input is added back, the branch first
+    going through stochastic depth when ``drop_rate > 0``.
+
+    Layers are named ``{name}_expand_conv``, ``_expand_bn``, ``_expand_{act}``, ``_dw``,
+    ``_dw_bn``, ``_dw_{act}``, ``_se_*``, ``_project_conv``, ``_project_bn``, ``_drop_path``,
+    ``_add`` (``{act}`` the activation's short name, :func:`activation_suffix`), created in
+    this order. ``activation`` defaults to the builder's.
+    """
+    in_channels = x.shape[-1]
+    activation = activation or b.activation
+    y = x
+    if expanded != in_channels:
+        y = b.conv_norm_act(y, expanded, 1, f"{name}_expand", activation=activation)
+    y = b.depthwise(y, kernel_size, f"{name}_dw", strides=strides)
+    y = b.normalize(y, f"{name}_dw_bn")
+    y = b.act(y, f"{name}_dw_{activation_suffix(activation)}", activation)
+    if se_channels > 0:
+        y = squeeze_excite(b, y, se_channels, f"{name}_se", activation=se_activation, gate=se_gate)
+    y = b.conv_norm_act(y, filters, 1, f"{name}_project", activation=False)
+    if strides == 1 and in_channels == filters:
+        if drop_rate > 0:
+            from kerascnn.layers import StochasticDepth
+
+            y = StochasticDepth(drop_rate, name=f"{name}_drop_path")(y)
+        y = keras.layers.Add(name=f"{name}_add")([x, y])
+    return y

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -54,7 +55,9 @@ class LayerScale(keras.layers.Layer):
         super().__init__(**kwargs)
         ok = isinstance(init_value, (int, float)) and not isinstance(init_value, bool)
         if not ok or init_value <= 0:
-            raise ValueError(f"init_value must be a number > 0; received init_value={init_value!r}")
+            raise UserInputError(
+                f"init_value must be a number > 0; received init_value={init_value!r}"
+            )
         self.init_value = float(init_value)
 
     def build(self, input_shape):
@@ -137,17 +140,10 @@ def convnext(
     """
     common.check_choice("size", size, tuple(SIZES))
     default_channels, default_blocks, default_rate = SIZES[size]
-    channels = tuple(default_channels if channels is None else channels)
-    blocks = tuple(default_blocks if blocks is None else blocks)
-    for arg, values in (("channels", channels), ("blocks", blocks)):
-        if not values or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
-        ):
-            raise ValueError(
-                f"{arg} must be a non-empty list of integers >= 1; received {arg}={values!r}"
-            )
+    channels = common.check_int_list("channels", default_channels if channels is None else channels)
+    blocks = common.check_int_list("blocks", default_blocks if blocks is None else blocks)
     if len(channels) != len(blocks):
-        raise ValueError(
+        raise UserInputError(
             f"channels and blocks must have one entry per stage; received channels={channels!r} "
             f"and blocks={blocks!r}"
         )

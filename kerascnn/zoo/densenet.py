@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -87,19 +88,13 @@ def densenet(
     """
     if blocks is None:
         if depth not in DEPTHS:
-            raise ValueError(
+            raise UserInputError(
                 f"depth must be one of {', '.join(map(str, DEPTHS))} (or pass blocks=); "
                 f"received depth={depth!r}"
             )
         blocks = DEPTHS[depth]
     else:
-        blocks = tuple(blocks)
-        if not blocks or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in blocks
-        ):
-            raise ValueError(
-                f"blocks must be a non-empty list of integers >= 1; received blocks={blocks!r}"
-            )
+        blocks = common.check_int_list("blocks", blocks)
         depth = None
     common.check_int("growth_rate", growth_rate, 1)
     stem_filters = 2 * growth_rate if stem_filters is None else stem_filters
@@ -107,7 +102,9 @@ def densenet(
     common.check_int("bottleneck", bottleneck, 1)
     common.check_float("compression", compression, 0.0, 1.0, high_inclusive=True)
     if compression == 0:
-        raise ValueError("compression must be a number in (0.0, 1.0]; received compression=0")
+        raise UserInputError(
+            f"compression must be a number in (0.0, 1.0]; received compression={compression!r}"
+        )
     common.check_float("block_dropout", block_dropout, 0.0, 1.0)
     input_shape, inputs = shared.inputs((224, 224, 3), 4 * 2 ** (len(blocks) - 1))
     num_classes = shared.classes(1000)

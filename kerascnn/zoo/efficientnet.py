@@ -13,6 +13,7 @@ import math
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.mobilenet import make_divisible
 from kerascnn.zoo.registry import register_variant
@@ -77,18 +78,18 @@ def scaled_stages(
 
 
 def _check_stages(stages):
-    rows = tuple(tuple(row) for row in stages) if isinstance(stages, (list, tuple)) else ()
-    ok = bool(rows) and all(
-        len(row) == 5
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in row)
-        for row in rows
-    )
-    if not ok:
-        raise ValueError(
+    """``stages`` as a tuple of ``(expansion, kernel, stride, filters, repeats)`` rows."""
+    if not isinstance(stages, (list, tuple)) or not stages:
+        raise UserInputError(
             "stages must be a non-empty list of (expansion, kernel, stride, filters, repeats) "
             f"rows of integers >= 1, as B0_STAGES; received stages={stages!r}"
         )
-    return rows
+    return tuple(
+        common.check_int_list(
+            f"stages[{i}]", row, length=5, per="expansion, kernel, stride, filters, repeats"
+        )
+        for i, row in enumerate(stages)
+    )
 
 
 def mbconv(
@@ -103,28 +104,19 @@ def mbconv(
     drop_rate: float,
     name: str,
 ):
-    """One MBConv block: 1x1 expansion + norm + swish (when ``expansion > 1``), k x k
-    depthwise + norm + swish, squeeze-and-excitation (squeezing to ``se_ratio`` x the
-    block's *input* channels), linear 1x1 projection + norm; identity shortcut with
-    stochastic depth when stride is 1 and the channels match."""
+    """One MBConv block (:func:`kerascnn.zoo.common.inverted_residual` with EfficientNet's
+    arguments): 1x1 expansion to ``expansion`` x the input channels + norm + the builder's
+    activation (swish; left out when ``expansion`` is 1), k x k depthwise + norm + swish,
+    squeeze-and-excitation (squeezing to ``se_ratio`` x the block's *input* channels, swish,
+    sigmoid gate), linear 1x1 projection + norm; identity shortcut with stochastic depth when
+    stride is 1 and the channels match."""
     in_channels = x.shape[-1]
-    expanded = in_channels * expansion
-    y = x
-    if expansion != 1:
-        y = b.conv_norm_act(y, expanded, 1, f"{name}_expand")
-    y = b.depthwise(y, kernel_size, f"{name}_dw", strides=strides)
-    y = b.act(b.normalize(y, f"{name}_dw_bn"), f"{name}_dw_swish")
-    if se_ratio > 0:
-        squeeze = max(1, int(in_channels * se_ratio))
-        y = common.squeeze_excite(b, y, squeeze, f"{name}_se", activation="swish")
-    y = b.conv_norm_act(y, filters, 1, f"{name}_project", activation=False)
-    if strides == 1 and in_channels == filters:
-        if drop_rate > 0:
-            from kerascnn.layers import StochasticDepth
-
-            y = StochasticDepth(drop_rate, name=f"{name}_drop_path")(y)
-        y = keras.layers.Add(name=f"{name}_add")([x, y])
-    return y
+    return common.inverted_residual(
+        b, x, expanded=in_channels * expansion, filters=filters, kernel_size=kernel_size,
+        strides=strides,
+        se_channels=max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0,
+        se_activation="swish", drop_rate=drop_rate, name=name,
+    )  # fmt: skip
 
 
 @common.zoo_builder

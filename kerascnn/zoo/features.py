@@ -31,6 +31,8 @@ import dataclasses
 
 import keras
 
+from kerascnn.errors import UserInputError
+
 __all__ = [
     "Block",
     "FeatureInfo",
@@ -111,13 +113,13 @@ def node_strides(model: keras.Model) -> dict[int, int]:
 
 def _check_image_model(model, what: str) -> None:
     if not isinstance(model, keras.Model) or not getattr(model, "_nodes_by_depth", None):
-        raise ValueError(
+        raise UserInputError(
             f"model={getattr(model, 'name', model)!r} is not a functional Keras model; {what} "
             "are found from the layer graph of a functional model (every kerascnn.zoo model "
             "is one)"
         )
     if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
-        raise ValueError(
+        raise UserInputError(
             f"{what} need a model with one image input (batch, height, width, channels); "
             f"model={model.name!r} has inputs {[t.shape for t in model.inputs]}"
         )
@@ -173,7 +175,7 @@ def feature_extractor(model: keras.Model, stages=None, name: str | None = None) 
     stages = list(stages)
     unknown = [s for s in stages if s not in available]
     if unknown or not stages:
-        raise ValueError(
+        raise UserInputError(
             f"stages must be a non-empty list of {', '.join(available)} (the stage outputs of "
             f"{model.name!r}); received stages={stages!r}"
         )
@@ -262,9 +264,10 @@ def _plain_segments(model: keras.Model, stem_convs: int, sizes: list[int]) -> li
     trunk = _feature_trunk(model)
     convs = [i for i, n in enumerate(trunk) if isinstance(n.operation, _CONVOLUTIONS)]
     if len(convs) != stem_convs + sum(sizes):
-        raise ValueError(
-            f"{model.name!r} has {len(convs)} convolutions on its trunk; its residual twin has "
-            f"{stem_convs} in the stem and {sum(sizes)} in its blocks"
+        raise UserInputError(
+            f"model={model.name!r} has {len(convs)} convolutions on its trunk, but its residual "
+            f"twin like= has {stem_convs} in the stem and {sum(sizes)} in its blocks; pass as "
+            "like= the same builder's model with residual=True"
         )
     firsts, k = [], stem_convs
     for size in sizes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -121,7 +122,7 @@ def mobilenet(
     if version == 3:
         size = common.check_choice("size", "large" if size is None else size, SIZES)
     elif size is not None:
-        raise ValueError(
+        raise UserInputError(
             f"size applies to version=3 only ('large' or 'small'); received size={size!r} "
             f"with version={version}"
         )
@@ -163,17 +164,10 @@ def mobilenet(
             out = make_divisible(c * alpha)
             for j in range(n):
                 index += 1
-                name_i = f"block{index}"
-                stride = s if j == 0 else 1
-                y = x
-                if t != 1:
-                    y = b.conv_norm_act(y, x.shape[-1] * t, 1, f"{name_i}_expand", activation=relu6)
-                y = b.depthwise(y, 3, f"{name_i}_dw", strides=stride)
-                y = b.act(b.normalize(y, f"{name_i}_dw_bn"), f"{name_i}_dw_relu6", relu6)
-                y = b.conv_norm_act(y, out, 1, f"{name_i}_project", activation=False)
-                if stride == 1 and x.shape[-1] == out:
-                    y = keras.layers.Add(name=f"{name_i}_add")([x, y])
-                x = y
+                x = common.inverted_residual(
+                    b, x, expanded=x.shape[-1] * t, filters=out, strides=s if j == 0 else 1,
+                    activation=relu6, name=f"block{index}",
+                )  # fmt: skip
         last = make_divisible(1280 * max(1.0, alpha))
         x = b.conv_norm_act(x, last, 1, "last", activation=relu6)
     return shared.finish(
@@ -190,22 +184,13 @@ def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
         inputs, make_divisible(16 * alpha), 3, "stem", strides=2, activation="hard_swish"
     )
     for index, (k, hidden, c, se, act, stride) in enumerate(V3_BLOCKS[size], start=1):
-        name_i = f"block{index}"
-        activation = V3_ACTIVATIONS[act]
-        suffix = common.activation_suffix(activation)
-        hidden, out = make_divisible(hidden * alpha), make_divisible(c * alpha)
-        y = x
-        if hidden != x.shape[-1]:
-            y = b.conv_norm_act(y, hidden, 1, f"{name_i}_expand", activation=activation)
-        y = b.depthwise(y, k, f"{name_i}_dw", strides=stride)
-        y = b.act(b.normalize(y, f"{name_i}_dw_bn"), f"{name_i}_dw_{suffix}", activation)
-        if se:
-            squeeze = make_divisible(hidden // 4)
-            y = common.squeeze_excite(b, y, squeeze, f"{name_i}_se", gate="hard_sigmoid")
-        y = b.conv_norm_act(y, out, 1, f"{name_i}_project", activation=False)
-        if stride == 1 and x.shape[-1] == out:
-            y = keras.layers.Add(name=f"{name_i}_add")([x, y])
-        x = y
+        hidden = make_divisible(hidden * alpha)
+        x = common.inverted_residual(
+            b, x, expanded=hidden, filters=make_divisible(c * alpha), kernel_size=k,
+            strides=stride, activation=V3_ACTIVATIONS[act],
+            se_channels=make_divisible(hidden // 4) if se else 0, se_gate="hard_sigmoid",
+            name=f"block{index}",
+        )  # fmt: skip
     return b.conv_norm_act(x, 6 * x.shape[-1], 1, "last", activation="hard_swish")
 
 

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from kerascnn.errors import UserInputError
+
 __all__ = ["PixelModel", "PixelRangeWarning", "check_pixel_range", "with_preprocessing"]
 
 
@@ -124,7 +126,10 @@ def with_preprocessing(model: keras.Model, layers: Sequence[keras.Layer]) -> Pix
     :func:`kerascnn.zoo.feature_info`, ``get_layer`` and weight loading by layer name work
     on it as on ``model``."""
     if len(model.inputs) != 1:
-        raise ValueError(f"model must have one image input; {model.name!r} has {len(model.inputs)}")
+        raise UserInputError(
+            f"model must have one image input; received model={model.name!r} with "
+            f"{len(model.inputs)} inputs"
+        )
     inputs = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="pixels")
     x = inputs
     for layer in layers:

@@ -25,6 +25,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from kerascnn.errors import UserInputError
+
 __all__ = [
     "WEIGHTS_DIR",
     "load_weights",
@@ -46,11 +48,13 @@ def presets() -> dict[str, dict[str, dict]]:
 
 
 def preset(name: str, weights: str) -> dict:
-    """The metadata of ``name``'s weights ``weights``; ``ValueError`` listing those that exist."""
+    """The metadata of ``name``'s weights ``weights``; ``UserInputError`` listing those that exist."""
     available = presets().get(name, {})
     if weights not in available:
         listed = ", ".join(repr(w) for w in available) or "none yet"
-        raise ValueError(f"weights={weights!r} are not available for {name!r}; available: {listed}")
+        raise UserInputError(
+            f"weights={weights!r} are not available for {name!r}; available: {listed}"
+        )
     return available[weights]
 
 
@@ -64,12 +68,12 @@ def check_compatible(name: str, weights: str, input_shape, num_classes, include_
     meta = preset(name, weights)
     shape = tuple(meta["input_shape"])
     if input_shape is not None and tuple(input_shape)[-1] != shape[-1]:
-        raise ValueError(
+        raise UserInputError(
             f"weights={weights!r} of {name!r} take {shape[-1]}-channel images "
             f"(input_shape={shape}); received input_shape={tuple(input_shape)!r}"
         )
     if include_top and num_classes is not None and num_classes != meta["num_classes"]:
-        raise ValueError(
+        raise UserInputError(
             f"weights={weights!r} of {name!r} have a classifier of {meta['num_classes']} classes; "
             f"received num_classes={num_classes!r} (pass include_top=False to use the "
             "features with a new head)"
@@ -85,7 +89,7 @@ def load_weights(model: keras.Model, name: str, weights: str) -> keras.Model:
         raise FileNotFoundError(f"the weights file of {name!r} {weights!r} is missing: {path}")
     digest = _sha256(path)
     if digest != meta["sha256"]:
-        raise ValueError(
+        raise UserInputError(
             f"{path} has SHA-256 {digest}, not the {meta['sha256']} of presets.json: the file "
             "is damaged or was replaced; reinstall kerascnn"
         )
@@ -96,7 +100,7 @@ def load_weights(model: keras.Model, name: str, weights: str) -> keras.Model:
             continue
         values = [arrays.get(f"{layer.name}/{i}") for i in range(len(layer.weights))]
         if any(v is None for v in values):
-            raise ValueError(
+            raise UserInputError(
                 f"weights={weights!r} of {name!r} have no weights for layer {layer.name!r}; "
                 "was the model built with other architecture arguments?"
             )

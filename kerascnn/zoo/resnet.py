@@ -11,6 +11,7 @@ import sys
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -46,15 +47,11 @@ def _resolve_layout(depth, layout, block, blocks, filters):
     if block is not None:
         common.check_choice("block", block, BLOCKS)
     if blocks is not None:
-        blocks = tuple(blocks)
-        if not blocks or not all(isinstance(b, int) and b >= 1 for b in blocks):
-            raise ValueError(
-                f"blocks must be a non-empty list of integers >= 1; received blocks={blocks!r}"
-            )
+        blocks = common.check_int_list("blocks", blocks)
         block = block or "basic"
     elif layout == "imagenet":
         if depth not in IMAGENET_DEPTHS:
-            raise ValueError(
+            raise UserInputError(
                 f"depth must be one of {sorted(IMAGENET_DEPTHS)} for the ImageNet layout; "
                 f"received depth={depth!r}"
             )
@@ -66,7 +63,7 @@ def _resolve_layout(depth, layout, block, blocks, filters):
         common.check_int("depth", depth, 1)
         if (depth - 2) % (3 * per_block) or depth < 2 + 3 * per_block:
             examples = ", ".join(str(3 * per_block * n + 2) for n in (1, 2, 3, 6, 9, 18)) + ", ..."
-            raise ValueError(
+            raise UserInputError(
                 f"depth must be {3 * per_block}n+2 for CIFAR {block} blocks ({examples}); "
                 f"received depth={depth}"
             )
@@ -74,12 +71,7 @@ def _resolve_layout(depth, layout, block, blocks, filters):
         blocks = (n, n, n)
     if filters is None:
         filters = IMAGENET_FILTERS if layout == "imagenet" else CIFAR_FILTERS
-    filters = tuple(filters)
-    if len(filters) != len(blocks) or not all(isinstance(f, int) and f >= 1 for f in filters):
-        raise ValueError(
-            f"filters must list one positive integer per stage ({len(blocks)} stages); "
-            f"received filters={filters!r}"
-        )
+    filters = common.check_int_list("filters", filters, length=len(blocks), per="one per stage")
     return layout, block, blocks, filters
 
 
@@ -223,20 +215,26 @@ def resnet(
     """
     common.check_choice("version", version, (1, 2))
     if depth is None and blocks is None:
-        raise ValueError("resnet needs depth= (e.g. 20, 56, 50) or blocks= (blocks per stage)")
+        raise UserInputError(
+            "resnet needs depth= (e.g. 20, 56, 50) or blocks= (blocks per stage); received "
+            "depth=None and blocks=None"
+        )
     layout, block, blocks, filters = _resolve_layout(depth, layout, block, blocks, filters)
     shortcut = shortcut or ("A" if layout == "cifar" else "B")
     common.check_choice("shortcut", shortcut, SHORTCUTS)
     common.check_int("groups", groups, 1)
     common.check_int("base_width", base_width, 1)
     if groups > 1 and block != "bottleneck":
-        raise ValueError(
+        raise UserInputError(
             f"groups > 1 (ResNeXt) needs block='bottleneck'; received block={block!r}, groups={groups}"
         )
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     common.check_float("dropout", dropout, 0.0, 1.0)
     if drop_path_rate and not residual:
-        raise ValueError("drop_path_rate needs residual=True: a plain net has no branch to drop")
+        raise UserInputError(
+            "drop_path_rate needs residual=True: a plain net has no branch to drop; received "
+            f"drop_path_rate={drop_path_rate!r} with residual={residual!r}"
+        )
 
     default_shape = (224, 224, 3) if layout == "imagenet" else (32, 32, 3)
     num_classes = shared.classes(1000 if layout == "imagenet" else 10)

@@ -14,9 +14,9 @@ import json
 import numpy as np
 
 from kerascnn.zoo.flops import count_flops
-from kerascnn.zoo.registry import TABLE_PATH, create, list_models, load_counts, model_info
+from kerascnn.zoo.registry import TABLE_PATH, create, list_models, model_info
 
-__all__ = ["COLUMNS", "format_count", "load_table", "markdown", "measure", "rows", "rows_json"]
+__all__ = ["COLUMNS", "format_count", "markdown", "measure", "rows", "rows_json"]
 
 COLUMNS = ("name", "family", "input", "params", "MACs", "features", "recipe", "weights", "paper")
 
@@ -28,11 +28,6 @@ def measure(name: str) -> dict:
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "macs": count_flops(model),
     }
-
-
-def load_table() -> dict[str, dict]:
-    """A copy of the stored counts (``model_table.json``)."""
-    return dict(load_counts())
 
 
 def format_count(n: int) -> str:

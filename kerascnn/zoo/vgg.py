@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -37,15 +38,11 @@ def vgg_blocks(num_blocks: int, convs_per_block, filters: int = 64, max_filters:
     common.check_int("filters", filters, 1)
     common.check_int("max_filters", max_filters, 1)
     if isinstance(convs_per_block, int) and not isinstance(convs_per_block, bool):
+        common.check_int("convs_per_block", convs_per_block, 1)
         convs_per_block = [convs_per_block] * num_blocks
-    convs_per_block = list(convs_per_block)
-    if len(convs_per_block) != num_blocks:
-        raise ValueError(
-            f"convs_per_block must be an int or a list of {num_blocks} ints (one per block); "
-            f"received convs_per_block={convs_per_block!r}"
-        )
-    for i, n in enumerate(convs_per_block):
-        common.check_int(f"convs_per_block[{i}]", n, 1)
+    convs_per_block = common.check_int_list(
+        "convs_per_block", convs_per_block, length=num_blocks, per="one per block, or one for all"
+    )
     return [[min(filters * 2**i, max_filters)] * n for i, n in enumerate(convs_per_block)]
 
 
@@ -89,7 +86,7 @@ def vgg(
         num_blocks is not None or convs_per_block is not None,
     ]
     if sum(given) != 1:
-        raise ValueError(
+        raise UserInputError(
             "Give the VGG layout exactly one way: depth= (11, 13, 16, 19), "
             "num_blocks= with convs_per_block=, or blocks=; "
             f"received depth={depth!r}, blocks={blocks!r}, num_blocks={num_blocks!r}, "
@@ -101,19 +98,19 @@ def vgg(
         blocks = CONFIGS[depth]
     elif blocks is None:
         if num_blocks is None or convs_per_block is None:
-            raise ValueError(
+            raise UserInputError(
                 "num_blocks and convs_per_block go together; received "
                 f"num_blocks={num_blocks!r}, convs_per_block={convs_per_block!r}"
             )
         blocks = vgg_blocks(num_blocks, convs_per_block, filters, max_filters)
     else:
-        if not blocks or not all(isinstance(blk, (list, tuple)) and blk for blk in blocks):
-            raise ValueError(
-                f"blocks must be a non-empty list of non-empty lists of widths; received blocks={blocks!r}"
+        if not isinstance(blocks, (list, tuple)) or not blocks:
+            raise UserInputError(
+                "blocks must be a non-empty list of blocks, each a non-empty list of conv widths "
+                f"(integers >= 1); received blocks={blocks!r}"
             )
         for i, blk in enumerate(blocks):
-            for j, f in enumerate(blk):
-                common.check_int(f"blocks[{i}][{j}]", f, 1)
+            common.check_int_list(f"blocks[{i}]", blk)
     head = head or ("fc" if paper else "gap")
     common.check_choice("head", head, HEADS)
     common.check_float("dropout", dropout, 0.0, 1.0)

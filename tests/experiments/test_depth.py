@@ -5,10 +5,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from _csv_rows import read_csv
 
 import kerascnn
 from kerascnn import cli
 from kerascnn.experiments import EXPERIMENTS, common, depth, ode
+from kerascnn.zoo.features import blocks
 
 TINY = ["--data", "synthetic:48", "--batch-size", "16", "--epochs", "1"]
 
@@ -53,8 +55,8 @@ def test_vgg_depth_cells_are_means_and_params_are_count_params(tmp_path):
     for f in ("vgg-depth.csv", "vgg-depth-runs.csv", "vgg-depth-accuracy.png",
               "vgg-depth-params.png", "run.json"):  # fmt: skip
         assert (out / f).stat().st_size > 0, f
-    cells = common.read_csv(out / "vgg-depth.csv")
-    runs = common.read_csv(out / "vgg-depth-runs.csv")
+    cells = read_csv(out / "vgg-depth.csv")
+    runs = read_csv(out / "vgg-depth-runs.csv")
     assert list(cells[0]) == depth.VGG_COLUMNS
     assert [(c["num_blocks"], c["convs_per_block"]) for c in cells] == [
         (1, 1),
@@ -94,7 +96,7 @@ def test_vgg_depth_rejects_too_many_blocks(tmp_path):
 
 def test_degradation_writes_curves(tmp_path):
     out = run_cli("degradation", tmp_path, "--depths", "8")
-    rows = common.read_csv(out / "degradation.csv")
+    rows = read_csv(out / "degradation.csv")
     assert list(rows[0]) == depth.DEG_COLUMNS
     assert sorted(r["model"] for r in rows) == ["plain8", "resnet8"]
     for r in rows:
@@ -104,7 +106,7 @@ def test_degradation_writes_curves(tmp_path):
 
 def test_ensembles_rows_per_deleted_block(tmp_path):
     out = run_cli("ensembles", tmp_path, "--depth", "8")
-    rows = common.read_csv(out / "ensembles.csv")
+    rows = read_csv(out / "ensembles.csv")
     assert list(rows[0]) == depth.ENS_COLUMNS
     for model in ("resnet8", "plain8"):
         mine = [r for r in rows if r["model"] == model]
@@ -121,7 +123,7 @@ def test_deleting_a_block_changes_the_output_but_keeps_the_shape(residual):
     twin = kerascnn.zoo.resnet(depth=14, input_shape=(16, 16, 3), num_classes=4)
     x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
     full = keras.ops.convert_to_numpy(model(x, training=False))
-    names = depth.block_names(model, like=twin)
+    names = [block.name for block in blocks(model, like=twin)]
     # the zoo names its layers stageS_blockB_...: the blocks found from the graph agree
     assert names == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
     for name in names:
@@ -200,8 +202,8 @@ def test_blocks_come_from_the_graph_not_the_layer_names():
 def test_a_plain_net_has_its_blocks_only_through_its_residual_twin():
     plain = kerascnn.zoo.resnet(depth=8, residual=False, input_shape=(16, 16, 3), num_classes=4)
     twin = kerascnn.zoo.resnet(depth=8, input_shape=(16, 16, 3), num_classes=4)
-    assert depth.block_names(plain) == []
-    assert depth.block_names(plain, like=twin) == [
+    assert blocks(plain) == []
+    assert [block.name for block in blocks(plain, like=twin)] == [
         "stage1_block1",
         "stage2_block1",
         "stage3_block1",
@@ -216,7 +218,7 @@ def test_deleting_a_zero_residual_branch_changes_nothing():
     )
     x = np.random.default_rng(0).normal(size=(4, 16, 16, 3)).astype("float32")
     full = keras.ops.convert_to_numpy(model(x, training=False))
-    for name in depth.block_names(model):
+    for name in [block.name for block in blocks(model)]:
         out = keras.ops.convert_to_numpy(depth.delete_block(model, name)(x, training=False))
         np.testing.assert_allclose(out, full, rtol=1e-5, atol=1e-5)
 
@@ -229,7 +231,7 @@ def test_delete_unknown_block_names_the_blocks():
 
 def test_ode_vs_resnet_equal_parameters(tmp_path):
     out = run_cli("ode-vs-resnet", tmp_path, "--steps", "2", "--filters", "8")
-    rows = common.read_csv(out / "ode-vs-resnet.csv")
+    rows = read_csv(out / "ode-vs-resnet.csv")
     assert list(rows[0]) == ode.COLUMNS
     params = {r["model"]: r["params"] for r in rows}
     assert set(params) == {"resnet", "ode", "ode-wide"}

@@ -65,3 +65,30 @@ def test_experiment_without_matplotlib_fails_with_one_line_naming_the_extra(tmp_
     assert "pip install 'kerascnn[plots]'" in stderr
     assert "kerascnn.experiments.regularization" not in loaded  # only the one that runs
     assert not list(tmp_path.iterdir())  # refused before training
+
+
+def test_invalid_experiment_inputs_are_the_users_error():
+    import pytest
+
+    from kerascnn.errors import UserInputError
+    from kerascnn.experiments import common, register_experiment
+
+    with pytest.raises(
+        UserInputError,
+        match=r"name must be a new experiment name; received name='degradation', which is "
+        r"already registered",
+    ):
+        register_experiment("degradation", "again", print, print)
+    with pytest.raises(
+        UserInputError,
+        match=r"depths must be a non-empty list of integers >= 1; received depths=\[20, 0\]",
+    ):
+        common.parse_ints("20,0", "depths")
+    with pytest.raises(
+        UserInputError,
+        match=r"depths must be comma-separated integers >= 1; received "
+        r"depths='20,x'",
+    ):
+        common.parse_ints("20,x", "depths")
+    assert common.parse_ints("20, 56", "depths") == [20, 56]
+    assert common.parse_ints((3, 4), "blocks") == [3, 4]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kerascnn.layers as L
+from kerascnn.errors import UserInputError
 
 
 def bound(p, n):
@@ -62,7 +63,9 @@ def test_errors():
         L.DropConnectDense(0, rate=0.1)
     with pytest.raises(ValueError, match="received rate=-0.1"):
         L.DropConnectDense(3, rate=-0.1)
-    with pytest.raises(ValueError, match="padding must be 'valid' or 'same'"):
+    with pytest.raises(
+        UserInputError, match="padding must be one of 'valid', 'same'; received padding='full'"
+    ):
         L.DropConnectConv2D(3, 3, rate=0.1, padding="full")
     with pytest.raises(ValueError, match="kernel_size must be a positive integer or a pair"):
         L.DropConnectConv2D(3, (3, 0), rate=0.1)

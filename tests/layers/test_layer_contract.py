@@ -7,6 +7,7 @@ import pytest
 from conftest import tf_only
 
 import kerascnn.layers as L
+from kerascnn.errors import UserInputError
 
 IMAGE = (6, 6, 4)
 VECTOR = (6,)
@@ -122,3 +123,68 @@ def test_in_tf_data_map(name, factory, shape, _):
         not isinstance(layer, L.MCDropout) and name != "norm_batch"
     ):  # BN's training call moves its stats
         np.testing.assert_allclose(outs[0][1], direct, atol=1e-6)
+
+
+def _no_dropout_model():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2)(inputs), name="plain")
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (  # layers.shortcut
+            lambda: L.ZeroPadShortcut(1, 4)(np.ones((1, 4, 4, 8), "float32")),
+            r"out_channels must be at least the input's channels .*; received out_channels=4 "
+            r"for an input of 8 channels",
+        ),
+        (  # layers.hadamard
+            lambda: L.HadamardDense(3, l1=-1.0),
+            r"l1 must be a number >= 0; received l1=-1.0",
+        ),
+        (  # layers.kernel_base
+            lambda: L.HadamardConv2D(3, 3, padding="full"),
+            r"padding must be one of 'valid', 'same'; received padding='full'",
+        ),
+        (  # layers.augment.mix
+            lambda: L.MixUp(alpha=0),
+            r"alpha must be a number > 0; received alpha=0",
+        ),
+        (  # layers.augment.flip_crop
+            lambda: L.RandomPadCrop(32)(np.zeros((1, 32, 32, 3), "float32"), training=True),
+            r"padding must be at most 31 for 32x32 images .*received padding=32",
+        ),
+        (  # layers.augment.cutout
+            lambda: L.Cutout(size=0),
+            r"size must be an integer >= 1 \(pixels\) or a float in \(0, 1\].*; received size=0",
+        ),
+        (  # layers.augment.color
+            lambda: L.Posterize(bits=9),
+            r"bits must be an integer in 1\.\.8; received bits=9",
+        ),
+        (  # layers.mc
+            lambda: L.mc_predict(_no_dropout_model(), np.ones((2, 4), "float32")),
+            r"model 'plain' has no dropout layer",
+        ),
+        (  # layers.standardize
+            lambda: L.Standardize(mean=[0.0, 0.0], std=[1.0]),
+            r"mean and std must have the same positive length .*received mean=\[0.0, 0.0\], "
+            r"std=\[1.0\]",
+        ),
+        (  # layers.normalization
+            lambda: L.AxisNormalization(axis=[1, 1]),
+            r"axis must not repeat an axis; received axis=\[1, 1\]",
+        ),
+        (  # layers.dropout
+            lambda: L.SpatialDropout(0.1)(np.ones((2, 3), "float32")),
+            r"SpatialDropout needs a 3-D, 4-D or 5-D input .*received input_shape=\(2, 3\)",
+        ),
+        (  # layers.ode
+            lambda: L.ODEFunction(kernel_size=2),
+            r"kernel_size must be an odd integer >= 1; received kernel_size=2",
+        ),
+    ],
+)
+def test_invalid_layer_arguments_are_the_users_error(call, pattern):
+    with pytest.raises(UserInputError, match=pattern):
+        call()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kerascnn import pipelines
-from kerascnn.errors import DataValidationError
+from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.pipelines.validate import check_trainable
 from kerascnn.training.recipes import get_recipe
 
@@ -95,3 +95,55 @@ def test_broken_symlink_is_reported_like_an_undecodable_file(tmp_path):
 def test_recipe_refuses_non_finite_values(field, value):
     with pytest.raises(ValueError, match=f"{field} must be"):
         get_recipe("resnet-cifar", **{field: value})
+
+
+def _empty_class_folder(tmp_path):
+    (tmp_path / "folder" / "cat").mkdir(parents=True)
+    return tmp_path / "folder"
+
+
+@pytest.mark.parametrize(
+    "call, error, pattern",
+    [
+        (  # pipelines.augment_spec
+            lambda tmp_path: pipelines.parse_augment("flip:horizontal:vertical"),
+            UserInputError,
+            r"augment item 'flip:horizontal:vertical' has 2 ':' arguments; flip takes at most 1",
+        ),
+        (
+            lambda tmp_path: pipelines.parse_augment("cutout:big"),
+            UserInputError,
+            r"augment item 'cutout:big': its ':' arguments must be numbers \(int\); "
+            r"received 'big'",
+        ),
+        (  # pipelines.dataset
+            lambda tmp_path: pipelines.load("cifar10-sample").subset([10**6]),
+            UserInputError,
+            r"indices must be a 1-D array of positions in \[0, 2000\)",
+        ),
+        (  # pipelines.splits
+            lambda tmp_path: pipelines.stratified_split_indices(np.zeros((4, 2), int), 0.5),
+            DataValidationError,
+            r"labels must be 1-D class ids; received labels of shape \(4, 2\)",
+        ),
+        (  # pipelines.normalization
+            lambda tmp_path: pipelines.resolve_normalization("scale", mean=(0.5,), std=(0.2,)),
+            UserInputError,
+            r"mean/std are only used with normalize='standardize'; received normalize='scale'",
+        ),
+        (  # pipelines.sources
+            lambda tmp_path: pipelines.load("cifar10-sample", image_size=(32, 0)),
+            UserInputError,
+            r"image_size must be \(height, width\) with positive integers; received "
+            r"image_size=\(32, 0\)",
+        ),
+        (
+            lambda tmp_path: pipelines.load(_empty_class_folder(tmp_path)),
+            DataValidationError,
+            r"the class sub-folders hold no files; expected image files in them",
+        ),
+    ],
+)
+def test_invalid_pipeline_inputs_are_the_users_error(tmp_path, call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call(tmp_path)

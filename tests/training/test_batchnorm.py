@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kerascnn.layers as L
+from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.training import recalibrate_batchnorm
 
 
@@ -62,13 +63,17 @@ def test_steps_and_errors():
     model = _model()
     x = np.ones((4, 6, 6, 3), "float32")
     assert recalibrate_batchnorm(model, [x, x, x], steps=2)["bn1"] == 2 * 4 * 36
-    with pytest.raises(ValueError, match="no BatchNormalization layer"):
+    with pytest.raises(
+        UserInputError, match="model must contain a BatchNormalization layer to recalibrate"
+    ):
         recalibrate_batchnorm(
             keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)]), [np.ones((1, 3))]
         )
-    with pytest.raises(ValueError, match="steps must be None or an integer >= 1; received steps=0"):
+    with pytest.raises(
+        UserInputError, match="steps must be None or an integer >= 1; received steps=0"
+    ):
         recalibrate_batchnorm(model, [x], steps=0)
-    with pytest.raises(ValueError, match="yielded no batch"):
+    with pytest.raises(DataValidationError, match="dataset must yield at least one batch"):
         recalibrate_batchnorm(model, [])
 
 

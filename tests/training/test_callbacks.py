@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kerascnn.layers as L
+from kerascnn.errors import UserInputError
 from kerascnn.training import DropoutSchedule
 
 
@@ -79,7 +80,9 @@ def test_rate_none_uses_each_layers_own_rate():
 
 
 def test_errors_and_warning():
-    with pytest.raises(ValueError, match="mode must be 'early' or 'late'; received mode='middle'"):
+    with pytest.raises(
+        UserInputError, match="mode must be one of 'early', 'late'; received mode='middle'"
+    ):
         DropoutSchedule("middle", cutoff_epoch=1)
     with pytest.raises(
         ValueError, match="cutoff_epoch must be an integer >= 0; received cutoff_epoch=-1"

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from kerascnn.errors import RunFolderError, UserInputError
 from kerascnn.training.recipes import RECIPES, CoupledSGD, OneCycle, get_recipe
 
 pytestmark = pytest.mark.jax
@@ -105,3 +106,43 @@ def test_coupled_sgd_can_leave_normalization_parameters_and_biases_out_of_the_de
         get_recipe("adamw", decay_vectors=False)
     with pytest.raises(ValueError, match=r"decay_vectors must be True or False; received .*=0"):
         get_recipe("resnet-cifar", decay_vectors=0)
+
+
+def _backup_with_epoch(tmp_path, epoch):
+    import json
+
+    from kerascnn.training import run_folder
+
+    (tmp_path / run_folder.META).write_text(json.dumps({"epoch": epoch}))
+    return run_folder._read_meta(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "call, error, pattern",
+    [
+        (  # training.recipes
+            lambda tmp_path: CoupledSGD(l2_decay=-1e-4),
+            UserInputError,
+            r"l2_decay must be a finite number >= 0; received l2_decay=-0.0001",
+        ),
+        (
+            lambda tmp_path: CoupledSGD(weight_decay=5e-4),
+            UserInputError,
+            r"CoupledSGD takes l2_decay=, not weight_decay= .*received weight_decay=0.0005",
+        ),
+        (
+            lambda tmp_path: get_recipe("quick", label_smoothing=0.1).make_loss(one_hot=False),
+            UserInputError,
+            r"label_smoothing needs one-hot labels .*received label_smoothing=0.1",
+        ),
+        (  # training.run_folder
+            lambda tmp_path: _backup_with_epoch(tmp_path, -1),
+            RunFolderError,
+            r"training_metadata.json must record the epoch as an integer >= 0; received "
+            r"epoch=-1",
+        ),
+    ],
+)
+def test_invalid_training_inputs_are_the_users_error(tmp_path, call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call(tmp_path)

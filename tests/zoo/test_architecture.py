@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import kerascnn
+from kerascnn.errors import UserInputError
 from kerascnn.layers import ZeroPadShortcut, zero_pad_shortcut
 
 pytestmark = pytest.mark.jax
@@ -37,7 +38,11 @@ def test_zero_pad_shortcut_matches_numpy():
     np.testing.assert_array_equal(y, expected)
     layer = ZeroPadShortcut(2, 7)
     assert layer.compute_output_shape((None, 5, 5, 3)) == (None, 3, 3, 7)
-    with pytest.raises(ValueError, match="out_channels=2 is smaller"):
+    with pytest.raises(
+        UserInputError,
+        match="out_channels must be at least the input's channels .*received "
+        "out_channels=2 for an input of 3 channels",
+    ):
         layer2 = ZeroPadShortcut(1, 2)
         layer2(x)
 

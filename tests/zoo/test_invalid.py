@@ -3,6 +3,7 @@
 import pytest
 
 import kerascnn
+from kerascnn.errors import UserInputError
 
 pytestmark = pytest.mark.jax
 
@@ -69,7 +70,8 @@ pytestmark = pytest.mark.jax
         ),
         (
             lambda: kerascnn.zoo.vgg(num_blocks=3, convs_per_block=[1, 2]),
-            r"convs_per_block must be an int or a list of 3 ints",
+            r"convs_per_block must be a list of 3 integers >= 1 \(one per block, or one for "
+            r"all\); received convs_per_block=\[1, 2\]",
         ),
         (lambda: kerascnn.zoo.vgg(depth=16, num_blocks=3, convs_per_block=2), r"exactly one way"),
         (
@@ -106,7 +108,8 @@ pytestmark = pytest.mark.jax
         ),
         (
             lambda: kerascnn.zoo.efficientnet(stages=[(6, 3, 2, 24)]),
-            r"stages must be a non-empty list of \(expansion, kernel, stride, filters, repeats\)",
+            r"stages\[0\] must be a list of 5 integers >= 1 \(expansion, kernel, stride, "
+            r"filters, repeats\); received stages\[0\]=\(6, 3, 2, 24\)",
         ),
         (
             lambda: kerascnn.zoo.efficientnet(width_coefficient=0),
@@ -126,7 +129,7 @@ pytestmark = pytest.mark.jax
         ),
         (
             lambda: kerascnn.zoo.densenet(blocks=[6, 0]),
-            r"blocks must be a non-empty list of integers >= 1; received blocks=\(6, 0\)",
+            r"blocks must be a non-empty list of integers >= 1; received blocks=\[6, 0\]",
         ),
         (
             lambda: kerascnn.zoo.convnext("huge"),
@@ -177,6 +180,105 @@ pytestmark = pytest.mark.jax
 )
 def test_invalid_configuration_raises_value_error(build, pattern):
     with pytest.raises(ValueError, match=pattern):
+        build()
+
+
+def _zoo_module(name):
+    import importlib
+
+    return importlib.import_module(f"kerascnn.zoo.{name}")
+
+
+def _two_input_model():
+    import keras
+
+    a, b = keras.Input((4, 4, 3)), keras.Input((4, 4, 3))
+    return keras.Model([a, b], keras.layers.Add()([a, b]))
+
+
+@pytest.mark.parametrize(
+    "build, pattern",
+    [
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, l2=-1.0),  # zoo.common
+            r"l2 must be a number >= 0; received l2=-1.0",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, include_top=True, pooling="avg"),  # zoo.common
+            r"pooling='avg' applies to include_top=False",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=57),
+            r"depth must be 6n\+2 for CIFAR basic blocks .*; received depth=57",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(blocks=(2, 0, 2)),
+            r"blocks must be a non-empty list of integers >= 1; received blocks=\(2, 0, 2\)",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(blocks=(2, 2), filters=(16, 32, 64)),
+            r"filters must be a list of 2 integers >= 1 \(one per stage\); "
+            r"received filters=\(16, 32, 64\)",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(),
+            r"resnet needs depth= .* or blocks= .*; received depth=None and blocks=None",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(blocks=[[64], []]),
+            r"blocks\[1\] must be a non-empty list of integers >= 1; received blocks\[1\]=\[\]",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(num_blocks=2, convs_per_block=[1, True]),
+            r"convs_per_block must be a list of 2 integers >= 1 .*received "
+            r"convs_per_block=\[1, True\]",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(blocks=[6, 0]),
+            r"blocks must be a non-empty list of integers >= 1; received blocks=\[6, 0\]",
+        ),
+        (
+            lambda: kerascnn.zoo.densenet(compression=0.0),
+            r"compression must be a number in \(0.0, 1.0\]; received compression=0.0",
+        ),
+        (
+            lambda: kerascnn.zoo.convnext(channels=(96, 0, 384, 768)),
+            r"channels must be a non-empty list of integers >= 1; received "
+            r"channels=\(96, 0, 384, 768\)",
+        ),
+        (
+            lambda: kerascnn.zoo.LayerScale(-1),
+            r"init_value must be a number > 0; received init_value=-1",
+        ),
+        (
+            lambda: kerascnn.zoo.mobilenet(version=1, size="large"),
+            r"size applies to version=3 only .*received size='large' with version=1",
+        ),
+        (
+            lambda: kerascnn.zoo.efficientnet(stages=[]),
+            r"stages must be a non-empty list of \(expansion, kernel, stride, filters, repeats\)"
+            r" rows of integers >= 1, as B0_STAGES; received stages=\[\]",
+        ),
+        (
+            lambda: kerascnn.zoo.feature_extractor(
+                kerascnn.zoo.resnet(depth=8, input_shape=(16, 16, 3), include_top=False),
+                stages=["stage4"],
+            ),
+            r"stages must be a non-empty list of stage1, stage2, stage3 .*"
+            r"received stages=\['stage4'\]",
+        ),
+        (
+            lambda: _zoo_module("presets").preset("resnet20", "imagenet"),
+            r"weights='imagenet' are not available for 'resnet20'; available: 'cifar10'",
+        ),
+        (
+            lambda: _zoo_module("pixels").with_preprocessing(_two_input_model(), []),
+            r"model must have one image input; received model='.*' with 2 inputs",
+        ),
+    ],
+)
+def test_invalid_zoo_arguments_are_the_users_error(build, pattern):
+    with pytest.raises(UserInputError, match=pattern):
         build()
 
 

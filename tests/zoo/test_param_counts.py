@@ -185,7 +185,7 @@ def test_count_flops_counts_an_ode_block_once_per_function_evaluation(method, ev
 
 def test_stored_table_holds_the_reference_counts():
     # `kerascnn list` reads this table (python -m kerascnn.zoo.table); no build needed here.
-    from kerascnn.zoo import table
+    from kerascnn.zoo.registry import load_counts
 
-    stored = table.load_table()
+    stored = load_counts()
     assert {name: stored[name]["trainable_params"] for name in LATER} == LATER

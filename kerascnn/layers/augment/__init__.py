@@ -1,4 +1,4 @@
-"""Augmentation layers that keep XLA on and are the identity at inference (issue 4)."""
+"""Augmentation layers that keep XLA on and are the identity at inference."""
 
 from kerascnn.layers.augment.affine import (
     RandomRotate,

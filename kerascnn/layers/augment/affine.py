@@ -5,7 +5,8 @@ Convention: pixel ``(row i, column j)`` has coordinates ``(x=j, y=i)``. A transf
 ``(batch, 3, 3)`` (or ``(batch, 2, 3)``) matrix that maps each OUTPUT pixel's homogeneous
 coordinates ``(x, y, 1)`` to the INPUT coordinates it samples, as in
 ``tf.raw_ops.ImageProjectiveTransformV3``; unlike that op (which has no XLA kernel in TF
-2.21, REFERENCES item 2), this one is a few gathers.
+2.21, so Keras's random geometric layers turn ``jit_compile=True`` off), this one is a few
+gathers.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from kerascnn.layers.augment.flip_crop import gather_pixels
 __all__ = [
     "affine_transform",
     "FILL_MODES",
-    "identity_matrix",
     "INTERPOLATIONS",
     "RandomRotate",
     "RandomShear",
@@ -54,11 +54,6 @@ def _about_center(linear, height, width):
     d, e = linear[:, 1, 0], linear[:, 1, 1]
     # input = L (out - c) + c  ->  offset = c - L c
     return _matrix(a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
-
-
-def identity_matrix(n):
-    z = ops.zeros((n,), "float32")
-    return _matrix(z + 1.0, z, z, z, z + 1.0, z)
 
 
 def translation_matrix(dx, dy):

@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_float
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.base import (
     BaseAugmentation,
     batch_size,
@@ -359,7 +360,7 @@ class Posterize(_ProbabilityLayer):
     def __init__(self, bits=4, probability=0.5, value_range=DEFAULT_RANGE, seed=None, **kwargs):
         super().__init__(probability, value_range, seed, **kwargs)
         if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-            raise ValueError(f"bits must be an integer in 1..8; received bits={bits!r}")
+            raise UserInputError(f"bits must be an integer in 1..8; received bits={bits!r}")
         self.bits = bits
 
     def apply(self, images):

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_bool, check_float
+from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.base import BaseAugmentation, batch_size
 
 __all__ = [
@@ -80,7 +81,7 @@ class Cutout(BaseAugmentation):
         ok_int = isinstance(size, int) and not isinstance(size, bool) and size >= 1
         ok_float = isinstance(size, float) and 0.0 < size <= 1.0
         if not (ok_int or ok_float):
-            raise ValueError(
+            raise UserInputError(
                 "size must be an integer >= 1 (pixels) or a float in (0, 1] (fraction of the "
                 f"smaller side); received size={size!r}"
             )
@@ -92,7 +93,7 @@ class Cutout(BaseAugmentation):
 
     def check_image_size(self, height, width):
         if isinstance(self.size, int) and self.size > min(height, width):
-            raise ValueError(
+            raise UserInputError(
                 f"size must be at most the smaller image side, {min(height, width)} pixels for "
                 f"{height}x{width} images (or a float in (0, 1], a fraction of it); received "
                 f"size={self.size}"

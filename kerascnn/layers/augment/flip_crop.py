@@ -204,7 +204,7 @@ class RandomPadCrop(BaseAugmentation):
     def check_image_size(self, height, width):
         limit = min(height, width) - MAX_PADDING_BELOW_SIDE[self.fill]
         if self.padding > limit:
-            raise ValueError(
+            raise UserInputError(
                 f"padding must be at most {limit} for {height}x{width} images with "
                 f"fill={self.fill!r} (padding < min(height, width), or <= with "
                 f"fill='symmetric'); received padding={self.padding}"

@@ -28,6 +28,7 @@ import keras
 from keras import ops
 
 from kerascnn.checks import check_seed
+from kerascnn.errors import UserInputError
 
 __all__ = [
     "CutMix",
@@ -75,7 +76,7 @@ def to_one_hot(labels, num_classes: int | None):
     dtype = keras.backend.standardize_dtype(labels.dtype)
     if "int" in dtype:
         if num_classes is None:
-            raise ValueError(
+            raise UserInputError(
                 "integer labels need num_classes (the number of classes for the one-hot "
                 "encoding); received num_classes=None"
             )
@@ -142,11 +143,11 @@ class _BatchMixer(keras.layers.Layer):
     def __init__(self, alpha=1.0, num_classes=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"alpha must be a number > 0; received alpha={alpha!r}")
+            raise UserInputError(f"alpha must be a number > 0; received alpha={alpha!r}")
         if num_classes is not None and (
             isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"num_classes must be an integer >= 2 or None; received num_classes={num_classes!r}"
             )
         self.alpha = float(alpha)
@@ -327,7 +328,7 @@ class MixTrainer(MixStep, keras.Model):
     def __init__(self, model, mixer, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(mixer, _BatchMixer):
-            raise ValueError(f"mixer must be a MixUp or CutMix layer; received mixer={mixer!r}")
+            raise UserInputError(f"mixer must be a MixUp or CutMix layer; received mixer={mixer!r}")
         self.model = model
         self.mixer = mixer
 
