@@ -6,18 +6,18 @@ variable picks the Keras backend.
 Errors. Expected failures print one line, ``kerascnn COMMAND: error: ...``, and exit non-zero;
 unexpected ones keep their traceback:
 
-* exit 2: input the user can fix: kerascnn's :class:`~kerascnn.errors.UserInputError` (bad
-  data, a finished run folder without ``--overwrite``, a non-finite ``--lr``, a file that is
-  not a ``.keras`` model, ...), :class:`UserError` (this module's argument checks), a
-  ``ValueError`` raised by kerascnn's own code (its argument checks: unknown model, recipe,
-  dataset), a missing file or dependency, a diverged training, a refused export target;
+* exit 2: input the user can fix: kerascnn's :class:`~kerascnn.errors.UserInputError`, which
+  every argument check of the library raises (an unknown model, recipe or dataset, bad data,
+  a finished run folder without ``--overwrite``, a non-finite ``--lr``, a file that is not a
+  ``.keras`` model, a refused export target, ...), :class:`UserError` (this module's own
+  checks), a missing file or dependency, a diverged training;
 * exit 1: the environment failed: an ``OSError`` such as a full disk or a read-only file
   system while writing (the run folder keeps its last complete files; rerun to resume);
 * exit 130: Ctrl-C (``KeyboardInterrupt``): ``interrupted``; a ``train`` resumes from its
   last completed epoch when the same command is run again.
 
-A ``ValueError`` raised inside Keras, TensorFlow or NumPy is not one of kerascnn's checks: it
-is a bug or a case kerascnn does not know, and keeps its traceback. ``--debug`` (before the
+Any other exception, a plain ``ValueError`` among them (raised inside Keras, TensorFlow or
+NumPy), is a bug or a case kerascnn does not know, and keeps its traceback. ``--debug`` (before the
 subcommand) shows the traceback of every error.
 """
 
@@ -289,6 +289,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_convert(args) -> int:
+    from kerascnn.zoo import model_info
+    from kerascnn.zoo.torchvision_weights import convert_command
+
+    for line in convert_command(model_info(args.name).build, args.name, args.checkpoint, args.out):
+        print(line)
+    return 0
+
+
 def cmd_experiment(args) -> int:
     from kerascnn.experiments import EXPERIMENTS
 
@@ -467,6 +476,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser(
+        "convert", help="convert a torchvision checkpoint into Keras weights (.weights.h5)"
+    )
+    p.add_argument("name", help="a kerascnn model torchvision has weights for, e.g. resnet50")
+    p.add_argument("checkpoint", help="torchvision's .pth (needs PyTorch) or .safetensors file")
+    p.add_argument("out", help="the Keras weights file to write, e.g. resnet50.weights.h5")
+    p.set_defaults(func=cmd_convert)
+
     from kerascnn.experiments import EXPERIMENTS
 
     p = sub.add_parser("experiment", help="run one of the lecture's experiments (CSV + PNG)")
@@ -494,16 +511,6 @@ class _LazyParser(argparse.ArgumentParser):
             add_arguments, self._add_arguments = self._add_arguments, None
             add_arguments(self)
         return super().parse_known_args(args, namespace)
-
-
-def _is_own_check(error: BaseException) -> bool:
-    """True when ``error`` was raised by kerascnn's own code (one of its argument checks),
-    not inside Keras, TensorFlow or NumPy."""
-    import traceback
-
-    frames = traceback.extract_tb(error.__traceback__)
-    package = os.path.dirname(os.path.abspath(__file__))
-    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(package + os.sep)
 
 
 def _one_line(error: BaseException) -> str:
@@ -552,9 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kerascnn {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as error:
-        expected = isinstance(error, _user_errors()) or (
-            isinstance(error, ValueError) and _is_own_check(error)
-        )
+        expected = isinstance(error, _user_errors())
         environment = isinstance(error, OSError) and not expected
         if args.debug or not (expected or environment):
             raise

@@ -41,7 +41,7 @@ STALE_TEMPORARY_SECONDS = 24 * 3600  # a temporary folder this old is stale what
 _TEMPORARY = re.compile(r"^\.tmp-(\d+)-(\d+)$")  # .tmp-VERSION-PID, see _write_version
 
 
-class ExportTargetError(ValueError):
+class ExportTargetError(UserInputError):
     """The export target cannot take a new version: an existing file, a version folder given
     as the model folder, an unwritable location, an existing version or another signature.
     Raised by :func:`check_export_target` before anything is written."""

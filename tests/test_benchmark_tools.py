@@ -117,3 +117,56 @@ def test_readme_speed_table_is_the_table_of_the_results_file_it_names():
             f"README's speed table differs from {path}: regenerate it with "
             f"python -m benchmarks.run --summary {path}"
         )
+
+
+def test_xla_cpu_interleaves_the_cells_and_reports_ratios_of_medians(monkeypatch):
+    """benchmarks/xla_cpu.py: rounds alternate on/off, off/on; the ratio is of the medians;
+    a cell that failed to compile is reported with its error and leaves no ratio."""
+    from benchmarks import xla_cpu
+
+    asked = []
+    rates = {("resnet20", True): [90.0, 60.0, 75.0], ("resnet20", False): [100.0, 150.0, 120.0]}
+
+    class FakeCell:
+        def __init__(self, backend, model, jit, steps, timeout):
+            self.name, self.jit = f"{backend} {model} jit={jit}", jit
+            self.answers = list(rates.get((model, jit), []))
+
+        def read(self, timeout):
+            if not self.answers:
+                return {"error": "RuntimeError: compile failed"}
+            return {"ready": True, "jit_compile_in_effect": self.jit, "first_step_s": 5.0,
+                    "warmup_fit_s": 7.0, "warmup_steps": 3}  # fmt: skip
+
+        def ask(self, timeout):
+            asked.append(self.jit)
+            rate = self.answers.pop(0)
+            return {"images_per_s": rate, "step_s": 128 / rate}
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(xla_cpu, "Cell", FakeCell)
+    steps = {True: 2, False: 2}
+    pair = xla_cpu.measure_pair("tensorflow", "resnet20", steps, 3, 10, 10, log=lambda *a: None)
+    assert asked == [True, False, False, True, True, False]
+    assert pair["on"]["images_per_s"]["median"] == 75.0
+    assert pair["off"]["images_per_s"] == {"median": 120.0, "min": 100.0, "max": 150.0,
+                                           "runs": [100.0, 150.0, 120.0]}  # fmt: skip
+    assert pair["ratio_on_off"] == 0.625
+    # warm-up 7 s for 3 steps at the median pace of 128/75 s: 1.88 s of compilation
+    assert pair["on"]["compile_s"] == round(7.0 - 3 * 128 / 75, 1)
+
+    failed = xla_cpu.measure_pair("torch", "mobilenet_v2", steps, 2, 10, 10, log=lambda *a: None)
+    assert failed["ratio_on_off"] is None and failed["on"]["images_per_s"] is None
+    result = {
+        "date": "2026-12-04", "command": "python benchmarks/xla_cpu.py", "seconds": 60.0,
+        "machine": {"cpu_model": "AMD EPYC", "cpu_count": 2, "avx2": True},
+        "versions": {"keras": "3.15.1"}, "pairs": [pair, failed],
+    }  # fmt: skip
+    text = xla_cpu.markdown(result, "benchmarks/results/x.json")
+    assert (
+        "| tensorflow | resnet20 | 120.0 [100.0..150.0] | 75.0 [60.0..90.0] | **0.62x** |" in text
+    )
+    assert "torch mobilenet_v2 jit on: `RuntimeError: compile failed`" in text
+    assert "AMD EPYC, 2 cores, AVX2" in text and "`benchmarks/results/x.json`" in text

@@ -39,8 +39,11 @@ from kerascnn.layers.augment import *  # noqa: F403 (listed by augment.__all__)
 
 # --- neural ODE blocks ---
 from kerascnn.layers.ode import ODEBlock, ODEFunction, evaluations_per_step, odeint
+from kerascnn.layers.pooling import AdaptiveAveragePooling2D, adaptive_average_pool
 
 __all__ = [
+    "AdaptiveAveragePooling2D",
+    "adaptive_average_pool",
     "axis_normalization",
     "AxisNormalization",
     "drop_connect",

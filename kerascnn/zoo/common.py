@@ -23,6 +23,7 @@ from kerascnn.checks import (  # noqa: F401
     check_int_list,
 )
 from kerascnn.errors import UserInputError
+from kerascnn.zoo.pixels import check_no_preprocessing
 
 __all__ = [
     "ACTIVATION_SUFFIX",
@@ -397,16 +398,6 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
     build.__signature__ = signature.replace(parameters=own + added + extra)
     build.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n" + SHARED_DOC
     return build
-
-
-def check_no_preprocessing(include_preprocessing) -> None:
-    """Without weights there are no statistics to standardize with: refuse
-    ``include_preprocessing=True``."""
-    if include_preprocessing not in (None, False):
-        raise UserInputError(
-            "include_preprocessing applies to trained weights (their standardization); pass "
-            f"weights=... or leave it out; received include_preprocessing={include_preprocessing!r}"
-        )
 
 
 def model_inputs(input_shape, default, name="input"):

@@ -4,12 +4,20 @@ and an optional auxiliary classifier.
 The architecture is data: the stem is a list of convolutions and pools, each inception
 module a list of branches (``MODULES``), each branch an optional pool followed by
 convolutions and an optional final split into parallel (1 x n) and (n x 1) convolutions.
+
+The pool branch's 3x3/1 average pool pads with zeros and divides by 9 at the borders too
+(PyTorch's ``count_include_pad=True``, TensorFlow's original ``slim`` ``avg_pool2d`` with
+``SAME`` padding over a zero-padded input): it is ``ZeroPadding2D(1)`` then a "valid" pool, not
+Keras's ``padding="same"`` pool, which averages only the real pixels. The paper does not say;
+torchvision's and the original's weights were trained with zeros counted, so this is the
+network those weights compute (``kerascnn.zoo.torchvision_weights`` loads them).
 """
 
 from __future__ import annotations
 
 import keras
 
+from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.registry import register_variant
 
@@ -128,9 +136,9 @@ def inception_block(b: common.Builder, x, branches, name: str):
         prefix = f"{name}_b{j}"
         y = x
         if branch["pool"] == "avg":
-            y = keras.layers.AveragePooling2D(3, strides=1, padding="same", name=f"{prefix}_pool")(
-                y
-            )
+            # count_include_pad: zeros at the border count (torchvision, the TF original).
+            y = keras.layers.ZeroPadding2D(1, name=f"{prefix}_pad")(y)
+            y = keras.layers.AveragePooling2D(3, strides=1, name=f"{prefix}_pool")(y)
         elif branch["pool"] == "max":
             y = keras.layers.MaxPooling2D(3, strides=2, name=f"{prefix}_pool")(y)
         for i, spec in enumerate(branch["convs"], start=1):
@@ -169,7 +177,8 @@ def inception_v3(
     Stem of five convolutions and two max pools (``STEM``), three 35x35 modules, a grid
     reduction, four 17x17 modules with factorized 7x7 convolutions, a grid reduction, two
     8x8 modules; global average pooling, dropout 0.5, linear classifier. Every convolution
-    is followed by norm (eps 1e-3, as torchvision) and ReLU. 23,834,568 trainable parameters
+    is followed by norm (eps 1e-3, as torchvision) and ReLU; the pool branches' average
+    pools count the zero padding (as torchvision). 23,834,568 trainable parameters
     at 299x299x3 / 1000 classes; 27,161,264 with the auxiliary classifier.
 
     Args:
@@ -187,12 +196,12 @@ def inception_v3(
     common.check_float("dropout", dropout, 0.0, 1.0)
     input_shape, inputs = shared.inputs((299, 299, 3))
     if input_shape[0] < MIN_INPUT or input_shape[1] < MIN_INPUT:
-        raise ValueError(
+        raise UserInputError(
             f"input_shape={tuple(input_shape)!r} is too small for Inception v3: height and "
             f"width must be at least {MIN_INPUT}."
         )
     if aux_logits and (input_shape[0] < AUX_MIN_INPUT or input_shape[1] < AUX_MIN_INPUT):
-        raise ValueError(
+        raise UserInputError(
             f"aux_logits=True needs input_shape of at least {AUX_MIN_INPUT}x{AUX_MIN_INPUT} "
             f"(the auxiliary classifier reads a 17x17 grid); received "
             f"input_shape={tuple(input_shape)!r}. Use aux_logits=False for smaller inputs."

@@ -25,7 +25,13 @@ import numpy as np
 
 from kerascnn.errors import UserInputError
 
-__all__ = ["PixelModel", "PixelRangeWarning", "check_pixel_range", "with_preprocessing"]
+__all__ = [
+    "PixelModel",
+    "PixelRangeWarning",
+    "check_no_preprocessing",
+    "check_pixel_range",
+    "with_preprocessing",
+]
 
 
 class PixelRangeWarning(UserWarning):
@@ -137,3 +143,13 @@ def with_preprocessing(model: keras.Model, layers: Sequence[keras.Layer]) -> Pix
     # Keras's own clone_model mechanism, with every operation reused instead of copied.
     outputs = model._run_through_graph(x, operation_fn=lambda operation: operation)
     return PixelModel(inputs=inputs, outputs=outputs, name=model.name)
+
+
+def check_no_preprocessing(include_preprocessing) -> None:
+    """Without weights there are no statistics to standardize with: refuse
+    ``include_preprocessing=True``."""
+    if include_preprocessing not in (None, False):
+        raise UserInputError(
+            "include_preprocessing applies to trained weights (their standardization); pass "
+            f"weights=... or leave it out; received include_preprocessing={include_preprocessing!r}"
+        )

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 
 import keras
 
+from kerascnn.errors import UserInputError
+
 __all__ = [
     "DATASETS",
     "ModelInfo",
@@ -106,12 +108,12 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 def _add(info: ModelInfo) -> None:
     if info.name in _REGISTRY:
-        raise ValueError(
+        raise UserInputError(
             f"A model named {info.name!r} is already registered "
             f"(family {_REGISTRY[info.name].family!r}); names must be unique."
         )
     if info.dataset not in DATASETS:
-        raise ValueError(
+        raise UserInputError(
             f"dataset must be one of {', '.join(map(repr, DATASETS))}; "
             f"received dataset={info.dataset!r}"
         )
@@ -197,7 +199,7 @@ def model_info(name: str) -> ModelInfo:
     if name not in _REGISTRY:
         suggestions = close_matches(name)
         hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
-        raise ValueError(
+        raise UserInputError(
             f"Unknown model name={name!r}.{hint} "
             "`kerascnn.zoo.list_models()` lists the registered names."
         )
@@ -221,14 +223,26 @@ def create(
     standardization (a :class:`kerascnn.zoo.pixels.PixelModel`).
     ``include_preprocessing=False`` returns the bare network instead, whose input is
     ``kerascnn.zoo.presets.standardize(pixels, name, weights)``.
+
+    ``weights`` may also be a file: a torchvision checkpoint (``.pth``, ``.pt``,
+    ``.safetensors``), converted into the model
+    (:mod:`kerascnn.zoo.torchvision_weights`, which says what the caller resizes and crops),
+    or a ``.weights.h5`` file that ``kerascnn convert`` wrote; the model then takes raw 0..255
+    pixels standardized as torchvision's weights expect, and its input shape is by default
+    the checkpoint's crop size.
     """
     info = model_info(name)
     if weights is None:
-        from kerascnn.zoo.common import check_no_preprocessing
+        from kerascnn.zoo.pixels import check_no_preprocessing
 
         check_no_preprocessing(include_preprocessing)
         return info.build(**overrides)
-    from kerascnn.zoo import presets
+    from kerascnn.zoo import presets, torchvision_weights
+
+    if torchvision_weights.is_checkpoint(weights):
+        return torchvision_weights.pretrained(
+            info.build, name, weights, include_preprocessing, **overrides
+        )
 
     return presets.pretrained(
         lambda: info.build(**overrides), name, weights,
@@ -253,7 +267,7 @@ def variant_of(builder: Callable[..., keras.Model], arguments: Mapping[str, obje
     for info in _REGISTRY.values():
         if info.builder is builder and complete(info.arguments) == wanted:
             return info.name
-    raise ValueError(
+    raise UserInputError(
         f"no registered model is {builder.__name__}({', '.join(f'{k}={v!r}' for k, v in arguments.items())}), "
         "so it has no trained weights; `kerascnn list` shows the names and their weights"
     )
