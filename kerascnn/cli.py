@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--jit",
         choices=("auto", "on", "off"),
         default="auto",
-        help="XLA (default auto: on with a GPU, off on CPU)",
+        help="XLA / jit (default auto: JAX jit; TensorFlow XLA only with a GPU, 0.1-0.4x as "
+        "fast on a CPU; PyTorch eager; benchmarks/results/2026-12-04-xla-cpu.md)",
     )
     p.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     p.add_argument(

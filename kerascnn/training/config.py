@@ -54,7 +54,8 @@ class RunConfig:
         image_size: ``(height, width)`` to resize every image to (None: the data's size).
         on_bad_file: ``"error"`` or ``"skip"``: what an image folder's undecodable files do.
         placement: ``"model"`` (augmentation inside the model) or ``"pipeline"``.
-        jit_compile: ``True``, ``False`` or ``"auto"`` (XLA on with a GPU, off on the CPU).
+        jit_compile: ``True``, ``False`` or ``"auto"`` (JAX: jit; TensorFlow: XLA with a GPU
+            only; PyTorch: eager; :func:`kerascnn.training.resolve_jit_compile`).
         mixed_precision: None, ``"mixed_float16"`` or ``"mixed_bfloat16"``.
         strategy: ``"auto"``, ``"none"``, ``"mirrored"``, ``"multiworker"`` or a
             ``tf.distribute.Strategy`` (:mod:`kerascnn.training.distribute`).

@@ -119,12 +119,14 @@ def steps_per_epoch(batches) -> int:
 
 
 def resolve_jit_compile(jit_compile) -> bool:
-    """``"auto"``: on JAX always (its only compiled path); on TensorFlow XLA on when a GPU is
-    visible, off on CPU, where XLA trains slower (a ResNet-56 train step: about 61 vs 104
-    images/s on a 2-core AMD EPYC); on PyTorch off (eager)."""
+    """``"auto"``: JAX: jit always (on the CPU 1.1-1.7x faster than Keras's op-by-op step);
+    TensorFlow: XLA only with a GPU (on the CPU XLA trained 0.09-0.38x as fast: ResNet-56 21
+    vs 86 images/s); PyTorch: eager (torch.compile 0.63-0.90x on the CPU, 38-95 s to
+    compile). ``benchmarks/results/2026-12-04-xla-cpu.json``, AMD EPYC, 2 cores, AVX2 + FMA +
+    AVX-512 + AVX512_BF16; on a GPU the on/off ratio is unmeasured."""
     if jit_compile == "auto":
         if keras.backend.backend() == "jax":
-            return True  # JAX without jit runs op by op: far slower everywhere
+            return True  # JAX without jit runs op by op: 1.1-1.7x slower even on the CPU
         if keras.backend.backend() == "torch":
             return False  # torch.compile: not measured faster for these nets; opt in with True
         import tensorflow as tf
@@ -355,7 +357,8 @@ def fit(
         one_hot: a plain model's labels are one-hot (MixUp / CutMix in the pipeline, label
             smoothing). Not for an :class:`~kerascnn.tasks.ImageClassifier`: it derives its
             label format and compiles its own loss (:func:`compile_model`).
-        jit_compile: ``"auto"`` (XLA on GPU, off on CPU), ``True`` or ``False``.
+        jit_compile: ``"auto"`` (JAX: jit; TensorFlow: XLA with a GPU only; PyTorch: eager;
+            :func:`resolve_jit_compile`), ``True`` or ``False``.
         callbacks: more Keras callbacks (e.g. ``DropoutSchedule``).
         tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``.
         verbose: ``"auto"`` or ``1``: Keras's progress bar; ``2``: one plain line per epoch
