@@ -36,6 +36,9 @@ DRIVER = textwrap.dedent(
     from kerascnn import cli
     from kerascnn.training import run_folder
 
+    # a process started in the background by a non-interactive shell inherits SIGINT ignored;
+    # the cut must happen whatever way the test suite was started
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     point, name = os.environ["SIGNAL_AT"].split("@")
     def hit():
         if name == "WAIT":  # hold on until the test creates the file RELEASE
