@@ -24,6 +24,7 @@ __all__ = [
     "check_data_format",
     "check_float",
     "check_input_shape",
+    "check_jit_compile",
     "check_int",
     "check_int_list",
     "check_pair",
@@ -93,6 +94,15 @@ def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     if value not in allowed:
         raise UserInputError(
             f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
+        )
+    return value
+
+
+def check_jit_compile(value: Any) -> Any:
+    """``value`` if it is ``True``, ``False`` or ``"auto"`` (Keras's ``jit_compile``)."""
+    if value != "auto" and not isinstance(value, bool):
+        raise UserInputError(
+            f"jit_compile must be True, False or 'auto'; received jit_compile={value!r}"
         )
     return value
 

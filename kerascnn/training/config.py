@@ -18,7 +18,14 @@ import dataclasses
 import os
 from typing import Any
 
-from kerascnn.checks import check_bool, check_choice, check_float, check_pair, check_seed
+from kerascnn.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_jit_compile,
+    check_pair,
+    check_seed,
+)
 from kerascnn.errors import UserInputError
 from kerascnn.training.recipes import Recipe
 
@@ -114,10 +121,7 @@ class RunConfig:
             object.__setattr__(self, "image_size", check_pair("image_size", self.image_size))
         check_choice("on_bad_file", self.on_bad_file, ON_BAD_FILE)
         check_choice("placement", self.placement, PLACEMENTS)
-        if self.jit_compile != "auto" and not isinstance(self.jit_compile, bool):
-            raise UserInputError(
-                f"jit_compile must be True, False or 'auto'; received jit_compile={self.jit_compile!r}"
-            )
+        check_jit_compile(self.jit_compile)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
         check_bool("overwrite", self.overwrite)

@@ -19,6 +19,7 @@ import pathlib
 
 import keras
 
+from kerascnn.checks import check_jit_compile
 from kerascnn.errors import UserInputError
 from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.recipes import Recipe
@@ -124,18 +125,14 @@ def resolve_jit_compile(jit_compile) -> bool:
     vs 86 images/s); PyTorch: eager (torch.compile 0.63-0.90x on the CPU, 38-95 s to
     compile). ``benchmarks/results/2026-12-04-xla-cpu.json``, AMD EPYC, 2 cores, AVX2 + FMA +
     AVX-512 + AVX512_BF16; on a GPU the on/off ratio is unmeasured."""
-    if jit_compile == "auto":
+    if check_jit_compile(jit_compile) == "auto":
         if keras.backend.backend() == "jax":
             return True  # JAX without jit runs op by op: 1.1-1.7x slower even on the CPU
         if keras.backend.backend() == "torch":
-            return False  # torch.compile: not measured faster for these nets; opt in with True
+            return False  # torch.compile: 0.63-0.90x on the CPU for these nets; opt in with True
         import tensorflow as tf
 
         return bool(tf.config.list_physical_devices("GPU"))
-    if not isinstance(jit_compile, bool):
-        raise UserInputError(
-            f"jit_compile must be True, False or 'auto'; received jit_compile={jit_compile!r}"
-        )
     return jit_compile
 
 
