@@ -1,5 +1,5 @@
-"""Turn a ``kerascnn train`` run folder into a preset of the zoo (issue 15's weights):
-``kerascnn/zoo/weights/MODEL-WEIGHTS.npz`` and its entry in ``presets.json``.
+"""Turn a run folder (``kerascnn train``, or a side of ``benchmarks/reproduce_cifar.py``) into a
+preset of the zoo: ``kerascnn/zoo/weights/MODEL-WEIGHTS.npz`` and its entry in ``presets.json``.
 
     python scripts/make_preset.py runs/resnet20-cifar10 --model resnet20 --weights cifar10 \
         --source ../shared/data/cifar10/train.npz --recipe fast-cifar \
@@ -42,6 +42,20 @@ def machine() -> str:
     return f"{model}, {simd}, {keras.backend.backend()} backend"
 
 
+def class_names(run: pathlib.Path, data) -> list[str]:
+    """The run's ``class_names.txt`` (``kerascnn train`` writes it), else the data's names."""
+    path = run / "class_names.txt"
+    return path.read_text().splitlines() if path.exists() else list(data.class_names)
+
+
+def epoch_seconds(results: pathlib.Path, model: str) -> list[float]:
+    """Per-epoch wall seconds of the kerascnn side training ``model`` (``resnetN``) in a
+    ``benchmarks/reproduce_cifar.py`` results file."""
+    depth = model.removeprefix("resnet")
+    rows = json.loads(results.read_text())["depths"][depth]["kerascnn"]["epochs"]
+    return [float(row["wall_s"]) for row in rows]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=pathlib.Path)
@@ -55,6 +69,9 @@ def main(argv=None) -> None:
     parser.add_argument("--console-log", type=pathlib.Path, default=None,
                         help="the run's console output with --quiet (one Keras line per epoch, "
                         "'352/352 - 100s - ...'): the training time is summed from it")  # fmt: skip
+    parser.add_argument("--epochs-json", type=pathlib.Path, default=None,
+                        help="a results file of benchmarks/reproduce_cifar.py whose side trained "
+                        "the run: the training time is summed from its per-epoch wall seconds")  # fmt: skip
     parser.add_argument("--note", default=None, help="a remark for the metadata")
     args = parser.parse_args(argv)
 
@@ -92,7 +109,7 @@ def main(argv=None) -> None:
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
         "input_shape": list(task.input_shape[1:]),
         "num_classes": int(task.num_classes),
-        "class_names": (args.run / "class_names.txt").read_text().splitlines(),
+        "class_names": class_names(args.run, val),
         "mean": mean,
         "std": std,
         "data": args.source,
@@ -116,6 +133,10 @@ def main(argv=None) -> None:
         ]
         meta["training_seconds"] = sum(seconds)
         meta["epoch_seconds_median"] = float(np.median(seconds)) if seconds else None
+    if args.epochs_json is not None:
+        seconds = epoch_seconds(args.epochs_json, args.model)
+        meta["training_seconds"] = round(sum(seconds))
+        meta["epoch_seconds_median"] = float(np.median(seconds))
     if args.note:
         meta["note"] = args.note
     table = dict(presets.presets())
