@@ -3,8 +3,8 @@
     python benchmarks/loader_throughput.py                 # on the running KERAS_BACKEND
     KERAS_BACKEND=jax python benchmarks/loader_throughput.py --loaders numpy
 
-1. Loader alone: images/s of ``BatchLoader`` (``pipelines.build(..., placement="model")``
-   on the NumPy path) over CIFAR-10 (``--npz``, default ``../shared/data/cifar10/train.npz``),
+1. Loader alone: images/s of ``BatchLoader`` (``pipelines.build(..., normalize="none",
+   loader="numpy")``: augmentation in the model) over CIFAR-10 (``--npz``, default ``../shared/data/cifar10/train.npz``),
    uint8 batches of 128, whole epochs, with each epoch's first-batch time.
 2. In ``kerascnn.training.fit``: CIFAR ResNet-20 with flip + pad-crop in the model on the
    bundled sample (2,000 images, 16 steps of 128), ``--epochs`` epochs; per epoch, the time
@@ -42,8 +42,8 @@ DEFAULT_NPZ = ROOT.parent / "shared" / "data" / "cifar10" / "train.npz"
 
 def loader_alone(npz: pathlib.Path, batch_size: int, epochs: int) -> dict:
     data = pipelines.load(npz)
-    pipe = pipelines.build(data, batch_size=batch_size, augment="flip,padcrop",
-                           placement="model", loader="numpy")  # fmt: skip
+    # augmentation in the model: the loader only shuffles and batches raw pixels
+    pipe = pipelines.build(data, batch_size=batch_size, normalize="none", loader="numpy")
     loader = pipe.dataset
     rows = []
     for epoch in range(epochs):
@@ -84,11 +84,9 @@ def epoch_pauses(loader: str, epochs: int) -> dict:
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
     train = pipelines.load("cifar10-sample", "train")
-    pipe = pipelines.build(train, batch_size=128, augment="flip,padcrop", placement="model",
-                           normalize_in="model", loader=loader)  # fmt: skip
-    model = kerascnn.tasks.ImageClassifier.from_preset(
-        "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation
-    )
+    layers = kerascnn.tasks.input_layers(train, "flip,padcrop")
+    pipe = pipelines.build(train, batch_size=128, normalize="none", loader=loader)
+    model = kerascnn.tasks.ImageClassifier.from_preset("resnet20", **layers.task_options())
     recipe = kerascnn.training.get_recipe("quick", epochs=epochs, early_stopping=0, batch_size=128)
     times = StepTimes()
     start = time.perf_counter()

@@ -7,8 +7,9 @@ seeded split, and records per-epoch validation error and wall time of both:
   (``kerascnn.pipelines.stratified_split_indices``, seed 0) of the CIFAR-10 training set,
   read from ``train_jpeg.npz`` (JPEG bytes, decoded with Pillow) or ``train.npz`` (pixels);
   the format is detected by the file's keys;
-* kerascnn: ``kerascnn.zoo.resnet(depth=D)`` behind ``kerascnn.pipelines.build(...,
-  augment="padcrop:4:mean,flip", placement="model", normalize_in="model", loader="numpy")``,
+* kerascnn: ``kerascnn.zoo.resnet(depth=D)`` with ``kerascnn.tasks.input_layers(train,
+  "padcrop:4:mean,flip")`` in the model, fed by ``kerascnn.pipelines.build(...,
+  normalize="none", loader="numpy")``,
   trained by ``kerascnn.training.fit(..., out_dir=<state>)`` with ``get_recipe("resnet-cifar")``
   (Keras on TensorFlow by default, ``--keras-backend jax`` too; ``--jit auto``: XLA on a GPU,
   off on the CPU, as ``kerascnn train``);
@@ -304,9 +305,9 @@ def make_norm(args):
     return norm, f"FusedBatchNormalization(momentum={momentum}, epsilon={epsilon})"
 
 
-def keras_model(pipe, depth: int, precision: str, norm):
-    """kerascnn ResNet-``depth`` as an ``ImageClassifier`` with the pipeline's in-model
-    layers and its own top; float32 logits under any precision."""
+def keras_model(layers, depth: int, precision: str, norm):
+    """kerascnn ResNet-``depth`` as an ``ImageClassifier`` with the input ``layers``
+    (``kerascnn.tasks.input_layers``) and its own top; float32 logits under any precision."""
     import keras
 
     import kerascnn
@@ -317,10 +318,7 @@ def keras_model(pipe, depth: int, precision: str, norm):
         keras.mixed_precision.set_global_policy(precision)
     try:
         core = kerascnn.zoo.resnet(depth=depth, input_shape=(32, 32, 3), num_classes=10, norm=norm)
-        net = ImageClassifier.from_model(
-            core, preprocessing=pipe.model_preprocessing,
-            augmentation=pipe.model_augmentation, mixer=pipe.mix, name=f"resnet{depth}",
-        )  # fmt: skip
+        net = ImageClassifier.from_model(core, **layers.task_options(), name=f"resnet{depth}")
     finally:
         keras.mixed_precision.set_global_policy(previous)
     params = sum(int(np.prod(w.shape)) for w in core.trainable_weights)
@@ -372,22 +370,25 @@ def epoch_logger(side: str, n_train: int, save, rows=(), stop_after: int | None 
 
 
 def build_pipes(x_tr, y_tr, x_va, y_va, args, batch_size, augment):
+    """``(layers, pipe, val_pipe)``: the task's input layers of ``augment`` (all in the
+    model) and the NumPy pipelines of raw pixels."""
     from kerascnn import pipelines
     from kerascnn.pipelines.sources import array_dataset
+    from kerascnn.tasks import input_layers
 
     train_ds = array_dataset("cifar10-train", "train", x_tr, y_tr, CLASSES)
+    layers = input_layers(train_ds, augment, seed=args.seed)
     pipe = pipelines.build(
-        train_ds, batch_size=batch_size, seed=args.seed, augment=augment,
-        placement="model", normalize_in="model", loader="numpy", mix_in="model",
-    )  # fmt: skip
+        train_ds, batch_size=batch_size, seed=args.seed, normalize="none", loader="numpy"
+    )
     val_pipe = None
     if x_va is not None:
         val_ds = array_dataset("cifar10-train", "validation", x_va, y_va, CLASSES)
         val_pipe = pipelines.build(
             val_ds, batch_size=min(500, len(y_va)), shuffle=False,
-            normalize=pipe.normalization, normalize_in="model", loader="numpy",
+            normalize="none", loader="numpy",
         )  # fmt: skip
-    return train_ds, pipe, val_pipe
+    return layers, pipe, val_pipe
 
 
 def run_kerascnn(depth, data, args, recipe_kw, save, state: pathlib.Path, rows) -> dict:
@@ -405,8 +406,8 @@ def run_kerascnn(depth, data, args, recipe_kw, save, state: pathlib.Path, rows) 
     recipe = training.get_recipe("resnet-cifar", **recipe_kw)
     augment = augment_spec(args.pad_fill)
     norm, norm_text = make_norm(args)
-    _, pipe, val_pipe = build_pipes(x_tr, y_tr, x_va, y_va, args, recipe.batch_size, augment)
-    net, params = keras_model(pipe, depth, args.precision, norm)
+    layers, pipe, val_pipe = build_pipes(x_tr, y_tr, x_va, y_va, args, recipe.batch_size, augment)
+    net, params = keras_model(layers, depth, args.precision, norm)
     log = epoch_logger(f"kerascnn resnet{depth}", len(y_tr), save, rows, args.stop_after_epochs)
     t_fit = time.perf_counter()
     training.fit(
@@ -425,8 +426,8 @@ def run_kerascnn(depth, data, args, recipe_kw, save, state: pathlib.Path, rows) 
             "augment": f"spec {augment!r}, placement='model'",
             "run_folder": str(state),
             "normalization": {
-                "mean": list(pipe.normalization.mean),
-                "std": list(pipe.normalization.std),
+                "mean": list(layers.normalization.mean),
+                "std": list(layers.normalization.std),
             },
             "recipe": recipe_dict(recipe),
             "lr_boundaries_steps": lr_boundaries(recipe, steps)[0],
@@ -661,8 +662,8 @@ def fit_vs_step(depth, data, args, epochs, batch_size, step_rounds, steps_per_ro
     keras.utils.clear_session()
     keras.utils.set_random_seed(args.seed)
     recipe = training.get_recipe("resnet-cifar", epochs=epochs, batch_size=batch_size)
-    _, pipe, _ = build_pipes(x_tr, y_tr, None, None, args, batch_size, "padcrop,flip")
-    net, params = keras_model(pipe, depth, args.precision, "batch")
+    layers, pipe, _ = build_pipes(x_tr, y_tr, None, None, args, batch_size, "padcrop,flip")
+    net, params = keras_model(layers, depth, args.precision, "batch")
     log = epoch_logger(f"fit resnet{depth}", len(y_tr), None)
     t = time.perf_counter()
     training.fit(net, pipe, None, recipe, jit_compile=True, callbacks=[log], verbose=0)
@@ -671,8 +672,8 @@ def fit_vs_step(depth, data, args, epochs, batch_size, step_rounds, steps_per_ro
 
     keras.utils.clear_session()
     keras.utils.set_random_seed(args.seed)
-    _, pipe, _ = build_pipes(x_tr, y_tr, None, None, args, batch_size, "padcrop,flip")
-    model, _ = keras_model(pipe, depth, args.precision, "batch")
+    layers, pipe, _ = build_pipes(x_tr, y_tr, None, None, args, batch_size, "padcrop,flip")
+    model, _ = keras_model(layers, depth, args.precision, "batch")
     steps = -(-len(y_tr) // batch_size)
     optimizer = recipe.make_optimizer(steps)
     optimizer.build(model.trainable_variables)

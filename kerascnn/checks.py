@@ -26,6 +26,7 @@ __all__ = [
     "check_input_shape",
     "check_jit_compile",
     "check_int",
+    "check_options",
     "check_int_list",
     "check_pair",
     "check_seed",
@@ -96,6 +97,19 @@ def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
             f"{name} must be one of {', '.join(repr(a) for a in allowed)}; received {name}={value!r}"
         )
     return value
+
+
+def check_options(function: str, options: dict, defaults: dict) -> dict:
+    """A function's ``**options`` with ``defaults`` filled in; a name not in ``defaults`` is
+    refused: ``fit() has no option 'x' (received x=1); its options are: a, b``."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        name = unknown[0]
+        raise UserInputError(
+            f"{function}() has no option {name!r} (received {name}={options[name]!r}); "
+            f"its options are: {', '.join(defaults)}"
+        )
+    return {**defaults, **options}
 
 
 def check_jit_compile(value: Any) -> Any:

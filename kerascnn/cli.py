@@ -91,6 +91,10 @@ def _needs_tensorflow_backend(what: str, instead: str) -> None:
 
 
 def cmd_train(args) -> int:
+    from kerascnn.training import jax_parallel
+
+    # several JAX processes: joined before anything else uses JAX
+    jax_parallel.initialize(args.coordinator, args.num_processes, args.process_id)
     from kerascnn.training.config import RunConfig
     from kerascnn.training.loop import TrainingDiverged
     from kerascnn.training.run import train
@@ -115,6 +119,7 @@ def cmd_train(args) -> int:
         mixed_precision=args.mixed_precision, strategy=args.strategy,
         lr_scaling=args.lr_scaling, overwrite=args.overwrite, export=args.export,
         allow_new_signature=args.allow_new_signature,
+        model_overrides={"norm": args.norm} if args.norm else {},
     )  # fmt: skip
 
     def check_data(train_data):  # once the data is read, before training
@@ -237,10 +242,8 @@ def _print_export(path, image_shape) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    import keras
-
     from kerascnn import pipelines
-    from kerascnn.inference import load_keras_model, read_class_names
+    from kerascnn.inference import evaluate, load_keras_model, read_class_names
     from kerascnn.pipelines.validate import check_model_fits
 
     model = load_keras_model(args.model_file)
@@ -252,13 +255,8 @@ def cmd_evaluate(args) -> int:
     )  # fmt: skip
     model_dir = os.path.dirname(os.path.abspath(args.model_file))
     check_model_fits(model, val, args.model_file, read_class_names(model_dir))
-    data = pipelines.build(
-        val, batch_size=args.batch_size, shuffle=False, normalize="none", labels="sparse"
-    )
-    model.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
-    )
-    loss, accuracy = model.evaluate(data.dataset, verbose=0)
+    data = pipelines.build(val, batch_size=args.batch_size, shuffle=False, normalize="none")
+    loss, accuracy = evaluate(model, data)  # the loss follows the model's outputs
     print(
         f"{args.model_file} on {args.dataset} (validation, {len(val)} images): loss {loss:.4f}, accuracy {accuracy:.4f}"
     )
@@ -403,10 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("mixed_float16", "mixed_bfloat16"))
     p.add_argument(
         "--strategy",
-        choices=("auto", "none", "mirrored", "multiworker"),
+        choices=("auto", "none", "mirrored", "multiworker", "data-parallel"),
         default="auto",
-        help="tf.distribute strategy (auto: multiworker with a TF_CONFIG cluster, mirrored with 2+ GPUs); see docs/distributed.md",
+        help="TensorFlow: tf.distribute mirrored or multiworker (auto: multiworker with a TF_CONFIG cluster, mirrored with 2+ GPUs); JAX: data-parallel (keras.distribution; auto: with 2+ devices); see docs/distributed.md",
     )
+    p.add_argument(
+        "--norm",
+        choices=("batch", "sync_batch"),
+        help="batch-norm statistics over several devices: each device's (batch, the default) or the global batch's (sync_batch)",
+    )
+    p.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="JAX data-parallel over several processes: process 0's address (or KERAS_DISTRIBUTION_JOB_ADDRESSES)",
+    )
+    p.add_argument("--num-processes", type=int, help="JAX: processes in the run (or KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    p.add_argument("--process-id", type=int, help="JAX: this process, 0..N-1; 0 writes the run folder (or KERAS_DISTRIBUTION_PROCESS_ID)")
     p.add_argument(
         "--lr-scaling",
         choices=("linear", "sqrt", "none"),

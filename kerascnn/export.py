@@ -313,7 +313,7 @@ def serving_export(
     (0..255, as decoded from image files) of the model's input shape, and returns ``logits``
     (float32), ``probabilities`` (softmax of the logits), ``class_ids`` (int64 argmax) and
     ``class_names`` (string). The model must therefore take 0..255 pixels: normalization
-    belongs inside it (see ``kerascnn.pipelines.build(normalize_in="model")``); a model
+    belongs inside it (see ``kerascnn.tasks.input_layers``: the task's preprocessing); a model
     trained on 0..1 floats would get inputs 255 times too large. The ``serve`` endpoint
     takes float32 pixels and returns the logits. Every call runs the model with
     ``training=False``. A model that ends in a softmax (``keras.layers.Softmax``,

@@ -9,6 +9,9 @@ writes it into the run folder). A SavedModel folder (``kerascnn.export.serving_e
 queried through its ``serving_default`` signature (TensorFlow); its class names are in its
 ``assets.extra``. Both read images with :func:`read_image`, which
 decodes them as training does (:func:`kerascnn.pipelines.sources.decode_file`).
+
+:func:`evaluate` measures a model's cross-entropy and accuracy on batches of integer labels,
+whether the model outputs logits or probabilities (``kerascnn evaluate``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from kerascnn.backends import require_tensorflow
 
 __all__ = [
     "CLASS_NAMES_FILE",
+    "evaluate",
     "load_keras_model",
     "predict_files",
     "read_class_names",
@@ -100,6 +104,33 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
             f"{path} is not a valid .keras file ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else 'unreadable'})"
         ) from None
+
+
+def evaluate(model: keras.Model, batches) -> tuple[float, float]:
+    """``(loss, accuracy)`` of ``model`` on ``batches`` of ``(images, integer labels)``.
+
+    The loss is the mean cross-entropy of the model's outputs, read as probabilities or as
+    logits as the model's output layer says (:func:`~kerascnn.activations.outputs_are_probabilities`:
+    a softmax-ended model's outputs are not put through a second softmax), without a task's
+    label smoothing; the accuracy is the fraction of images whose largest output is the
+    label. The model's compiled state is left alone.
+
+    ``batches``: a kerascnn ``Pipeline``, a ``keras.utils.PyDataset`` or a batched
+    ``tf.data.Dataset`` (what ``kerascnn.pipelines.build(..., shuffle=False)`` returns)."""
+    from_logits = not outputs_are_probabilities(model)
+    loss_sum, correct, count = 0.0, 0, 0
+    for x, y in getattr(batches, "dataset", batches):
+        out = model.predict_on_batch(x)
+        y = np.asarray(keras.ops.convert_to_numpy(y)).astype("int64").reshape(-1)
+        losses = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=from_logits)
+        loss_sum += float(np.sum(keras.ops.convert_to_numpy(losses), dtype="float64"))
+        correct += int(np.sum(np.argmax(keras.ops.convert_to_numpy(out), axis=-1) == y))
+        count += len(y)
+    if count == 0:
+        from kerascnn.errors import UserInputError
+
+        raise UserInputError("evaluate received no batches (an empty dataset)")
+    return loss_sum / count, correct / count
 
 
 def predict_files(model_path: str | os.PathLike, files, top_k: int = 3) -> list[str]:

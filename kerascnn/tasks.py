@@ -21,18 +21,37 @@ outputs (:attr:`ImageClassifier.output_kind`) and trainers which labels its loss
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from kerascnn.activations import outputs_are_probabilities
-from kerascnn.checks import check_choice, check_float, check_int
+from kerascnn.checks import check_choice, check_float, check_int, check_options
 from kerascnn.errors import UserInputError
 from kerascnn.layers.augment.mix import MixStep, _BatchMixer, to_one_hot
 from kerascnn.layers.standardize import Standardize
 from kerascnn.zoo.pixels import PixelInputCheck
 
-__all__ = ["ImageClassifier", "PRESET_HEADS", "split_classifier"]
+__all__ = [
+    "ImageClassifier",
+    "input_layers",
+    "InputLayers",
+    "PRESET_HEADS",
+    "split_classifier",
+    "TASK_OPTIONS",
+]
 
 PRESET_HEADS = ("zoo", "new")
+#: :class:`ImageClassifier`'s ``**options`` (its head's, and Keras's ``trainable``) and
+#: their defaults
+TASK_OPTIONS = {
+    "pooling": "avg",
+    "dropout": 0.0,
+    "activation": None,
+    "kernel_regularizer": None,
+    "head_dtype": None,
+    "trainable": True,
+}
 _POOLINGS = (None, "avg", "max")
 _ACTIVATIONS = (None, "linear", "softmax")
 
@@ -63,6 +82,70 @@ def _loss_takes_onehot(loss) -> bool:
     else:
         name = getattr(loss, "__name__", type(loss).__name__)
     return "sparse" not in name.lower()
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLayers:
+    """The layers a task puts before its backbone, made for one training set
+    (:func:`input_layers`).
+
+    Attributes:
+        augmentation: the per-image augmentation layers (identity unless ``training``).
+        preprocessing: the normalization layer (``Standardize`` / ``Rescaling``), or none:
+            with it the task takes raw 0..255 pixels.
+        mixer: the ``MixUp`` / ``CutMix`` layer of the task's train step, or ``None``.
+        normalization: the resolved :class:`~kerascnn.pipelines.Normalization` (its
+            statistics).
+    """
+
+    augmentation: list
+    preprocessing: list
+    mixer: keras.layers.Layer | None
+    normalization: object
+
+    def task_options(self) -> dict:
+        """``augmentation``, ``preprocessing`` and ``mixer``: :class:`ImageClassifier`
+        arguments (``ImageClassifier.from_preset(name, **layers.task_options())``)."""
+        return {
+            "augmentation": list(self.augmentation),
+            "preprocessing": list(self.preprocessing),
+            "mixer": self.mixer,
+        }
+
+
+def input_layers(
+    dataset, augment=None, *, normalize="standardize", seed: int = 0, mean=None, std=None
+) -> InputLayers:
+    """The task's input layers for training on ``dataset``: the augmentation and MixUp /
+    CutMix of the spec ``augment`` and the normalization of the data.
+
+    Args:
+        dataset: the training :class:`~kerascnn.pipelines.Dataset` (its image shape, classes
+            and pixel statistics).
+        augment: ``None``, a spec string (``"flip,padcrop:4:mean,mixup:0.2"``; see
+            :mod:`kerascnn.pipelines.augment_spec`) or a list of layers / spec items.
+        normalize: ``"standardize"`` (per-channel, with ``mean`` / ``std`` or the data's),
+            ``"scale"`` (to [0, 1]), ``"none"``, or a
+            :class:`~kerascnn.pipelines.Normalization`.
+        seed: the layers built from a spec string get ``seed``, ``seed + 1``, ... (the
+            same layers as :func:`kerascnn.pipelines.build` with the same seed).
+        mean, std: per-channel statistics in pixel units for ``"standardize"``.
+
+    Example:
+        >>> layers = input_layers(train, "flip,padcrop,mixup:0.2", seed=1)
+        >>> task = ImageClassifier.from_preset("resnet20", **layers.task_options())
+        >>> task.compile(); task.fit(kerascnn.pipelines.build(train, normalize="none").dataset)
+    """
+    from kerascnn.pipelines import parse_augment, resolve_normalization
+    from kerascnn.pipelines.augment_spec import fill_mean
+
+    norm = resolve_normalization(normalize, dataset, mean, std)
+    plan = parse_augment(
+        augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes,
+        mean=fill_mean(augment, norm, dataset),
+    )  # fmt: skip
+    layer = norm.layer()
+    return InputLayers(list(plan.layers), [] if layer is None else [layer], plan.mix, norm)
 
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -106,25 +189,27 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
             feature map) or with ``pooling="avg"`` (2-D features; then ``pooling=None``).
         num_classes: number of classes (outputs). With ``head`` given, read from it when None.
         preprocessing: layers applied to the raw pixels before the backbone, e.g. the
-            pipeline's ``Normalization`` (``Pipeline.model_preprocessing``); they make the
+            data's ``Standardize`` (:func:`input_layers`); they make the
             task, its ``.keras`` file and its exports take raw 0..255 pixels.
         augmentation: layers applied first, before ``preprocessing``; kerascnn's
             augmentation layers are the identity unless ``training`` is true, so evaluation,
             prediction and exports skip them.
         head: None for the generic head below, or a model / layer from the backbone's
             features to class scores (e.g. a zoo model's own top; :func:`split_classifier`).
-        pooling: generic head: ``"avg"`` or ``"max"`` global pooling of a 4-D feature map,
-            or None for 2-D features.
-        dropout: generic head: dropout rate before the classifier (0: none).
-        activation: None (logits) or ``"softmax"`` (probabilities): the output layer, in
-            float32 whatever the dtype policy.
-        kernel_regularizer: generic head: regularizer of the ``predictions`` kernel.
         mixer: a ``MixUp`` / ``CutMix`` layer that mixes each training batch inside
             ``train_step`` (integer labels are made one-hot first); None: no mixing.
         label_smoothing: the cross-entropy's label smoothing of ``compile(loss="auto")``.
-        head_dtype: dtype policy of the head's layers (default: the global policy); the
-            output is float32 in any case.
         name: the model's name.
+        **options: the head's options (:data:`TASK_OPTIONS`), and Keras's ``trainable``:
+
+            pooling: generic head: ``"avg"`` (default) or ``"max"`` global pooling of a 4-D
+                feature map, or None for 2-D features.
+            dropout: generic head: dropout rate before the classifier (default 0: none).
+            activation: None (logits, default) or ``"softmax"`` (probabilities): the output
+                layer, in float32 whatever the dtype policy.
+            kernel_regularizer: generic head: regularizer of the ``predictions`` kernel.
+            head_dtype: dtype policy of the head's layers (default: the global policy); the
+                output is float32 in any case.
 
     Input: with a :class:`~kerascnn.layers.Standardize` in ``preprocessing`` the task takes
     raw 0..255 pixels, and floats in 0..1 given to ``predict`` / ``evaluate`` / a call raise a
@@ -152,16 +237,14 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
         preprocessing=(),
         augmentation=(),
         head=None,
-        pooling: str | None = "avg",
-        dropout: float = 0.0,
-        activation: str | None = None,
-        kernel_regularizer=None,
         mixer=None,
         label_smoothing: float = 0.0,
-        head_dtype=None,
         name: str | None = None,
-        **kwargs,
+        **options,
     ):
+        options = check_options("ImageClassifier", options, TASK_OPTIONS)
+        pooling, dropout, activation = options["pooling"], options["dropout"], options["activation"]
+        kernel_regularizer, head_dtype = options["kernel_regularizer"], options["head_dtype"]
         if not isinstance(backbone, keras.Model) or not getattr(backbone, "inputs", None):
             raise UserInputError(
                 f"backbone must be a functional keras.Model with an image input; received {backbone!r}"
@@ -232,7 +315,7 @@ class ImageClassifier(MixStep, PixelInputCheck, keras.Model):
         outputs = keras.layers.Activation(activation or "linear", dtype="float32", name=kind)(x)
 
         # === Functional model ===
-        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=options["trainable"])
 
         # === Config ===
         self.backbone = backbone

@@ -54,8 +54,8 @@ sample = pipelines.load("cifar10-sample", "validation")
 report["export"] = one_line(lambda: kerascnn.export.serving_export(model, "sm"))
 report["tfds"] = one_line(lambda: pipelines.load("cifar10"))
 report["placement"] = one_line(
-    lambda: pipelines.build(sample, augment="flip", placement="pipeline"))
-report["loader"] = type(pipelines.build(sample, augment="flip", placement="model").dataset).__name__
+    lambda: pipelines.build(sample, augment="flip"))
+report["loader"] = type(pipelines.build(sample, normalize="none").dataset).__name__
 report["tf_modules"] = sorted(m for m in sys.modules if m.startswith("tensorflow"))
 import json; print(json.dumps(report))
 """
@@ -71,7 +71,7 @@ def test_import_and_tensorflow_features_fail_with_one_line(tmp_path):
         assert message is not None and "\n" not in message, feature
         assert "pip install tensorflow" in message, message
     assert "SavedModel" in report["export"]
-    assert "placement='pipeline'" in report["placement"]
+    assert "augmentation in the input pipeline" in report["placement"]
     assert "'cifar10'" in report["tfds"]
 
     cli_run = run_without_tensorflow([*KERASCNN, "train", "resnet20", "--dataset", "cifar10"])

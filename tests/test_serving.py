@@ -15,7 +15,7 @@ from conftest import RecordWeights, tf_only
 
 import kerascnn
 from kerascnn import export, pipelines
-from kerascnn.tasks import ImageClassifier
+from kerascnn.tasks import ImageClassifier, input_layers
 from kerascnn.training import fit, get_recipe
 
 pytestmark = tf_only
@@ -58,19 +58,13 @@ def trained(tmp_path_factory):
     keras.utils.set_random_seed(3)
     train = pipelines.load(_npz(tmp / "train.npz", 240, 0))
     val = pipelines.load(_npz(tmp / "val.npz", 60, 1, random_labels=True))  # val accuracy plateaus
-    pipe = pipelines.build(
-        train, batch_size=16, augment="flip,padcrop:2", placement="model", normalize_in="model"
-    )
-    val_pipe = pipelines.build(
-        val, batch_size=32, shuffle=False, normalize=pipe.normalization, normalize_in="model"
-    )
+    layers = input_layers(train, "flip,padcrop:2")
+    pipe = pipelines.build(train, batch_size=16, normalize="none")
+    val_pipe = pipelines.build(val, batch_size=32, shuffle=False, normalize="none")
     core = kerascnn.zoo.resnet(
         blocks=[1, 1], filters=[8, 16], input_shape=(16, 16, 3), num_classes=3
     )
-    model = ImageClassifier.from_model(
-        core, preprocessing=pipe.model_preprocessing,
-        augmentation=pipe.model_augmentation,
-    )  # fmt: skip
+    model = ImageClassifier.from_model(core, **layers.task_options())
     recorder = RecordWeights()
     result = fit(model, pipe, val_pipe, get_recipe("vgg-sweep", epochs=30, early_stopping=2, lr=3e-3),
                  out_dir=tmp / "run", callbacks=[recorder], verbose=0)  # fmt: skip

@@ -14,7 +14,7 @@ from kerascnn import zoo
 from kerascnn.errors import UserInputError
 from kerascnn.layers.augment import mix as M
 from kerascnn.layers.augment.flip_crop import RandomFlip
-from kerascnn.tasks import ImageClassifier, split_classifier
+from kerascnn.tasks import ImageClassifier, input_layers, split_classifier
 
 tf_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow" or importlib.util.find_spec("tensorflow") is None,
@@ -84,6 +84,15 @@ def test_pooled_backbone_and_bad_arguments():
         ImageClassifier(_backbone(), 3, activation="sigmoid")
     with pytest.raises(ValueError, match="num_classes"):
         ImageClassifier(_backbone(), None)
+    with pytest.raises(
+        UserInputError,
+        match=r"ImageClassifier\(\) has no option 'polling' \(received polling='max'\); its "
+        "options are: pooling, dropout, activation, kernel_regularizer, head_dtype, trainable",
+    ):
+        ImageClassifier(_backbone(), 3, polling="max")
+    frozen = ImageClassifier(_backbone(), 3, trainable=False)
+    assert not frozen.trainable and not frozen.trainable_weights
+    assert ImageClassifier.from_config(frozen.get_config()).trainable is False
 
 
 @pytest.mark.jax
@@ -278,13 +287,11 @@ def test_pipeline_leaves_mixing_to_the_model(tmp_path):
         y=np.arange(40) % 4,
     )
     data = pipelines.load(tmp_path / "d.npz")
-    pipe = pipelines.build(
-        data, batch_size=8, augment="flip,mixup:0.2", placement="model", normalize="scale",
-        loader="numpy", mix_in="model",
-    )  # fmt: skip
-    assert isinstance(pipe.mix, M.MixUp)
-    assert [type(layer).__name__ for layer in pipe.model_augmentation] == ["RandomFlip"]
-    assert len(pipe.model_preprocessing) == 1
+    layers = input_layers(data, "flip,mixup:0.2", normalize="scale")
+    assert isinstance(layers.mixer, M.MixUp)
+    assert [type(layer).__name__ for layer in layers.augmentation] == ["RandomFlip"]
+    assert [type(layer).__name__ for layer in layers.preprocessing] == ["Rescaling"]
+    pipe = pipelines.build(data, batch_size=8, normalize="none", loader="numpy")
     xb, yb = pipe.dataset[0]
     assert yb.ndim == 1 and "int" in str(yb.dtype)
     assert xb.dtype == np.uint8  # raw pixels: neither normalized nor mixed

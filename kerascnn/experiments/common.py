@@ -12,10 +12,13 @@ The helpers here give all of them the same command line and the same outputs:
   defaults, so an explicit option always wins over ``--quick``.
 * **data** (:func:`load_data`, or :func:`load_experiment_data` with the resolved options):
   a seeded, stratified train / validation split
-  (``validation_fraction``) with optional stratified subsets, and batches normalized with
-  the training part's statistics (:meth:`ExperimentData.pipelines`).
-* **training** (:func:`reset_keras`, then :func:`train`): ``kerascnn.training.fit`` with a
-  recipe, no files, and the seconds per epoch (:meth:`TrainResult.epoch_rows`).
+  (``validation_fraction``) with optional stratified subsets, batches of raw pixels and the
+  task's input layers: standardization with the training part's statistics, augmentation
+  (:meth:`ExperimentData.pipelines`).
+* **training** (:func:`reset_keras`, :func:`classifier`, then :func:`train`): the network
+  as a :class:`kerascnn.tasks.ImageClassifier` with those layers, trained by
+  ``kerascnn.training.fit`` with a recipe, no files, and the seconds per epoch
+  (:meth:`TrainResult.epoch_rows`).
 * **outputs** (:func:`output_dir`, :func:`write_csv` / :func:`write_tables`,
   :func:`save_figure`, :func:`write_run_info`, or both at once with
   :func:`save_figure_and_run_info`): one folder per experiment (default ``runs/experiments/NAME``) with
@@ -31,7 +34,9 @@ A new experiment module (e.g. the regularization experiments)::
         o = resolve(options, FULL, QUICK)
         out = output_dir(o["out"], "my-exp")
         data = load_experiment_data("my-exp", o)
-        train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
+        train_pipe, val_pipe, layers = data.pipelines(o["batch_size"], seed=o["seed"])
+        model = classifier(my_network, layers)
+        result = train(model, train_pipe, val_pipe, recipe)
         ...
         png, info = save_figure_and_run_info(fig, out / "my-exp.png", "my-exp", o, data, out, started)
         return {"csv": write_csv(out / "my-exp.csv", rows), "png": png, "run": info}
@@ -61,7 +66,7 @@ from collections.abc import Iterable, Mapping
 import keras
 import numpy as np
 
-from kerascnn.checks import check_int, check_int_list
+from kerascnn.checks import check_choice, check_int, check_int_list
 from kerascnn.errors import UserInputError
 from kerascnn.plotting import pyplot
 
@@ -69,6 +74,7 @@ __all__ = [
     "add_common_arguments",
     "caption",
     "chance_threshold",
+    "classifier",
     "command_line",
     "COMMON_OPTIONS",
     "DEFAULT_DATA",
@@ -235,40 +241,28 @@ class ExperimentData:
         )
 
     def pipelines(self, batch_size: int, seed: int = 0, augment=None):
-        """``(train, validation)`` :class:`kerascnn.pipelines.Pipeline` s, standardized in the
-        pipeline with the training part's statistics; models take normalized images."""
+        """``(train, validation, layers)``: :class:`kerascnn.pipelines.Pipeline` s of raw
+        pixels and integer labels, and the task's :class:`~kerascnn.tasks.InputLayers`
+        (standardization with the training part's statistics, the augmentation and MixUp /
+        CutMix of the spec ``augment``, seeded with ``seed``) for :func:`classifier`."""
         from kerascnn import pipelines
+        from kerascnn.tasks import input_layers
 
-        train = pipelines.build(
-            self.train,
-            batch_size=batch_size,
-            seed=seed,
-            augment=augment or None,
-            normalize_in="pipeline",
-        )
-        val = pipelines.build(
-            self.val,
-            batch_size=batch_size,
-            shuffle=False,
-            normalize=train.normalization,
-            normalize_in="pipeline",
-        )
-        return train, val
+        layers = input_layers(self.train, augment or None, seed=seed)
+        train = pipelines.build(self.train, batch_size=batch_size, seed=seed, normalize="none")
+        val = pipelines.build(self.val, batch_size=batch_size, shuffle=False, normalize="none")
+        return train, val, layers
 
-    def arrays(self, split: str = "val", batch_size: int = 512):
-        """All normalized images and labels of ``"val"`` or ``"train"`` as NumPy arrays."""
-        train, val = self.pipelines(batch_size)
-        pipe = val if split == "val" else _unshuffled(self, train)
-        xs, ys = zip(*((x.numpy(), y.numpy()) for x, y in pipe.dataset), strict=True)
-        return np.concatenate(xs), np.concatenate(ys)
+    def arrays(self, split: str = "val"):
+        """All images of ``"val"`` or ``"train"``, standardized with the training part's
+        statistics (what the network sees inside its task), and their labels, as NumPy
+        arrays."""
+        from kerascnn.pipelines import resolve_normalization
 
-
-def _unshuffled(data: ExperimentData, train_pipe):
-    from kerascnn import pipelines
-
-    return pipelines.build(
-        data.train, batch_size=512, shuffle=False, normalize=train_pipe.normalization
-    )
+        check_choice("split", split, ("val", "train"))
+        x, y = (self.val if split == "val" else self.train).numpy()
+        standardize = resolve_normalization("standardize", self.train)
+        return np.asarray(standardize(x.astype(np.float32)), np.float32), y
 
 
 def load_data(
@@ -379,10 +373,21 @@ def reset_keras(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def classifier(net: keras.Model, layers, name: str | None = None):
+    """``net`` (a functional classifier) as an :class:`~kerascnn.tasks.ImageClassifier`
+    taking raw pixels: its own top kept (the same layers and parameters: training the task
+    trains ``net``), with ``layers`` (:meth:`ExperimentData.pipelines`'
+    :class:`~kerascnn.tasks.InputLayers`: standardization, in-model augmentation, MixUp /
+    CutMix)."""
+    from kerascnn.tasks import ImageClassifier
+
+    return ImageClassifier.from_model(net, **layers.task_options(), name=name or net.name)
+
+
 def train(model, train_pipe, val_pipe, recipe, *, verbose=0) -> TrainResult:
-    """Fit ``model`` with ``recipe`` (via :func:`kerascnn.training.fit`, writing no files)
-    and return its history (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch)
-    and timings."""
+    """Fit ``model`` (an :class:`~kerascnn.tasks.ImageClassifier`: :func:`classifier`) with
+    ``recipe`` (via :func:`kerascnn.training.fit`, writing no files) and return its history
+    (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` per epoch) and timings."""
     from kerascnn.training import fit
 
     timer = EpochTimer()

@@ -151,7 +151,7 @@ def run_vgg_depth(**options) -> dict:
             )
     recipe = get_recipe("vgg-sweep", epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"])
     threshold = common.chance_threshold(classes, len(data.val))
-    train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
+    train_pipe, val_pipe, layers = data.pipelines(o["batch_size"], seed=o["seed"])
 
     runs, cells = [], []
     for nb in blocks:
@@ -160,7 +160,8 @@ def run_vgg_depth(**options) -> dict:
             for rep in range(o["repetitions"]):
                 common.reset_keras(o["seed"] + rep)
                 model = vgg_model(nb, nc, o["filters"], shape, classes)
-                result = common.train(model, train_pipe, val_pipe, recipe)
+                task = common.classifier(model, layers)
+                result = common.train(task, train_pipe, val_pipe, recipe)
                 row = {
                     "num_blocks": nb,
                     "convs_per_block": nc,
@@ -309,11 +310,13 @@ def _add_recipe_arguments(parser) -> None:
 
 
 def _train_cifar_net(depth: int, residual: bool, data, pipes, recipe, seed: int):
-    """A freshly seeded CIFAR ResNet (``residual``) or plain net of ``depth``, trained with
-    ``recipe`` on ``pipes`` (training, validation); returns ``(model, TrainResult)``."""
+    """A freshly seeded CIFAR ResNet (``residual``) or plain net of ``depth``, trained as a
+    task with ``recipe`` on ``pipes`` (training, validation, the task's input layers);
+    returns ``(model, TrainResult)``: the bare network, trained."""
     common.reset_keras(seed)
     model = _cifar_net(depth, residual, data.image_shape, data.num_classes)
-    return model, common.train(model, *pipes, recipe)
+    train_pipe, val_pipe, layers = pipes
+    return model, common.train(common.classifier(model, layers), train_pipe, val_pipe, recipe)
 
 
 def run_degradation(**options) -> dict:

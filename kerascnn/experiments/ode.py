@@ -104,7 +104,7 @@ def run(**options) -> dict:
          steps * evaluations_per_step(o["method"])),
     ]  # fmt: skip
     recipe = get_recipe("vgg-sweep", epochs=o["epochs"], batch_size=o["batch_size"], lr=o["lr"])
-    train_pipe, val_pipe = data.pipelines(o["batch_size"], seed=o["seed"])
+    train_pipe, val_pipe, layers = data.pipelines(o["batch_size"], seed=o["seed"])
     rows, curves = [], {}
     for label, kwargs, hidden, evaluations in variants:
         common.reset_keras(o["seed"])
@@ -112,7 +112,7 @@ def run(**options) -> dict:
             filters=filters, steps=steps, input_shape=shape, num_classes=classes, **kwargs
         )
         params = model.count_params()
-        result = common.train(model, train_pipe, val_pipe, recipe)
+        result = common.train(common.classifier(model, layers), train_pipe, val_pipe, recipe)
         h = result.history
         curves[label] = (params, h)
         rows += [

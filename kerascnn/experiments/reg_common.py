@@ -13,22 +13,24 @@ import numpy as np
 
 from kerascnn import layers as kl
 from kerascnn import pipelines
-from kerascnn.checks import check_choice
+from kerascnn.checks import check_choice, check_options
+from kerascnn.errors import UserInputError
 from kerascnn.experiments import common
 from kerascnn.pipelines.sources import array_dataset
 
 __all__ = [
     "accuracy",
     "Arrays",
-    "classifier",
     "CONV_KINDS",
     "DROPOUT_KINDS",
     "EpochRecorder",
     "kernel_norm",
     "kernels",
     "pipes",
+    "REGULARIZATION",
     "setup",
     "small_vgg",
+    "SWEEP_OPTIONS",
     "train",
 ]
 
@@ -64,6 +66,8 @@ def setup(name: str, options: dict, full: dict, quick: dict):
 # --------------------------------------------------------------------------- networks
 DROPOUT_KINDS = ("none", "dropout", "spatial", "dropconnect", "cutout")
 CONV_KINDS = ("plain", "l1", "hadamard")
+#: :func:`small_vgg`'s ``**regularization`` and their defaults
+REGULARIZATION = {"drop": "none", "rate": 0.3, "conv": "plain", "l1": 0.0, "l2": 0.0, "seed": 0}
 
 
 def small_vgg(
@@ -75,27 +79,28 @@ def small_vgg(
     convs_per_block: int = 2,
     hidden: int = 128,
     pool: str = "gap",
-    drop: str = "none",
-    rate: float = 0.3,
-    conv: str = "plain",
-    l1: float = 0.0,
-    l2: float = 0.0,
-    seed: int = 0,
     name: str = "small_vgg",
+    **regularization,
 ) -> keras.Model:
     """The experiments' VGG-like net: blocks of 3x3 convs (ReLU) + 2x2 max pool, filters
     doubling per block, global average pooling (``pool="gap"``) or flattening
     (``pool="flatten"``), a hidden dense layer, a linear classifier.
 
-    ``drop``: ``"dropout"`` (``Dropout(rate)`` after every pool and after the hidden layer),
-    ``"spatial"`` (``SpatialDropout(rate)`` after every pool, ``Dropout`` after the hidden
-    layer), ``"dropconnect"`` (every conv and dense kernel is a DropConnect one), ``"cutout"``
-    (``Cutout`` of a quarter of the image on the input; no dropout). ``conv``: ``"plain"``,
-    ``"l1"`` (an ``L1(l1)`` penalty on every kernel) or ``"hadamard"`` (Hadamard layers with
-    the same L1 strength). ``l2``: an ``L2(l2)`` penalty on every kernel (``l2 * sum(w**2)``).
+    ``**regularization`` (:data:`REGULARIZATION`, defaults: none): ``drop``: ``"dropout"``
+    (``Dropout(rate)`` after every pool and after the hidden layer), ``"spatial"``
+    (``SpatialDropout(rate)`` after every pool, ``Dropout`` after the hidden layer),
+    ``"dropconnect"`` (every conv and dense kernel is a DropConnect one), ``"cutout"``
+    (``Cutout`` of a quarter of the image on the input; no dropout); ``rate`` (0.3);
+    ``conv``: ``"plain"``, ``"l1"`` (an ``L1(l1)`` penalty on every kernel) or
+    ``"hadamard"`` (Hadamard layers with the same L1 strength); ``l2``: an ``L2(l2)`` penalty
+    on every kernel (``l2 * sum(w**2)``); ``seed``: of the random layers (0).
     """
+    options = check_options("small_vgg", regularization, REGULARIZATION)
+    drop, rate, conv = options["drop"], options["rate"], options["conv"]
+    l1, l2, seed = options["l1"], options["l2"], options["seed"]
     check_choice("drop", drop, DROPOUT_KINDS)
     check_choice("conv", conv, CONV_KINDS)
+    check_choice("pool", pool, ("gap", "flatten"))
     seeds = iter(range(seed * 1000, seed * 1000 + 1000))
 
     def conv_layer(f, lname):
@@ -211,44 +216,41 @@ def pipes(
     x_train=None,
     y_train=None,
 ):
-    """Training and validation :class:`~kerascnn.pipelines.Pipeline` s of raw pixels and
-    integer labels: normalization (and, with ``placement="model"``, augmentation) is for the
-    model, MixUp / CutMix for its train step (:func:`classifier` puts them there).
-    ``x_train``, ``y_train`` replace the training images / labels (memorization)."""
+    """``(train, validation, layers)``: :class:`~kerascnn.pipelines.Pipeline` s of raw
+    pixels and integer labels, and the task's :class:`~kerascnn.tasks.InputLayers` of
+    ``augment`` (normalization, MixUp / CutMix, and with ``placement="model"`` the
+    augmentation; with ``"pipeline"`` the augmentation runs in the training pipeline);
+    :func:`~kerascnn.experiments.common.classifier` puts them in the model. ``x_train``, ``y_train`` replace the training
+    images / labels (memorization)."""
+    from kerascnn.tasks import input_layers
+
+    check_choice("placement", placement, ("model", "pipeline"))
     train = data.train
     if x_train is not None:
         train = array_dataset(
             data.source, "train", x_train, np.asarray(y_train), data.train.class_names
         )
+    layers = input_layers(train, augment or None, seed=seed)
+    in_pipeline = None
+    if placement == "pipeline":
+        in_pipeline, layers = layers.augmentation, dataclasses.replace(layers, augmentation=[])
     pipe = pipelines.build(
-        train,
-        batch_size=batch_size,
-        seed=seed,
-        augment=augment or None,
-        placement=placement,
-        normalize_in="model",
-        mix_in="model",
+        train, batch_size=batch_size, seed=seed, augment=in_pipeline, normalize="none"
     )
     val = pipelines.build(
-        data.val,
-        batch_size=max(batch_size, 256),
-        shuffle=False,
-        normalize=pipe.normalization,
-        normalize_in="model",
+        data.val, batch_size=max(batch_size, 256), shuffle=False, normalize="none"
     )
-    return pipe, val
+    return pipe, val, layers
 
 
-def classifier(net: keras.Model, pipe, name: str | None = None):
-    """``net`` (a functional classifier) as an :class:`~kerascnn.tasks.ImageClassifier`
-    taking raw pixels: its own top kept (the same layers and parameters),
-    with ``pipe``'s normalization, in-model augmentation and MixUp / CutMix."""
-    from kerascnn.tasks import ImageClassifier
-
-    return ImageClassifier.from_model(
-        net, preprocessing=pipe.model_preprocessing,
-        augmentation=pipe.model_augmentation, mixer=pipe.mix, name=name or net.name,
-    )  # fmt: skip
+#: :func:`train`'s ``**recipe_options`` (of its default recipe) and their defaults
+SWEEP_OPTIONS = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "momentum": 0.9,
+}
 
 
 def train(
@@ -257,38 +259,42 @@ def train(
     val,
     *,
     epochs: int,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    schedule: str = "constant",
-    momentum: float = 0.9,
     recipe=None,
     callbacks=(),
     norm: bool = False,
+    **recipe_options,
 ) -> list[dict]:
     """Compile ``model`` (an :class:`~kerascnn.tasks.ImageClassifier`: the loss matches its
-    label format) with a :class:`~kerascnn.training.Recipe` and train it; returns one row per
-    epoch (see :class:`EpochRecorder`).
+    label format) with a :class:`~kerascnn.training.Recipe` and train it for ``epochs``;
+    returns one row per epoch (see :class:`EpochRecorder`).
 
-    ``recipe``: the recipe to use; default ``"vgg-sweep"`` with ``optimizer``: ``"adam"``,
-    ``"adamw"`` (decoupled ``weight_decay``), ``"sgd"`` (with ``weight_decay``: Keras's
-    decoupled decay), ``lr``, ``schedule`` and ``momentum``. Decoupled decay skips biases, as
-    an L2 penalty on kernels does. A non-finite loss stops the run (the rows show it).
+    ``recipe``: the recipe to use; default ``"vgg-sweep"`` with ``**recipe_options``
+    (:data:`SWEEP_OPTIONS`): ``optimizer``: ``"adam"`` (default), ``"adamw"`` (decoupled
+    ``weight_decay``), ``"sgd"`` (with ``weight_decay``: Keras's decoupled decay); ``lr``
+    (1e-3), ``weight_decay`` (0), ``schedule`` (``"constant"``) and ``momentum`` (0.9).
+    Decoupled decay skips biases, as an L2 penalty on kernels does. A non-finite loss stops
+    the run (the rows show it).
     """
     from kerascnn.training import get_recipe
     from kerascnn.training.loop import compile_model, steps_per_epoch
 
-    exclude_bias = recipe is None and weight_decay
+    sweep = check_options("train", recipe_options, SWEEP_OPTIONS)
+    if recipe is not None and recipe_options:
+        raise UserInputError(
+            f"train takes a recipe or the options of the default one, not both; received "
+            f"recipe={recipe.name!r} and {', '.join(sorted(recipe_options))}"
+        )
+    exclude_bias = recipe is None and sweep["weight_decay"]
     if recipe is None:
         recipe = get_recipe(
             "vgg-sweep",
-            optimizer=optimizer,
-            lr=lr,
+            optimizer=sweep["optimizer"],
+            lr=sweep["lr"],
             epochs=epochs,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            decay="decoupled" if weight_decay else "coupled",
-            schedule=schedule,
+            momentum=sweep["momentum"],
+            weight_decay=sweep["weight_decay"],
+            decay="decoupled" if sweep["weight_decay"] else "coupled",
+            schedule=sweep["schedule"],
             batch_size=1,
         )
     compile_model(model, recipe, steps_per_epoch(pipe.dataset), jit_compile=False)

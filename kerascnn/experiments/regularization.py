@@ -93,9 +93,9 @@ def _vgg_task(data, o, name: str, pipe_options=None, **net):
     (``net``: more :func:`~kerascnn.experiments.reg_common.small_vgg` arguments) as a task
     named ``name``; returns ``(model, pipe, val)``."""
     keras.utils.set_random_seed(o["seed"])
-    pipe, val = rc.pipes(data, o["batch_size"], o["seed"], **(pipe_options or {}))
+    pipe, val, layers = rc.pipes(data, o["batch_size"], o["seed"], **(pipe_options or {}))
     core = rc.small_vgg(data.image_shape, data.num_classes, **_net(o), seed=o["seed"], **net)
-    return rc.classifier(core, pipe, name=name), pipe, val
+    return common.classifier(core, layers, name=name), pipe, val
 
 
 def _net_args(parser):
@@ -201,9 +201,9 @@ def run_augmentation(**options) -> dict:
     epochs_rows, summary, curves = [], [], {}
     for label, spec, placement in runs:
         keras.utils.set_random_seed(o["seed"])
-        pipe, val = rc.pipes(data, o["batch_size"], o["seed"], spec, placement)
+        pipe, val, layers = rc.pipes(data, o["batch_size"], o["seed"], spec, placement)
         core = zoo.resnet(depth=depth, input_shape=data.image_shape, num_classes=data.num_classes)
-        model = rc.classifier(core, pipe, name=f"resnet{depth}")
+        model = common.classifier(core, layers, name=f"resnet{depth}")
         recipe = get_recipe(
             "quick", epochs=o["epochs"], batch_size=o["batch_size"], early_stopping=0, augment=""
         )
@@ -547,7 +547,7 @@ def run_normalization(**options) -> dict:
     for batch in (o["batch_size"], small_batch):
         for kind in norms:
             keras.utils.set_random_seed(o["seed"])
-            pipe, val = rc.pipes(data, batch, o["seed"])
+            pipe, val, layers = rc.pipes(data, batch, o["seed"])
             core = zoo.vgg(
                 num_blocks=3,
                 **_net(o),
@@ -556,7 +556,7 @@ def run_normalization(**options) -> dict:
                 num_classes=data.num_classes,
                 norm=_norm_layer(kind, groups),
             )
-            model = rc.classifier(core, pipe, name=f"vgg_{kind}")
+            model = common.classifier(core, layers, name=f"vgg_{kind}")
             start = time.perf_counter()
             rows = rc.train(model, pipe, val, epochs=o["epochs"], lr=1e-3)
             curves[(batch, kind)] = rows

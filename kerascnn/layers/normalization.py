@@ -33,6 +33,7 @@ __all__ = [
     "AxisNormalization",
     "normalization",
     "NORMALIZATION_KINDS",
+    "WEIGHT_OPTIONS",
 ]
 
 
@@ -91,6 +92,25 @@ def _grouped(x, axes, groups, ga):
     return ops.reshape(x, new_shape), red, static
 
 
+#: :class:`AxisNormalization`'s options of its weights, named and defaulting as in
+#: ``keras.layers.BatchNormalization``
+WEIGHT_OPTIONS = {
+    "beta_initializer": "zeros",
+    "gamma_initializer": "ones",
+    "moving_mean_initializer": "zeros",
+    "moving_variance_initializer": "ones",
+    "beta_regularizer": None,
+    "gamma_regularizer": None,
+    "beta_constraint": None,
+    "gamma_constraint": None,
+}
+_WEIGHT_OPTION_KINDS = {
+    "initializer": keras.initializers,
+    "regularizer": keras.regularizers,
+    "constraint": keras.constraints,
+}
+
+
 @keras.saving.register_keras_serializable(package="kerascnn")
 class AxisNormalization(keras.layers.Layer):
     """Normalization with statistics over a configurable set of axes (BN / LN / IN / GN).
@@ -111,8 +131,11 @@ class AxisNormalization(keras.layers.Layer):
         momentum: moving-average momentum for the batch kind (Keras convention, 0.99).
         epsilon: added to the variance.
         center, scale: learn ``beta`` / ``gamma``.
-        beta_initializer, gamma_initializer, moving_mean_initializer,
-            moving_variance_initializer, beta_regularizer, gamma_regularizer: as in Keras.
+        **kwargs: the weights' options (:data:`WEIGHT_OPTIONS`), named as in
+            ``keras.layers.BatchNormalization``: ``beta_initializer``, ``gamma_initializer``,
+            ``moving_mean_initializer``, ``moving_variance_initializer``,
+            ``beta_regularizer``, ``gamma_regularizer``, ``beta_constraint``,
+            ``gamma_constraint``; and the base layer's (``name``, ``dtype``, ...).
 
     Call arguments:
         inputs: a tensor of rank >= 2.
@@ -142,14 +165,9 @@ class AxisNormalization(keras.layers.Layer):
         epsilon: float = 1e-3,
         center: bool = True,
         scale: bool = True,
-        beta_initializer="zeros",
-        gamma_initializer="ones",
-        moving_mean_initializer="zeros",
-        moving_variance_initializer="ones",
-        beta_regularizer=None,
-        gamma_regularizer=None,
         **kwargs,
     ):
+        weight_options = {key: kwargs.pop(key, value) for key, value in WEIGHT_OPTIONS.items()}
         super().__init__(**kwargs)
         self.axis = _as_axes("axis", axis)
         if len(set(self.axis)) != len(self.axis):
@@ -171,12 +189,8 @@ class AxisNormalization(keras.layers.Layer):
         self.epsilon = float(epsilon)
         self.center = center
         self.scale = scale
-        self.beta_initializer = keras.initializers.get(beta_initializer)
-        self.gamma_initializer = keras.initializers.get(gamma_initializer)
-        self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
-        self.moving_variance_initializer = keras.initializers.get(moving_variance_initializer)
-        self.beta_regularizer = keras.regularizers.get(beta_regularizer)
-        self.gamma_regularizer = keras.regularizers.get(gamma_regularizer)
+        for key, value in weight_options.items():  # self.beta_initializer, ...
+            setattr(self, key, _WEIGHT_OPTION_KINDS[key.rsplit("_", 1)[1]].get(value))
         self.supports_masking = True
 
     @property
@@ -244,6 +258,7 @@ class AxisNormalization(keras.layers.Layer):
                 shape=param_shape,
                 initializer=self.gamma_initializer,
                 regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
             )
         if self.center:
             self.beta = self.add_weight(
@@ -251,6 +266,7 @@ class AxisNormalization(keras.layers.Layer):
                 shape=param_shape,
                 initializer=self.beta_initializer,
                 regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
             )
         if self.is_batch_kind:
             static = list(input_shape)
@@ -328,8 +344,6 @@ class AxisNormalization(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        ser_i = keras.initializers.serialize
-        ser_r = keras.regularizers.serialize
         return {
             **super().get_config(),
             "axis": self.axis,
@@ -340,12 +354,10 @@ class AxisNormalization(keras.layers.Layer):
             "epsilon": self.epsilon,
             "center": self.center,
             "scale": self.scale,
-            "beta_initializer": ser_i(self.beta_initializer),
-            "gamma_initializer": ser_i(self.gamma_initializer),
-            "moving_mean_initializer": ser_i(self.moving_mean_initializer),
-            "moving_variance_initializer": ser_i(self.moving_variance_initializer),
-            "beta_regularizer": ser_r(self.beta_regularizer),
-            "gamma_regularizer": ser_r(self.gamma_regularizer),
+            **{
+                key: _WEIGHT_OPTION_KINDS[key.rsplit("_", 1)[1]].serialize(getattr(self, key))
+                for key in WEIGHT_OPTIONS
+            },
         }
 
 

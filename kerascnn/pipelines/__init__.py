@@ -1,14 +1,16 @@
-"""tf.data input pipelines: sources, splits, normalization, augmentation placement.
+"""Input pipelines: sources, splits, normalization, batches of data (``tf.data`` or NumPy).
+
+The pipeline returns data (images and integer labels); the model's augmentation,
+standardization and MixUp / CutMix are the task's (:func:`kerascnn.tasks.input_layers`).
 
 import kerascnn
 train = kerascnn.pipelines.load("cifar10-sample", split="train")      # offline
 val = kerascnn.pipelines.load("cifar10-sample", split="validation")
-pipe = kerascnn.pipelines.build(train, batch_size=128, augment="flip,padcrop",
-                                normalize_in="model")
-val_pipe = kerascnn.pipelines.build(val, shuffle=False, normalize=pipe.normalization,
-                                    normalize_in="model")
-model = kerascnn.tasks.ImageClassifier.from_preset(        # takes raw pixels
-    "resnet20", preprocessing=pipe.model_preprocessing, augmentation=pipe.model_augmentation)
+layers = kerascnn.tasks.input_layers(train, "flip,padcrop")
+model = kerascnn.tasks.ImageClassifier.from_preset(       # takes raw pixels
+    "resnet20", **layers.task_options())
+pipe = kerascnn.pipelines.build(train, batch_size=128, normalize="none")
+val_pipe = kerascnn.pipelines.build(val, shuffle=False, normalize="none")
 model.compile(); model.fit(pipe.dataset, validation_data=val_pipe.dataset)
 """
 

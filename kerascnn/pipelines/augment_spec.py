@@ -18,9 +18,9 @@ item                layer                                                 defaul
 ``padcrop``'s fill: ``reflect`` or ``symmetric`` (mirror the image), ``zero`` (black
 pixels, as ``torchvision.transforms.RandomCrop(padding=4)`` before normalization) or ``mean``
 (the data's per-channel mean pixel, i.e. zeros after standardization: He et al.'s padding of
-the standardized image; needs the data's mean, which :func:`kerascnn.pipelines.build` passes).
+the standardized image; needs the data's mean: :func:`fill_mean`).
 
-Batch-level mixing (always in ``tf.data``, after batching; labels become one-hot):
+Batch-level mixing (the task's ``mixer``, in its train step; labels become one-hot there):
 ``mixup[:alpha]`` -> ``MixUp(alpha)`` (default 0.2) and ``cutmix[:alpha]`` -> ``CutMix(alpha)``
 (default 1.0). ``MixUp`` / ``CutMix`` instances in a list are used the same way.
 
@@ -38,6 +38,7 @@ from kerascnn.errors import UserInputError
 
 __all__ = [
     "AugmentPlan",
+    "fill_mean",
     "FLIP_MODES",
     "kerascnn_layer",
     "LAYER_NAMES",
@@ -105,7 +106,7 @@ def _make_layer(item: str, name: str, args: list[str], seed, image_shape, mean):
         if fill == "mean" and mean is None:
             raise UserInputError(
                 f"augment item {item!r}: fill 'mean' needs the data's mean pixel (parse_augment's "
-                "mean=, which kerascnn.pipelines.build passes); received mean=None"
+                "mean=: fill_mean(augment, normalization, dataset)); received mean=None"
             )
         cls = kerascnn_layer("RandomPadCrop")
         if fill in ("zero", "mean"):
@@ -144,6 +145,17 @@ def _check_image_size(item, layer, image_shape) -> None:
 
 def _is_mixer(layer) -> bool:
     return isinstance(layer, (kerascnn_layer("MixUp"), kerascnn_layer("CutMix")))
+
+
+def fill_mean(augment, normalization, dataset):
+    """The per-channel mean pixel that ``padcrop``'s ``mean`` fill pads with: the
+    standardization's own mean (so the padding is zero after it), else the data's. Read only
+    when a spec string of ``augment`` asks for it (the data's mean may take a pass over the
+    images); ``None`` otherwise."""
+    items = [augment] if isinstance(augment, str) else list(augment or ())
+    if not any(isinstance(item, str) and ":mean" in item for item in items):
+        return None
+    return normalization.mean if normalization.mode == "standardize" else dataset.mean
 
 
 def parse_augment(

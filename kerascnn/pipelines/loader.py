@@ -1,7 +1,8 @@
 """The backend-neutral input path: shuffle + batch of a dataset's uint8 images, in NumPy.
 
-With augmentation and normalization in the model (``placement="model"``), the input pipeline
-has nothing left to compute: it only shuffles and batches raw pixels. :class:`BatchLoader`
+With augmentation and normalization in the model (the task's:
+``kerascnn.tasks.input_layers``), the input pipeline has nothing left to compute: it only
+shuffles and batches raw pixels. :class:`BatchLoader`
 does that with NumPy as a ``keras.utils.PyDataset``, which ``model.fit`` takes on every Keras
 backend (TensorFlow, JAX, PyTorch) without TensorFlow installed.
 
@@ -41,14 +42,12 @@ class BatchLoader(keras.utils.PyDataset):
             number; ``False`` keeps the dataset's order.
         seed: seed of the shuffle.
         drop_remainder: leave out a last, smaller batch.
-        transform: ``transform(images, labels) -> (images, labels)`` applied to each batch
-            (normalization, one-hot labels, MixUp / CutMix); ``None`` yields the raw uint8
+        transform: ``transform(images, labels) -> (images, labels)``, a deterministic
+            function applied to each batch (normalization); ``None`` yields the raw uint8
             images and int32 labels.
-        random_transform: ``transform`` draws random numbers (MixUp / CutMix): batches are
-            then read in one thread, so that the draws follow the batch order.
         workers: threads reading batches ahead (``keras.utils.PyDataset``); default: 1 for data
-            held in memory (a batch is one NumPy gather, microseconds) and with a random
-            ``transform``, else up to 4 for files decoded on the fly.
+            held in memory (a batch is one NumPy gather, microseconds), else up to 4 for
+            files decoded on the fly.
     """
 
     def __init__(
@@ -60,14 +59,12 @@ class BatchLoader(keras.utils.PyDataset):
         seed: int = 0,
         drop_remainder: bool = False,
         transform: Transform | None = None,
-        random_transform: bool = False,
         workers: int | None = None,
     ):
         if not dataset.readable:
             dataset.read([])  # raises the error that names the source
         if workers is None:
-            in_memory = dataset.in_memory or random_transform
-            workers = 1 if in_memory else min(4, os.cpu_count() or 1)
+            workers = 1 if dataset.in_memory else min(4, os.cpu_count() or 1)
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -75,7 +72,6 @@ class BatchLoader(keras.utils.PyDataset):
         self.seed = int(seed)
         self.drop_remainder = drop_remainder
         self.transform = transform
-        self.random_transform = bool(random_transform)
         self.epoch = 0
         self._labels = dataset.labels.astype(np.int32)
         self._order = self._order_of(0)
@@ -121,10 +117,8 @@ class BatchLoader(keras.utils.PyDataset):
     @property
     def streams_endlessly(self) -> bool:
         """Whether :meth:`endless_tf_dataset` serves the same batches as the epochs of this
-        loader: data held in memory (one reading thread is enough) and no random
-        ``transform`` (reading ahead would move its random draws past an epoch's end, which a
-        resumed run must restore)."""
-        return bool(self.dataset.in_memory) and not self.random_transform
+        loader: data held in memory (one reading thread is enough)."""
+        return bool(self.dataset.in_memory)
 
     def endless_tf_dataset(self):
         """Epoch after epoch of batches as one ``tf.data.Dataset`` (TensorFlow backend).

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kerascnn.backends import INSTALL_HINT, MissingDependencyError
-from kerascnn.checks import check_choice
+from kerascnn.checks import check_choice, check_options
 from kerascnn.errors import DataValidationError, UserInputError
 from kerascnn.pipelines.dataset import Dataset, DatasetInfo
 from kerascnn.pipelines.normalization import PUBLISHED_STATS
@@ -86,11 +86,8 @@ def load(
     *,
     validation_fraction: float | None = None,
     seed: int = 0,
-    data_dir: str | os.PathLike | None = None,
-    download: bool = False,
     image_size: tuple[int, int] | None = None,
-    channels: int | None = None,
-    on_bad_file: str = "error",
+    **source_options,
 ) -> Dataset:
     """Load a labelled image dataset with its metadata.
 
@@ -119,9 +116,6 @@ def load(
             ``x_valid`` / ``x_validation`` ...) is not carved: ``"validation"`` is that split,
             ``"train"`` the file's whole training split, and a warning says so.
         seed: the seed of that split.
-        data_dir: tensorflow-datasets data directory (default: tfds's, ``~/tensorflow_datasets``).
-        download: let tensorflow-datasets download and prepare missing data. Off by default,
-            so a missing dataset fails at once with instructions instead of trying the network.
         image_size: ``(height, width)`` to resize images to (bilinear, antialiased, rounded back
             to uint8; images already that size are untouched). Required for tensorflow-datasets
             sources whose images vary in size. For folders, the default is the folder's most
@@ -130,11 +124,18 @@ def load(
             :data:`ASPECT_TOLERANCE`) are refused with :class:`DataValidationError`, since
             resizing would stretch them; with an explicit ``image_size`` they are stretched
             and a warning lists them.
-        channels: for image folders, 1 (grey) or 3 (RGB, default).
-        on_bad_file: image folders only: ``"error"`` (default) raises
-            :class:`BadImageFileError` listing every file that cannot be decoded as an image
-            (corrupt images, stray text files, ...); ``"skip"`` leaves them out, warns with the
-            count and paths, and records them in ``info.skipped_files``. Never silent.
+        **source_options: options of one kind of source (others ignore them):
+
+            data_dir: tensorflow-datasets data directory (default: tfds's, ``~/tensorflow_datasets``).
+            download: let tensorflow-datasets download and prepare missing data. Off by
+                default, so a missing dataset fails at once with instructions instead of
+                trying the network.
+            channels: for image folders, 1 (grey) or 3 (RGB, default).
+            on_bad_file: image folders only: ``"error"`` (default) raises
+                :class:`BadImageFileError` listing every file that cannot be decoded as an
+                image (corrupt images, stray text files, ...); ``"skip"`` leaves them out,
+                warns with the count and paths, and records them in ``info.skipped_files``.
+                Never silent.
 
     Returns:
         A :class:`~kerascnn.pipelines.Dataset`.
@@ -144,7 +145,7 @@ def load(
             ``download=False``, or when the download fails); the message says how to prepare
             it and which local sources exist.
     """
-    check_choice("on_bad_file", on_bad_file, BAD_FILE_POLICIES)
+    data_dir, download, channels, on_bad_file = _source_options(source_options)
     if image_size is not None:
         ok = isinstance(image_size, (tuple, list)) and len(image_size) == 2
         ok = ok and all(
@@ -211,6 +212,17 @@ def available_sources(data_dir: str | os.PathLike | None = None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- helpers
+#: :func:`load`'s ``**source_options`` and their defaults
+SOURCE_OPTIONS = {"data_dir": None, "download": False, "channels": None, "on_bad_file": "error"}
+
+
+def _source_options(options: dict) -> tuple:
+    """``(data_dir, download, channels, on_bad_file)`` of :func:`load`'s options, checked."""
+    options = check_options("load", options, SOURCE_OPTIONS)
+    check_choice("on_bad_file", options["on_bad_file"], BAD_FILE_POLICIES)
+    return tuple(options[key] for key in SOURCE_OPTIONS)
+
+
 def _local_sources_hint(data_dir) -> str:
     return (
         f"Sources available offline on this machine: {', '.join(repr(s) for s in available_sources(data_dir))}; "

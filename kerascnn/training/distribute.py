@@ -1,5 +1,8 @@
-"""Distributed training with ``tf.distribute``: several devices of one machine
-(``MirroredStrategy``) and several machines (``MultiWorkerMirroredStrategy``).
+"""Distributed training, with each backend's engine: ``tf.distribute`` on TensorFlow (several
+devices of one machine: ``MirroredStrategy``; several machines: ``MultiWorkerMirroredStrategy``),
+``keras.distribution.DataParallel`` on JAX (``"data-parallel"``: several devices and processes,
+:mod:`kerascnn.training.jax_parallel`), none on PyTorch. :func:`resolve_for_backend` maps a
+``--strategy`` name to the engine, or refuses it in one line naming the engine the backend has.
 
     from kerascnn.training import distribute, get_recipe
 
@@ -10,7 +13,8 @@
         strategy=strategy, out_dir="runs/r56",
     )
 
-See docs/distributed.md for the commands (several GPUs, several machines with TF_CONFIG, JAX).
+See docs/distributed.md for the commands (several GPUs, several machines with TF_CONFIG, JAX
+data parallelism over devices and processes).
 
 What runs where:
 
@@ -50,7 +54,7 @@ import sys
 
 import keras
 
-from kerascnn.checks import check_choice
+from kerascnn.checks import check_choice, check_options
 from kerascnn.errors import UserInputError
 from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.loop import (
@@ -71,9 +75,14 @@ from kerascnn.training.run_folder import (
     save_early_stopping,
 )
 
-STRATEGIES = ("auto", "none", "mirrored", "multiworker")
+STRATEGIES = ("auto", "none", "mirrored", "multiworker", "data-parallel")
 LR_SCALING = ("linear", "sqrt", "none")
 SHARD_POLICIES = ("data", "file", "auto", "off")
+#: fit_distributed's **options and their defaults
+FIT_OPTIONS = {
+    "one_hot": None, "jit_compile": "auto", "callbacks": (), "verbose": "auto",
+    "overwrite": False, "shard_policy": "data",
+}  # fmt: skip
 
 
 def tf_config() -> dict | None:
@@ -114,7 +123,8 @@ def resolve_strategy(strategy="auto", *, devices=None):
             ``TF_CONFIG`` (create it before any other TensorFlow op runs).
         devices: for ``"mirrored"``, e.g. ``["/gpu:0", "/gpu:1"]`` or ``["/cpu:0", "/cpu:1"]``.
 
-    Only for the TensorFlow backend; for JAX see :func:`jax_distribution`.
+    Only for the TensorFlow backend; for JAX see :func:`resolve_for_backend` and
+    :mod:`kerascnn.training.jax_parallel`.
     """
     import tensorflow as tf
 
@@ -124,7 +134,13 @@ def resolve_strategy(strategy="auto", *, devices=None):
     if keras.backend.backend() != "tensorflow":
         raise UserInputError(
             f"strategy={strategy!r} needs the TensorFlow backend (tf.distribute); with "
-            f"KERAS_BACKEND={keras.backend.backend()} use kerascnn.training.jax_distribution()"
+            f"KERAS_BACKEND={keras.backend.backend()} use resolve_for_backend()"
+        )
+    if strategy == "data-parallel":
+        raise UserInputError(
+            "strategy='data-parallel' is keras.distribution on the JAX backend; with "
+            "KERAS_BACKEND=tensorflow the engine is tf.distribute: --strategy mirrored "
+            "(the devices of one machine) or multiworker (several machines, TF_CONFIG)"
         )
     if strategy == "auto":
         if num_workers() > 1:
@@ -146,6 +162,8 @@ def resolve_strategy(strategy="auto", *, devices=None):
 
 
 def is_multiworker(strategy) -> bool:
+    if keras.backend.backend() != "tensorflow":
+        return False
     import tensorflow as tf
 
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -201,43 +219,76 @@ def shard_dataset(dataset, policy: str = "data"):
     return dataset.with_options(options)
 
 
-def jax_distribution(devices=None):
-    """For the JAX backend: a ``keras.distribution.DataParallel`` over ``devices`` (default:
-    all JAX devices), or ``None`` with one device. Use it as ``with dist.scope(): ...`` around
-    building and fitting the model (or ``keras.distribution.set_distribution(dist)``).
+def resolve_for_backend(strategy="auto", *, devices=None, norm=None):
+    """The engine of this backend for ``strategy``.
 
-    Data parallelism under JAX is one SPMD program over a batch sharded across the devices,
-    so batch normalization already sees the global batch (no ``synchronized=`` needed). For
-    several processes call ``keras.distribution.initialize()`` first (see docs/distributed.md).
-    """
-    if keras.backend.backend() != "jax":
-        raise UserInputError(
-            f"jax_distribution needs KERAS_BACKEND=jax; received {keras.backend.backend()!r}"
-        )
-    devices = devices or keras.distribution.list_devices()
-    if len(devices) < 2:
-        return None
-    return keras.distribution.DataParallel(devices=devices)
-
-
-def resolve_for_backend(strategy="auto", *, devices=None):
-    """:func:`resolve_strategy` on TensorFlow; on JAX ``"auto"`` and ``"mirrored"`` give
-    :func:`jax_distribution` (``None`` with one device), ``"none"`` gives ``None`` and
-    ``"multiworker"`` is refused (see docs/distributed.md for multi-process JAX); on PyTorch
-    ``"auto"`` and ``"none"`` give ``None`` (one device) and the others are refused."""
-    if keras.backend.backend() == "tensorflow":
+    TensorFlow: :func:`resolve_strategy` (``tf.distribute``). JAX (``keras.distribution``):
+    ``"data-parallel"`` gives :func:`kerascnn.training.jax_parallel.data_parallel` over
+    ``devices`` (default: every device of every process), ``"auto"`` the same with two or more
+    devices (else ``None``), ``"none"`` gives ``None``; its batch-norm statistics follow
+    ``norm`` (``"sync_batch"``: the global batch's; otherwise each device's, as
+    ``MirroredStrategy`` with ``norm="batch"``). PyTorch: ``"auto"`` and ``"none"`` give
+    ``None`` (one device). Any other name is refused in one line naming the engine the
+    backend has."""
+    backend = keras.backend.backend()
+    if isinstance(strategy, str):
+        check_choice("strategy", strategy, STRATEGIES)
+    if backend == "tensorflow":
         return resolve_strategy(strategy, devices=devices)
     if not isinstance(strategy, str):
-        return strategy  # a keras.distribution.Distribution
-    check_choice("strategy", strategy, STRATEGIES)
-    if strategy == "none" or (strategy == "auto" and keras.backend.backend() != "jax"):
+        return strategy  # a keras.distribution.DataParallel
+    if strategy == "none":
         return None
-    if strategy == "multiworker" or keras.backend.backend() != "jax":
+    if backend != "jax":
+        if strategy == "auto":
+            return None
         raise UserInputError(
-            f"strategy={strategy!r} is not supported with KERAS_BACKEND={keras.backend.backend()}; "
-            "multi-worker training needs the TensorFlow backend (see docs/distributed.md)"
+            f"strategy={strategy!r} is not available with KERAS_BACKEND={backend}: kerascnn has "
+            "no distribution engine for it (tf.distribute on TensorFlow: mirrored, multiworker; "
+            "keras.distribution on JAX: data-parallel); use --strategy none (one device)"
         )
-    return jax_distribution(devices)
+    if strategy in ("mirrored", "multiworker"):
+        raise UserInputError(
+            f"strategy={strategy!r} is tf.distribute, on the TensorFlow backend; with "
+            "KERAS_BACKEND=jax the engine is keras.distribution: --strategy data-parallel "
+            "(several devices; several processes with --coordinator)"
+        )
+    from kerascnn.training import jax_parallel
+
+    batch_norm = "global" if norm == "sync_batch" else "replica"
+    dist = jax_parallel.data_parallel(devices, batch_norm=batch_norm)
+    if strategy == "auto" and dist.num_devices < 2:
+        return None
+    return dist
+
+
+def model_options(options: dict) -> dict:
+    """The zoo builder's options for this backend: on JAX ``norm="sync_batch"`` builds
+    Keras's plain ``BatchNormalization`` (its ``synchronized=True`` is TensorFlow-only), whose
+    statistics under data parallelism are the global batch's (:func:`resolve_for_backend`
+    chose ``batch_norm="global"`` for it); other options are returned as they are."""
+    if keras.backend.backend() == "jax" and options.get("norm") == "sync_batch":
+        return {**options, "norm": "batch"}
+    return options
+
+
+def is_writer(strategy) -> bool:
+    """Whether this process writes the run folder: always on one machine; the chief under
+    ``MultiWorkerMirroredStrategy``; process 0 under JAX data parallelism."""
+    if strategy is None:
+        return True
+    if is_multiworker(strategy):
+        return worker_role(strategy)[2]
+    if is_data_parallel(strategy):
+        from kerascnn.training import jax_parallel
+
+        return jax_parallel.is_writer()
+    return True
+
+
+def is_data_parallel(strategy) -> bool:
+    """Whether ``strategy`` is a JAX ``keras.distribution.DataParallel``."""
+    return isinstance(strategy, keras.distribution.DataParallel)
 
 
 def num_replicas(strategy) -> int:
@@ -279,20 +330,20 @@ def fit_distributed(
     *,
     strategy="auto",
     out_dir: str | os.PathLike | None = None,
-    one_hot: bool | None = None,
-    jit_compile="auto",
-    callbacks=(),
-    shard_policy: str = "data",
     trainer: str = "auto",
-    verbose="auto",
-    overwrite: bool = False,
+    **options,
 ) -> FitResult:
-    """Train under a ``tf.distribute`` strategy; the same result as :func:`fit`.
+    """Train under a ``tf.distribute`` strategy (TensorFlow) or a JAX
+    :class:`~kerascnn.training.jax_parallel.DataParallel`; the same result as :func:`fit`.
+
+    ``options``: ``one_hot``, ``jit_compile``, ``callbacks``, ``verbose``, ``overwrite`` (as
+    in :func:`fit`) and ``shard_policy`` (the multi-worker loop's), described below.
 
     Args:
         model: a function with no arguments that builds the model (called under the
             strategy's scope), or a model already built under ``strategy.scope()``. Use
-            ``norm="sync_batch"`` in the zoo so batch statistics are those of the global batch.
+            ``norm="sync_batch"`` in the zoo so batch statistics are those of the global batch
+            (on JAX: ``jax_parallel.data_parallel(batch_norm="global")`` and ``norm="batch"``).
         train, validation: batched ``tf.data.Dataset``s (or kerascnn ``Pipeline``s) whose
             batch is the global batch (see :func:`scale_recipe`).
         recipe: the :class:`Recipe` (already scaled for the replicas).
@@ -300,7 +351,10 @@ def fit_distributed(
             :class:`~kerascnn.tasks.ImageClassifier` derives its label format, and the
             multi-worker loop runs its training batch as its ``train_step`` does (MixUp /
             CutMix of its ``mixer``, integer labels made one-hot for its loss).
-        strategy: a name for :func:`resolve_strategy` or a strategy object.
+        strategy: a name for :func:`resolve_for_backend`, a ``tf.distribute.Strategy`` or a
+            :class:`~kerascnn.training.jax_parallel.DataParallel` (JAX: trained by
+            :func:`kerascnn.training.jax_parallel.fit`, ``trainer`` must be ``"auto"`` or
+            ``"fit"``; ``shard_policy`` does not apply).
         out_dir: run folder as in :func:`fit`; under ``"multiworker"`` only the chief writes
             it, and its ``backup`` folder (a ``tf.train.CheckpointManager`` written at every
             epoch end) must be readable by every worker: rerunning the same commands on all
@@ -325,21 +379,34 @@ def fit_distributed(
         trainer: ``"fit"`` (``model.fit``), ``"loop"`` (the loop over ``strategy.run``) or
             ``"auto"``: the loop under ``MultiWorkerMirroredStrategy``, ``model.fit`` otherwise.
     """
-    strategy = resolve_strategy(strategy)
+    options = check_options("fit_distributed", options, FIT_OPTIONS)
+    shard_policy = options.pop("shard_policy")
+    check_choice("trainer", trainer, ("auto", "fit", "loop"))
     recipe = recipe or get_recipe("resnet-cifar")
+    strategy = resolve_for_backend(strategy)
+    if keras.backend.backend() != "tensorflow":
+        from kerascnn.training import jax_parallel
+
+        if trainer == "loop" or shard_policy != "data":
+            raise UserInputError(
+                f"trainer={trainer!r} and shard_policy are tf.distribute's; with "
+                f"KERAS_BACKEND={keras.backend.backend()} use trainer='auto' or 'fit'"
+            )
+        if strategy is None:
+            return fit(model if isinstance(model, keras.Model) else model(), train,
+                       validation, recipe, out_dir=out_dir, **options)  # fmt: skip
+        return jax_parallel.fit(model, train, validation, recipe, distribution=strategy,
+                                out_dir=out_dir, **options)  # fmt: skip
+    one_hot, callbacks = options["one_hot"], options["callbacks"]
+    verbose, overwrite = options["verbose"], options["overwrite"]
     with strategy.scope():
         if not isinstance(model, keras.Model):
             model = model()
         _check_created_in_scope(model, strategy)
-        check_choice("trainer", trainer, ("auto", "fit", "loop"))
         if trainer == "auto":
             trainer = "loop" if is_multiworker(strategy) else "fit"
         if trainer == "fit":
-            return fit(
-                model, train, validation, recipe, out_dir=out_dir, one_hot=one_hot,
-                jit_compile=jit_compile, callbacks=callbacks, verbose=verbose,
-                overwrite=overwrite,
-            )  # fmt: skip
+            return fit(model, train, validation, recipe, out_dir=out_dir, **options)
     return _StrategyLoop(model, strategy, recipe, one_hot, shard_policy).run(
         train, validation, out_dir, verbose, overwrite=overwrite, callbacks=callbacks
     )

@@ -16,10 +16,11 @@ import dataclasses
 import math
 import os
 import pathlib
+import warnings
 
 import keras
 
-from kerascnn.checks import check_jit_compile
+from kerascnn.checks import check_jit_compile, check_options
 from kerascnn.errors import UserInputError
 from kerascnn.training.callbacks import EpochLine
 from kerascnn.training.recipes import Recipe
@@ -303,8 +304,11 @@ def compile_model(
     """Compile ``model`` with ``recipe``'s optimizer (its schedule over ``steps_per_epoch``
     steps an epoch), a cross-entropy and accuracy: an
     :class:`~kerascnn.tasks.ImageClassifier`'s own (``loss="auto"``: its label format and
-    output kind), a plain model's from logits, one-hot when ``one_hot`` (see
-    :func:`label_onehot`). ``compile_kwargs``: more ``compile`` arguments."""
+    output kind). A plain model is deprecated (a ``DeprecationWarning``): it gets the
+    recipe's cross-entropy on what its output layer gives (logits or softmax
+    probabilities), one-hot when ``one_hot`` (see :func:`label_onehot`).
+    ``compile_kwargs``: more ``compile`` arguments."""
+    from kerascnn.activations import outputs_are_probabilities
     from kerascnn.tasks import ImageClassifier
 
     onehot = label_onehot(model, recipe, one_hot)
@@ -312,9 +316,26 @@ def compile_model(
         args = {"optimizer": recipe.make_optimizer(steps_per_epoch), "loss": "auto"}
         args["metrics"] = "auto"
     else:
-        args = recipe.compile_args(steps_per_epoch, one_hot=onehot)
+        warnings.warn(
+            f"training a plain keras.Model ({model.name!r}) is deprecated: pass "
+            "kerascnn.tasks.ImageClassifier.from_model(model), which owns its loss, labels "
+            "and input layers",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        from_logits = not outputs_are_probabilities(model)
+        args = recipe.compile_args(steps_per_epoch, one_hot=onehot, from_logits=from_logits)
     model.compile(**args, **compile_kwargs)
     return model
+
+
+#: :func:`fit`'s ``**options`` and their defaults
+FIT_OPTIONS = {
+    "jit_compile": "auto",
+    "steps_per_execution": 1,
+    "tensorboard": False,
+    "one_hot": None,
+}
 
 
 def fit(
@@ -324,19 +345,17 @@ def fit(
     recipe: Recipe | None = None,
     *,
     out_dir: str | os.PathLike | None = None,
-    one_hot: bool | None = None,
-    jit_compile="auto",
-    steps_per_execution: int = 1,
     callbacks=(),
-    tensorboard: bool = False,
     verbose="auto",
     overwrite: bool = False,
+    **options,
 ) -> FitResult:
     """Compile ``model`` with ``recipe`` and train it on ``train`` with the default callbacks.
 
     Args:
         model: a :class:`~kerascnn.tasks.ImageClassifier` (it owns the preprocessing,
-            augmentation, MixUp / CutMix and its label format) or a plain Keras model.
+            augmentation, MixUp / CutMix and its label format). A plain Keras model still
+            trains, with a ``DeprecationWarning`` (:func:`compile_model`).
         train, validation: kerascnn ``Pipeline``s, or what they hold: ``keras.utils.PyDataset``s
             (such as :class:`~kerascnn.pipelines.loader.BatchLoader`) or batched
             ``tf.data.Dataset``s, finite with a known number of batches.
@@ -351,18 +370,23 @@ def fit(
             (``result.json``) is refused unless ``overwrite``; every file is written
             atomically, only at epoch ends whose losses are finite; the finish writes
             ``model.keras``, then ``result.json``, then removes the backup.
-        one_hot: a plain model's labels are one-hot (MixUp / CutMix in the pipeline, label
-            smoothing). Not for an :class:`~kerascnn.tasks.ImageClassifier`: it derives its
-            label format and compiles its own loss (:func:`compile_model`).
-        jit_compile: ``"auto"`` (JAX: jit; TensorFlow: XLA with a GPU only; PyTorch: eager;
-            :func:`resolve_jit_compile`), ``True`` or ``False``.
         callbacks: more Keras callbacks (e.g. ``DropoutSchedule``).
-        tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``.
         verbose: ``"auto"`` or ``1``: Keras's progress bar; ``2``: one plain line per epoch
             (:class:`~kerascnn.training.callbacks.EpochLine`: for logs and pipes); ``0``:
             silent. Except when silent, a line says when the training step is compiled.
         overwrite: start anew in ``out_dir``: the run there, finished or not, is removed
             whole (its backup is not resumed) before the new run writes.
+        **options: how the step runs and what more is recorded (:data:`FIT_OPTIONS`):
+
+            jit_compile: ``"auto"`` (default; JAX: jit; TensorFlow: XLA with a GPU only;
+                PyTorch: eager; :func:`resolve_jit_compile`), ``True`` or ``False``.
+            steps_per_execution: training steps per compiled call (default 1).
+            tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``
+                (default False).
+            one_hot: deprecated with plain models: their labels are one-hot (data of your
+                own with mixed or smoothed labels). Not for an
+                :class:`~kerascnn.tasks.ImageClassifier`: it derives its label format and
+                compiles its own loss (:func:`compile_model`).
 
     Raises:
         TrainingDiverged: the loss became NaN or infinite (the message names the epoch).
@@ -370,13 +394,15 @@ def fit(
     from kerascnn.training.recipes import get_recipe
 
     recipe = recipe or get_recipe("resnet-cifar")
+    options = check_options("fit", options, FIT_OPTIONS)
     train_ds = getattr(train, "dataset", train)
     val_ds = getattr(validation, "dataset", validation)
     steps = steps_per_epoch(train_ds)
     with run_folder(out_dir, overwrite) if out_dir is not None else contextlib.nullcontext() as out:
         compile_model(
-            model, recipe, steps, one_hot=one_hot, jit_compile=resolve_jit_compile(jit_compile),
-            steps_per_execution=steps_per_execution,
+            model, recipe, steps, one_hot=options["one_hot"],
+            jit_compile=resolve_jit_compile(options["jit_compile"]),
+            steps_per_execution=options["steps_per_execution"],
         )  # fmt: skip
         extra = list(callbacks)
         if hasattr(train_ds, "set_epoch"):
@@ -384,8 +410,9 @@ def fit(
         if verbose != 0:  # 2: kerascnn's one line per epoch; 1, "auto": Keras's bar
             extra.append(EpochLine(recipe.epochs, per_epoch=verbose == 2))
         cbs = default_callbacks(
-            out, val_ds is not None, recipe.early_stopping, tensorboard=tensorboard, extra=extra
-        )
+            out, val_ds is not None, recipe.early_stopping, tensorboard=options["tensorboard"],
+            extra=extra,
+        )  # fmt: skip
 
         train_input, fit_steps = train_ds, None
         if keras.backend.backend() == "tensorflow" and getattr(

@@ -227,21 +227,26 @@ class Recipe:
             return keras.optimizers.AdamW(learning_rate=lr, weight_decay=self.weight_decay)
         return keras.optimizers.Adam(learning_rate=lr)
 
-    def make_loss(self, one_hot: bool) -> keras.losses.Loss:
+    def make_loss(self, one_hot: bool, from_logits: bool = True) -> keras.losses.Loss:
+        """The cross-entropy of labels that are one-hot or integer class ids, on logits (or
+        probabilities: ``from_logits=False``), with the recipe's ``label_smoothing``."""
         if one_hot or self.label_smoothing:
             if not one_hot:
                 raise UserInputError(
-                    "label_smoothing needs one-hot labels (build the pipeline with "
-                    f"labels='onehot'); received label_smoothing={self.label_smoothing!r} with "
-                    "integer labels"
+                    "label_smoothing needs one-hot labels (train a kerascnn.tasks."
+                    "ImageClassifier(label_smoothing=...), which converts integer labels); "
+                    f"received label_smoothing={self.label_smoothing!r} with integer labels"
                 )
             return keras.losses.CategoricalCrossentropy(
-                from_logits=True, label_smoothing=self.label_smoothing
+                from_logits=from_logits, label_smoothing=self.label_smoothing
             )
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
-    def compile_args(self, steps_per_epoch: int, one_hot: bool = False) -> dict:
-        """Keyword arguments for ``model.compile``: optimizer, loss, metrics."""
+    def compile_args(
+        self, steps_per_epoch: int, one_hot: bool = False, from_logits: bool = True
+    ) -> dict:
+        """Keyword arguments for ``model.compile``: optimizer, loss (:meth:`make_loss`),
+        metrics."""
         metric = (
             keras.metrics.CategoricalAccuracy
             if one_hot
@@ -249,7 +254,7 @@ class Recipe:
         )
         return {
             "optimizer": self.make_optimizer(steps_per_epoch),
-            "loss": self.make_loss(one_hot),
+            "loss": self.make_loss(one_hot, from_logits),
             "metrics": [metric(name="accuracy")],
         }
 

@@ -12,7 +12,7 @@ import keras
 
 from kerascnn import pipelines, zoo
 from kerascnn.pipelines.validate import check_trainable
-from kerascnn.tasks import ImageClassifier
+from kerascnn.tasks import ImageClassifier, input_layers
 from kerascnn.training.config import RunConfig
 from kerascnn.training.loop import FitResult, fit
 from kerascnn.training.recipes import get_recipe
@@ -115,10 +115,10 @@ def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -
 
         check_export_target(config.export)
     # before any other TensorFlow op: MultiWorkerMirroredStrategy must start first
-    strat = distribute.resolve_for_backend(config.strategy)
+    strat = distribute.resolve_for_backend(config.strategy, norm=config.model_overrides.get("norm"))
     multiworker = strat is not None and distribute.is_multiworker(strat)
-    # the run folder's owner: this process, or the multi-worker chief (workers write none)
-    chief = not multiworker or distribute.worker_role(strat)[2]
+    # the run folder's owner: this process, the multi-worker chief or JAX's process 0
+    chief = distribute.is_writer(strat)
     owner = out_dir is not None and chief
     if owner:
         check_run_folder(out_dir, config.overwrite)  # before any data is read
@@ -152,20 +152,25 @@ def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -
         # and for tf.distribute's multi-worker sharding.
         numpy_ok = config.placement == "model" and train.readable and not multiworker
         loader = "numpy" if numpy_ok else "auto"
-        # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, mix_in="model")
+        # The pipelines deliver integer labels; the task mixes (MixUp / CutMix, its mixer)
         # and converts labels in its train step, also in the multi-worker loop. Under
         # MultiWorkerMirroredStrategy every variable of the model must be created in the
-        # strategy's scope: so must the seed generators of the augmentation layers and the mixer.
-        with distribute.scope_of(strat) if multiworker else contextlib.nullcontext():
+        # strategy's scope: so must the seed generators of the augmentation layers and the mixer
+        # (under JAX data parallelism too: they are replicated like the model's variables).
+        in_scope = multiworker or distribute.is_data_parallel(strat)
+        with distribute.scope_of(strat) if in_scope else contextlib.nullcontext():
+            layers = input_layers(train, rec.augment or None, seed=seed)
+            in_pipeline = layers.augmentation if config.placement == "pipeline" else None
             pipe = pipelines.build(
-                train, batch_size=rec.batch_size, seed=seed, augment=rec.augment or None,
-                placement=config.placement, normalize_in="model", drop_remainder=multiworker,
-                loader=loader, mix_in="model",
+                train, batch_size=rec.batch_size, seed=seed, augment=in_pipeline,
+                normalize="none", drop_remainder=multiworker, loader=loader,
             )  # fmt: skip
         val_pipe = pipelines.build(
-            val, batch_size=rec.batch_size, shuffle=False, normalize=pipe.normalization,
-            normalize_in="model", loader=loader,
-        )  # fmt: skip
+            val, batch_size=rec.batch_size, shuffle=False, normalize="none", loader=loader
+        )
+        task_layers = layers.task_options()
+        if config.placement == "pipeline":
+            task_layers["augmentation"] = []
         previous_policy = keras.mixed_precision.global_policy()
 
         def build_model() -> ImageClassifier:
@@ -174,9 +179,8 @@ def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -
             try:  # the task's output layer is float32 under any policy: the loss sees float32
                 return ImageClassifier.from_preset(
                     model_name, num_classes=train.num_classes, input_shape=train.image_shape,
-                    model_options=config.model_overrides, preprocessing=pipe.model_preprocessing,
-                    augmentation=pipe.model_augmentation,
-                    mixer=pipe.mix, label_smoothing=rec.label_smoothing, name=model_name,
+                    model_options=distribute.model_options(config.model_overrides),
+                    **task_layers, label_smoothing=rec.label_smoothing, name=model_name,
                 )  # fmt: skip
             finally:
                 keras.mixed_precision.set_global_policy(previous_policy)
@@ -185,12 +189,15 @@ def train(config: RunConfig, *, callbacks=(), verbose="auto", check_data=None) -
         # the task's (kerascnn.training.loop.label_onehot)
         with distribute.scope_of(strat):
             net = build_model()
-        if multiworker:  # the loop over strategy.run (model.fit fails there; see distribute)
+        # the loop over strategy.run (model.fit fails under multiworker; see distribute), or
+        # JAX data parallelism (each process fed its rows, process 0 writing the run folder)
+        if multiworker or distribute.is_data_parallel(strat):
             result = distribute.fit_distributed(
                 net, pipe, val_pipe, rec, strategy=strat, out_dir=out_dir, verbose=verbose,
+                jit_compile=config.jit_compile,
                 callbacks=callbacks, overwrite=overwrite,
             )  # fmt: skip
-        else:  # one device, MirroredStrategy or JAX DataParallel: model.fit under the scope
+        else:  # one device or MirroredStrategy: model.fit under the scope
             with distribute.scope_of(strat):
                 result = fit(
                     net, pipe, val_pipe, rec, out_dir=out_dir, jit_compile=config.jit_compile,

@@ -21,6 +21,7 @@ from kerascnn.zoo.registry import (
     list_models,
     model_info,
     register,
+    register_rows,
     register_variant,
 )
 from kerascnn.zoo.resnet import resnet
@@ -46,6 +47,7 @@ __all__ = [
     "model_info",
     "odenet",
     "register",
+    "register_rows",
     "register_variant",
     "resnet",
     "vgg",

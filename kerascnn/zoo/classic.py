@@ -6,7 +6,7 @@ import keras
 
 from kerascnn.layers.pooling import AdaptiveAveragePooling2D
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 LECUN1998 = "LeCun et al. 1998, Gradient-Based Learning Applied to Document Recognition"
 KRIZHEVSKY2012 = (
@@ -19,6 +19,7 @@ KRIZHEVSKY2014 = (
 
 __all__ = [
     "LAYOUTS",
+    "ROWS",
     "alexnet",
     "lenet",
 ]
@@ -147,16 +148,11 @@ def alexnet(
     return shared.finish(inputs, x, head, "alexnet")
 
 
-lenet5 = register_variant(
-    "lenet5", lenet, family="lenet", paper=LECUN1998, dataset="mnist", feature_strides=(1, 2, 4)
-)
-alexnet_variant = register_variant(
-    "alexnet", alexnet, family="alexnet", paper=KRIZHEVSKY2012, dataset="imagenet",
-    feature_strides=(4, 8, 16, 32),
+ROWS = (
+    ModelInfo("lenet5", lenet, {}, family="lenet", dataset="mnist", paper=LECUN1998),
+    ModelInfo("alexnet", alexnet, {}, family="alexnet", dataset="imagenet", paper=KRIZHEVSKY2012),
+    # torchvision's layout: its ImageNet weights convert into it
+    ModelInfo("alexnet_torchvision", alexnet, {"layout": "torchvision"},
+              family="alexnet", dataset="imagenet", paper=KRIZHEVSKY2014),
 )  # fmt: skip
-alexnet_torchvision = register_variant(
-    "alexnet_torchvision", alexnet, family="alexnet", paper=KRIZHEVSKY2014,
-    dataset="imagenet", feature_strides=(4, 8, 16, 32), layout="torchvision",
-    doc="AlexNet in torchvision's layout (its ImageNet weights convert into it), "
-    "``alexnet(layout='torchvision')``.",
-)  # fmt: skip
+register_rows(*ROWS)

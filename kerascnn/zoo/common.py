@@ -30,6 +30,7 @@ __all__ = [
     "BN_EPSILON",
     "BN_MOMENTUM",
     "Builder",
+    "InvertedResidual",
     "NORM_KINDS",
     "NormSpec",
     "POOLINGS",
@@ -43,6 +44,7 @@ __all__ = [
     "make_regularizer",
     "minimum_input",
     "model_inputs",
+    "read_options",
     "require_spatial",
     "resolve_num_classes",
     "squeeze_excite",
@@ -78,6 +80,19 @@ def minimum_input(input_shape, factor: int, name: str = "input_shape") -> None:
         )
 
 
+def read_options(options_type: type, options: dict, builder: str):
+    """A builder's ``**options`` as ``options_type``, a frozen dataclass whose fields are the
+    allowed options with their defaults; an unknown name is refused, naming the allowed ones."""
+    allowed = [f.name for f in dataclasses.fields(options_type)]
+    for key, value in options.items():
+        if key not in allowed:
+            raise UserInputError(
+                f"{builder} has no argument {key}={value!r}; besides its named arguments and "
+                f"the zoo's shared ones it takes {', '.join(allowed)}"
+            )
+    return options_type(**options)
+
+
 # --------------------------------------------------------------------------- hooks
 def make_regularizer(l2: float | None, kernel_regularizer):
     """The kernel regularizer for every conv and dense kernel of a model.
@@ -100,7 +115,10 @@ def make_regularizer(l2: float | None, kernel_regularizer):
     return keras.regularizers.get(kernel_regularizer)
 
 
-NORM_KINDS = ("batch", "sync_batch", "layer", "instance", "group", "none")
+NORM_KINDS = ("batch", "sync_batch", "layer", "channel_layer", "instance", "group", "none")
+# ``norm="channel_layer"``: Keras's LayerNormalization over the channels of each pixel, with
+# the transformers' epsilon (ConvNeXt's normalization, Liu et al. 2022).
+CHANNEL_LAYER_EPSILON = 1e-6
 
 
 def make_norm_factory(norm: NormSpec, **defaults) -> Callable[[str], keras.layers.Layer] | None:
@@ -109,7 +127,9 @@ def make_norm_factory(norm: NormSpec, **defaults) -> Callable[[str], keras.layer
     ``norm`` is ``"batch"`` (``kerascnn.layers.FusedBatchNormalization``: Keras's
     ``BatchNormalization`` on TensorFlow's fused kernel), ``"sync_batch"`` (Keras's,
     synchronized across replicas), ``"layer"``, ``"instance"``, ``"group"`` (kerascnn's
-    ``AxisNormalization``), ``None``/``"none"``, or a callable ``name -> layer``.
+    ``AxisNormalization``), ``"channel_layer"`` (``keras.layers.LayerNormalization`` over
+    the channels, epsilon 1e-6 unless given: ConvNeXt's), ``None``/``"none"``, or a callable
+    ``name -> layer``.
     """
     if norm is None or norm == "none":
         return None
@@ -124,6 +144,9 @@ def make_norm_factory(norm: NormSpec, **defaults) -> Callable[[str], keras.layer
         from kerascnn.layers.fused_batchnorm import FusedBatchNormalization
 
         return lambda name: FusedBatchNormalization(momentum=momentum, epsilon=epsilon, name=name)
+    if norm == "channel_layer":
+        epsilon = defaults.get("epsilon", CHANNEL_LAYER_EPSILON)
+        return lambda name: keras.layers.LayerNormalization(epsilon=epsilon, name=name)
     if norm == "sync_batch":
         return lambda name: keras.layers.BatchNormalization(
             momentum=momentum, epsilon=epsilon, synchronized=True, name=name
@@ -140,6 +163,7 @@ class Builder:
     norm: Callable[[str], keras.layers.Layer] | None
     regularizer: Any
     activation: str = "relu"
+    kernel_initializer: Any = "he_normal"
 
     @classmethod
     def from_args(
@@ -165,10 +189,10 @@ class Builder:
         groups: int = 1,
         use_bias: bool | None = None,
         padding: str = "same",
-        kernel_initializer="he_normal",
     ):
-        """A 2-D convolution. With ``padding="same"`` and a stride > 1 the input is padded
-        symmetrically first (PyTorch's convention, so published weights line up)."""
+        """A 2-D convolution initialized with the builder's ``kernel_initializer``. With
+        ``padding="same"`` and a stride > 1 the input is padded symmetrically first
+        (PyTorch's convention, so published weights line up)."""
         if use_bias is None:
             use_bias = not self.has_norm
         if padding == "same" and strides > 1 and kernel_size > 1:
@@ -181,7 +205,7 @@ class Builder:
             padding=padding,
             groups=groups,
             use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
+            kernel_initializer=self.kernel_initializer,
             kernel_regularizer=self.regularizer,
             name=name,
         )(x)
@@ -199,7 +223,7 @@ class Builder:
             strides=strides,
             padding=padding,
             use_bias=use_bias,
-            depthwise_initializer="he_normal",
+            depthwise_initializer=self.kernel_initializer,
             depthwise_regularizer=self.regularizer,
             name=name,
         )(x)
@@ -367,7 +391,11 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
     the :class:`Shared` arguments as keywords (they are in its signature and its docstring)
     and passes them to ``fn`` as ``shared``."""
     signature = inspect.signature(fn)
-    own = [p for p in signature.parameters.values() if p.name != "shared"]
+    own = [
+        p for p in signature.parameters.values()
+        if p.name != "shared" and p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]  # fmt: skip
+    options = [p for p in signature.parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
     names = [f.name for f in dataclasses.fields(Shared)]
     added = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default)
@@ -382,7 +410,9 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
             return fn(*args, shared=shared, **kwargs)
         from kerascnn.zoo import presets, registry
 
-        arguments = signature.bind_partial(*args, **kwargs).arguments
+        arguments = dict(signature.bind_partial(*args, **kwargs).arguments)
+        for p in options:  # the builder's **options, unpacked
+            arguments.update(arguments.pop(p.name, {}))
         return presets.pretrained(
             lambda: fn(*args, shared=shared, **kwargs),
             registry.variant_of(build, arguments), weights,
@@ -395,7 +425,7 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
         inspect.Parameter("weights", keyword, default=None),
         inspect.Parameter("include_preprocessing", keyword, default=None),
     ]
-    build.__signature__ = signature.replace(parameters=own + added + extra)
+    build.__signature__ = signature.replace(parameters=own + added + extra + options)
     build.__doc__ = inspect.cleandoc(fn.__doc__ or "") + "\n" + SHARED_DOC
     return build
 
@@ -456,26 +486,36 @@ def squeeze_excite(
     return keras.layers.Multiply(name=f"{name}_scale")([x, s])
 
 
-def inverted_residual(
-    b: Builder,
-    x,
-    *,
-    expanded: int,
-    filters: int,
-    kernel_size: int = 3,
-    strides: int = 1,
-    activation: str | None = None,
-    se_channels: int = 0,
-    se_activation: str = "relu",
-    se_gate: str = "sigmoid",
-    drop_rate: float = 0.0,
-    name: str,
-):
-    """The inverted residual block of MobileNet v2 / v3 and EfficientNet's MBConv (Sandler
-    et al. 2018; Howard et al. 2019; Tan & Le 2019).
+@dataclasses.dataclass(frozen=True)
+class InvertedResidual:
+    """The layout of one inverted residual block (:func:`inverted_residual`).
 
-    1x1 expansion conv to ``expanded`` channels + norm + ``activation`` (left out when
-    ``expanded`` equals the input's channels); k x k depthwise conv + norm + ``activation``;
+    Args:
+        expanded: channels of the 1x1 expansion (none when equal to the input's channels).
+        filters: channels of the linear 1x1 projection, the block's output.
+        kernel_size: of the depthwise convolution.
+        strides: of the depthwise convolution.
+        activation: after the expansion and the depthwise conv (default: the builder's).
+        se_channels: squeeze-and-excitation bottleneck; 0 leaves it out.
+        se_activation, se_gate: the activation and the gate of the squeeze-and-excitation.
+    """
+
+    expanded: int
+    filters: int
+    kernel_size: int = 3
+    strides: int = 1
+    activation: str | None = None
+    se_channels: int = 0
+    se_activation: str = "relu"
+    se_gate: str = "sigmoid"
+
+
+def inverted_residual(b: Builder, x, block: InvertedResidual, *, drop_rate: float = 0.0, name: str):
+    """The inverted residual block of MobileNet v2 / v3 and EfficientNet's MBConv (Sandler
+    et al. 2018; Howard et al. 2019; Tan & Le 2019), laid out by ``block``.
+
+    1x1 expansion conv to ``block.expanded`` channels + norm + activation (left out when
+    ``expanded`` equals the input's channels); k x k depthwise conv + norm + activation;
     squeeze-and-excitation to ``se_channels`` (:func:`squeeze_excite`, with ``se_activation``
     and ``se_gate``) when ``se_channels > 0``; linear 1x1 projection to ``filters`` + norm.
     When the stride is 1 and the channels match, the input is added back, the branch first
@@ -484,20 +524,23 @@ def inverted_residual(
     Layers are named ``{name}_expand_conv``, ``_expand_bn``, ``_expand_{act}``, ``_dw``,
     ``_dw_bn``, ``_dw_{act}``, ``_se_*``, ``_project_conv``, ``_project_bn``, ``_drop_path``,
     ``_add`` (``{act}`` the activation's short name, :func:`activation_suffix`), created in
-    this order. ``activation`` defaults to the builder's.
+    this order.
     """
     in_channels = x.shape[-1]
-    activation = activation or b.activation
+    activation = block.activation or b.activation
     y = x
-    if expanded != in_channels:
-        y = b.conv_norm_act(y, expanded, 1, f"{name}_expand", activation=activation)
-    y = b.depthwise(y, kernel_size, f"{name}_dw", strides=strides)
+    if block.expanded != in_channels:
+        y = b.conv_norm_act(y, block.expanded, 1, f"{name}_expand", activation=activation)
+    y = b.depthwise(y, block.kernel_size, f"{name}_dw", strides=block.strides)
     y = b.normalize(y, f"{name}_dw_bn")
     y = b.act(y, f"{name}_dw_{activation_suffix(activation)}", activation)
-    if se_channels > 0:
-        y = squeeze_excite(b, y, se_channels, f"{name}_se", activation=se_activation, gate=se_gate)
-    y = b.conv_norm_act(y, filters, 1, f"{name}_project", activation=False)
-    if strides == 1 and in_channels == filters:
+    if block.se_channels > 0:
+        y = squeeze_excite(
+            b, y, block.se_channels, f"{name}_se",
+            activation=block.se_activation, gate=block.se_gate,
+        )  # fmt: skip
+    y = b.conv_norm_act(y, block.filters, 1, f"{name}_project", activation=False)
+    if block.strides == 1 and in_channels == block.filters:
         if drop_rate > 0:
             from kerascnn.layers import StochasticDepth
 

@@ -12,10 +12,11 @@ import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
     "LayerScale",
+    "ROWS",
     "SIZES",
     "convnext",
     "convnext_block",
@@ -31,7 +32,6 @@ SIZES = {
     "base": ((128, 256, 512, 1024), (3, 3, 27, 3), 0.5),
     "large": ((192, 384, 768, 1536), (3, 3, 27, 3), 0.5),
 }
-LN_EPSILON = 1e-6
 
 
 @keras.saving.register_keras_serializable(package="kerascnn")
@@ -76,14 +76,6 @@ class LayerScale(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "init_value": self.init_value}
-
-
-def _norm_factory(norm):
-    """ConvNeXt's default ``"channel_layer"`` is LayerNorm over the channels (eps 1e-6);
-    everything else goes through the zoo's ``norm=`` hook (e.g. the paper's BN ablation)."""
-    if norm == "channel_layer":
-        return lambda name: keras.layers.LayerNormalization(epsilon=LN_EPSILON, name=name)
-    return norm
 
 
 def convnext_block(b: common.Builder, x, layer_scale, drop_rate: float, name: str):
@@ -132,8 +124,8 @@ def convnext(
             with rate ``drop_path_rate * i / (N - 1)`` (torchvision's rule). Default: the
             size's ImageNet-1K rate (0.1 tiny, 0.4 small, 0.5 base and large).
         norm: ``"channel_layer"`` (default: ``keras.layers.LayerNormalization`` over the
-            channels, eps 1e-6, as the paper) or any of the zoo's ``norm=`` values (e.g.
-            ``"batch"``, the paper's ablation).
+            channels, eps 1e-6, as the paper) or any other of the zoo's ``norm=`` values
+            (e.g. ``"batch"``, the paper's ablation).
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage3_block9_pwconv1``.
@@ -151,11 +143,9 @@ def convnext(
         common.check_float("layer_scale", layer_scale, 0.0, 1e3)
     drop_path_rate = default_rate if drop_path_rate is None else drop_path_rate
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
-    if isinstance(norm, str):
-        common.check_choice("norm", norm, ("channel_layer", *common.NORM_KINDS))
     input_shape, inputs = shared.inputs((224, 224, 3), 4 * 2 ** (len(blocks) - 1))
     num_classes = shared.classes(1000)
-    b = shared.builder(_norm_factory(norm), activation="gelu")
+    b = shared.builder(norm, activation="gelu")
 
     x = b.conv(inputs, channels[0], 4, "stem_conv", strides=4, padding="valid", use_bias=True)
     x = b.normalize(x, "stem_norm")
@@ -181,9 +171,12 @@ def convnext(
     return shared.finish(inputs, x, head, f"convnext_{size}")
 
 
-for _s in ("tiny", "small", "base"):
-    globals()[f"convnext_{_s}"] = register_variant(
-        f"convnext_{_s}", convnext, family="convnext", paper=LIU2022, dataset="imagenet",
-        feature_strides=(4, 8, 16, 32), doc=f"ConvNeXt-{_s[0].upper()}, ``convnext({_s!r})``.",
-        size=_s,
-    )  # fmt: skip
+ROWS = (
+    ModelInfo("convnext_tiny", convnext, {"size": "tiny"},
+              family="convnext", dataset="imagenet", paper=LIU2022),
+    ModelInfo("convnext_small", convnext, {"size": "small"},
+              family="convnext", dataset="imagenet", paper=LIU2022),
+    ModelInfo("convnext_base", convnext, {"size": "base"},
+              family="convnext", dataset="imagenet", paper=LIU2022),
+)  # fmt: skip
+register_rows(*ROWS)

@@ -6,14 +6,18 @@ Table 1), the growth rate, the bottleneck width factor and the transitions' comp
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
     "DEPTHS",
+    "DenseNetOptions",
+    "ROWS",
     "dense_layer",
     "densenet",
     "transition",
@@ -52,18 +56,31 @@ def transition(b: common.Builder, x, filters: int, name: str):
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
+@dataclasses.dataclass(frozen=True)
+class DenseNetOptions:
+    """The layout options of :func:`densenet` (keywords of the builder).
+
+    Args:
+        stem_filters: filters of the stem conv (default ``2 * growth_rate``).
+        bottleneck: the 1x1 conv of each layer produces ``bottleneck * growth_rate`` maps.
+        compression: theta, the fraction of channels a transition keeps (0.5 for DenseNet-BC).
+    """
+
+    stem_filters: int | None = None
+    bottleneck: int = 4
+    compression: float = 0.5
+
+
 @common.zoo_builder
 def densenet(
     depth: int | None = 121,
     *,
     blocks=None,
     growth_rate: int = 32,
-    stem_filters: int | None = None,
-    bottleneck: int = 4,
-    compression: float = 0.5,
     block_dropout: float = 0.0,
     norm: common.NormSpec = "batch",
     shared: common.Shared,
+    **options,
 ) -> keras.Model:
     """DenseNet-BC for ImageNet (torchvision's layout and parameter counts).
 
@@ -76,16 +93,17 @@ def densenet(
         depth: 121, 169, 201 or 264 (the paper's Table 1).
         blocks: layers per dense block, overriding ``depth`` (any number of blocks).
         growth_rate: k, the feature maps each layer adds (32 in the paper).
-        stem_filters: filters of the stem conv (default ``2 * growth_rate``).
-        bottleneck: the 1x1 conv of each layer produces ``bottleneck * growth_rate`` maps.
-        compression: theta, the fraction of channels a transition keeps (0.5 for DenseNet-BC).
         block_dropout: dropout after each layer's 3x3 conv (the paper uses 0.2 without
             data augmentation).
         norm: the usual zoo hooks.
+        options: the layout options of :class:`DenseNetOptions`: ``stem_filters``,
+            ``bottleneck``, ``compression``.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block3_conv1``.
     """
+    o = common.read_options(DenseNetOptions, options, "densenet")
+    stem_filters, bottleneck, compression = o.stem_filters, o.bottleneck, o.compression
     if blocks is None:
         if depth not in DEPTHS:
             raise UserInputError(
@@ -128,9 +146,12 @@ def densenet(
     )
 
 
-for _d in (121, 169, 201):
-    globals()[f"densenet{_d}"] = register_variant(
-        f"densenet{_d}", densenet, family="densenet", paper=HUANG2017, dataset="imagenet",
-        feature_strides=(2, 4, 8, 16, 32), doc=f"DenseNet-{_d}, ``densenet(depth={_d})``.",
-        depth=_d,
-    )  # fmt: skip
+ROWS = (
+    ModelInfo("densenet121", densenet, {"depth": 121},
+              family="densenet", dataset="imagenet", paper=HUANG2017),
+    ModelInfo("densenet169", densenet, {"depth": 169},
+              family="densenet", dataset="imagenet", paper=HUANG2017),
+    ModelInfo("densenet201", densenet, {"depth": 201},
+              family="densenet", dataset="imagenet", paper=HUANG2017),
+)  # fmt: skip
+register_rows(*ROWS)

@@ -1,22 +1,24 @@
 """EfficientNet B0-B7 (Tan & Le 2019): MBConv blocks with squeeze-and-excitation and swish,
 scaled from the B0 table by compound width / depth / resolution coefficients.
 
-The architecture is data: ``B0_STAGES`` is the paper's Table 1 and ``VARIANTS`` holds each
-variant's width and depth coefficients, resolution and dropout. Channel counts are rounded
+The architecture is data: ``B0_STAGES`` is the paper's Table 1 and ``SIZES`` holds each
+size's width and depth coefficients, resolution and dropout. Channel counts are rounded
 to multiples of 8 and repeats rounded up, as in the reference TensorFlow implementation and
 torchvision, so the parameter counts equal torchvision's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 
 import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
 from kerascnn.zoo.mobilenet import make_divisible
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 TAN2019 = (
     "Tan & Le 2019, EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks "
@@ -25,7 +27,9 @@ TAN2019 = (
 
 __all__ = [
     "B0_STAGES",
-    "VARIANTS",
+    "EfficientNetOptions",
+    "ROWS",
+    "SIZES",
     "efficientnet",
     "mbconv",
     "scaled_stages",
@@ -48,7 +52,7 @@ HEAD_EXPANSION = 4
 
 # Compound scaling: (width coefficient, depth coefficient, resolution, dropout), as the
 # reference implementation's ``efficientnet_params`` and torchvision.
-VARIANTS = {
+SIZES = {
     "b0": (1.0, 1.0, 224, 0.2),
     "b1": (1.0, 1.1, 240, 0.2),
     "b2": (1.1, 1.2, 260, 0.3),
@@ -93,44 +97,55 @@ def _check_stages(stages):
 
 
 def mbconv(
-    b: common.Builder,
-    x,
+    in_channels: int,
     *,
     expansion: int,
     kernel_size: int,
     strides: int,
     filters: int,
     se_ratio: float,
-    drop_rate: float,
-    name: str,
-):
-    """One MBConv block (:func:`kerascnn.zoo.common.inverted_residual` with EfficientNet's
-    arguments): 1x1 expansion to ``expansion`` x the input channels + norm + the builder's
-    activation (swish; left out when ``expansion`` is 1), k x k depthwise + norm + swish,
+) -> common.InvertedResidual:
+    """The layout of one MBConv block (for :func:`kerascnn.zoo.common.inverted_residual`):
+    1x1 expansion to ``expansion`` x the ``in_channels`` + norm + the builder's activation
+    (swish; left out when ``expansion`` is 1), k x k depthwise + norm + swish,
     squeeze-and-excitation (squeezing to ``se_ratio`` x the block's *input* channels, swish,
     sigmoid gate), linear 1x1 projection + norm; identity shortcut with stochastic depth when
     stride is 1 and the channels match."""
-    in_channels = x.shape[-1]
-    return common.inverted_residual(
-        b, x, expanded=in_channels * expansion, filters=filters, kernel_size=kernel_size,
+    return common.InvertedResidual(
+        expanded=in_channels * expansion, filters=filters, kernel_size=kernel_size,
         strides=strides,
         se_channels=max(1, int(in_channels * se_ratio)) if se_ratio > 0 else 0,
-        se_activation="swish", drop_rate=drop_rate, name=name,
+        se_activation="swish",
     )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetOptions:
+    """The layout options of :func:`efficientnet` (keywords of the builder).
+
+    Args:
+        width_coefficient, depth_coefficient: override the size's coefficients.
+        stages: a custom base table of ``(expansion, kernel, stride, filters, repeats)`` rows
+            instead of ``B0_STAGES`` (then scaled by the coefficients).
+        se_ratio: squeeze-and-excitation bottleneck as a fraction of each block's input
+            channels (0.25 in the paper); 0 removes the SE modules.
+    """
+
+    width_coefficient: float | None = None
+    depth_coefficient: float | None = None
+    stages: tuple | None = None
+    se_ratio: float = 0.25
 
 
 @common.zoo_builder
 def efficientnet(
-    variant: str = "b0",
+    size: str = "b0",
     *,
-    width_coefficient: float | None = None,
-    depth_coefficient: float | None = None,
-    stages=None,
-    se_ratio: float = 0.25,
     drop_path_rate: float = 0.2,
     dropout: float | None = None,
     norm: common.NormSpec = "batch",
     shared: common.Shared,
+    **options,
 ) -> keras.Model:
     """EfficientNet (torchvision's layout, rounding and parameter counts).
 
@@ -140,30 +155,35 @@ def efficientnet(
     classes: 5,288,548 trainable parameters, about 0.39 G multiply-adds.
 
     Args:
-        variant: ``"b0"`` ... ``"b7"``: the width / depth coefficients, default input
-            resolution and dropout of that variant.
-        width_coefficient, depth_coefficient: override the variant's coefficients.
-        stages: a custom base table of ``(expansion, kernel, stride, filters, repeats)`` rows
-            instead of ``B0_STAGES`` (then scaled by the coefficients).
-        se_ratio: squeeze-and-excitation bottleneck as a fraction of each block's input
-            channels (0.25 in the paper); 0 removes the SE modules.
+        size: ``"b0"`` ... ``"b7"``: the width / depth coefficients, default input
+            resolution and dropout of that size (``variant=`` is its deprecated name).
         drop_path_rate: stochastic depth (0.2 in the paper and torchvision); block ``i``
             (0-based) of ``N`` drops its residual branch with rate ``drop_path_rate * i / N``,
             as the reference implementation. Blocks without an identity shortcut have none.
-        dropout: before the classifier (the variant's, 0.2 to 0.5, by default).
+        dropout: before the classifier (the size's, 0.2 to 0.5, by default).
         norm: the usual zoo hooks.
+        options: the layout options of :class:`EfficientNetOptions`: ``width_coefficient``,
+            ``depth_coefficient``, ``stages``, ``se_ratio``.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block1_expand_conv``.
     """
-    common.check_choice("variant", variant, tuple(VARIANTS))
-    width, depth, resolution, default_dropout = VARIANTS[variant]
-    if width_coefficient is not None:
-        width = common.check_float("width_coefficient", width_coefficient, 0.1, 10.0, True)
-    if depth_coefficient is not None:
-        depth = common.check_float("depth_coefficient", depth_coefficient, 0.1, 10.0, True)
-    stages = B0_STAGES if stages is None else _check_stages(stages)
-    common.check_float("se_ratio", se_ratio, 0.0, 1.0, high_inclusive=True)
+    if "variant" in options:
+        warnings.warn(
+            "efficientnet(variant=...) is deprecated; use efficientnet(size=...)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        size = options.pop("variant")
+    o = common.read_options(EfficientNetOptions, options, "efficientnet")
+    common.check_choice("size", size, tuple(SIZES))
+    width, depth, resolution, default_dropout = SIZES[size]
+    if o.width_coefficient is not None:
+        width = common.check_float("width_coefficient", o.width_coefficient, 0.1, 10.0, True)
+    if o.depth_coefficient is not None:
+        depth = common.check_float("depth_coefficient", o.depth_coefficient, 0.1, 10.0, True)
+    stages = B0_STAGES if o.stages is None else _check_stages(o.stages)
+    se_ratio = common.check_float("se_ratio", o.se_ratio, 0.0, 1.0, high_inclusive=True)
     common.check_float("drop_path_rate", drop_path_rate, 0.0, 1.0)
     dropout = default_dropout if dropout is None else dropout
     common.check_float("dropout", dropout, 0.0, 1.0)
@@ -171,7 +191,7 @@ def efficientnet(
         (resolution, resolution, 3), 2 * math.prod(row[2] for row in stages)
     )
     num_classes = shared.classes(1000)
-    b = shared.builder(norm, activation="swish", **NORM_DEFAULTS.get(variant, {}))
+    b = shared.builder(norm, activation="swish", **NORM_DEFAULTS.get(size, {}))
 
     stages = scaled_stages(width, depth, stages)
     total_blocks = sum(n for *_, n in stages)
@@ -179,31 +199,39 @@ def efficientnet(
     index = 0
     for stage, (t, k, s, c, n) in enumerate(stages, start=1):
         for i in range(1, n + 1):
-            x = mbconv(
-                b,
-                x,
-                expansion=t,
-                kernel_size=k,
-                strides=s if i == 1 else 1,
-                filters=c,
+            block = mbconv(
+                x.shape[-1], expansion=t, kernel_size=k, strides=s if i == 1 else 1, filters=c,
                 se_ratio=se_ratio,
-                drop_rate=drop_path_rate * index / total_blocks,
-                name=f"stage{stage}_block{i}",
-            )
+            )  # fmt: skip
+            rate = drop_path_rate * index / total_blocks
+            x = common.inverted_residual(b, x, block, drop_rate=rate, name=f"stage{stage}_block{i}")
             index += 1
     x = b.conv_norm_act(x, HEAD_EXPANSION * x.shape[-1], 1, "top")
     return shared.finish(
         inputs,
         x,
         lambda f: b.classifier(f, num_classes, shared.classifier_activation, dropout),
-        f"efficientnet_{variant}",
+        f"efficientnet_{size}",
     )
 
 
-for _v, (_, _, _resolution, _) in VARIANTS.items():
-    globals()[f"efficientnet_{_v}"] = register_variant(
-        f"efficientnet_{_v}", efficientnet, family="efficientnet", paper=TAN2019,
-        dataset="imagenet", input_shape=(_resolution, _resolution, 3),
-        feature_strides=(2, 4, 8, 16, 32),
-        doc=f"EfficientNet-{_v.upper()}, ``efficientnet({_v!r})``.", variant=_v,
-    )  # fmt: skip
+# The default input of each size is its resolution (``SIZES``).
+ROWS = (
+    ModelInfo("efficientnet_b0", efficientnet, {"size": "b0"},
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b1", efficientnet, {"size": "b1"}, input_shape=(240, 240, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b2", efficientnet, {"size": "b2"}, input_shape=(260, 260, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b3", efficientnet, {"size": "b3"}, input_shape=(300, 300, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b4", efficientnet, {"size": "b4"}, input_shape=(380, 380, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b5", efficientnet, {"size": "b5"}, input_shape=(456, 456, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b6", efficientnet, {"size": "b6"}, input_shape=(528, 528, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+    ModelInfo("efficientnet_b7", efficientnet, {"size": "b7"}, input_shape=(600, 600, 3),
+              family="efficientnet", dataset="imagenet", paper=TAN2019),
+)  # fmt: skip
+register_rows(*ROWS)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
     "GOOGLENET",
     "LAYOUTS",
+    "ROWS",
     "googlenet",
     "inception_module",
     "max_pool",
@@ -140,14 +141,11 @@ def googlenet(
     )
 
 
-googlenet_variant = register_variant(
-    "googlenet", googlenet, family="inception", paper=SZEGEDY2015, dataset="imagenet",
-    feature_strides=(2, 4, 8, 16, 32),
-    doc="GoogLeNet with batch normalization, ``googlenet()``.",
+ROWS = (
+    ModelInfo("googlenet", googlenet, {},
+              family="inception", dataset="imagenet", paper=SZEGEDY2015),
+    # torchvision's layout and dropout: its ImageNet weights convert into it
+    ModelInfo("googlenet_torchvision", googlenet, {"layout": "torchvision", "dropout": 0.2},
+              family="inception", dataset="imagenet", paper=SZEGEDY2015),
 )  # fmt: skip
-googlenet_torchvision = register_variant(
-    "googlenet_torchvision", googlenet, family="inception", paper=SZEGEDY2015,
-    dataset="imagenet", feature_strides=(2, 4, 8, 16, 32), layout="torchvision", dropout=0.2,
-    doc="GoogLeNet in torchvision's layout (its ImageNet weights convert into it), "
-    "``googlenet(layout='torchvision', dropout=0.2)``.",
-)  # fmt: skip
+register_rows(*ROWS)

@@ -19,7 +19,7 @@ import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 SZEGEDY2016 = (
     "Szegedy et al. 2016, Rethinking the Inception Architecture for Computer Vision "
@@ -28,6 +28,7 @@ SZEGEDY2016 = (
 
 __all__ = [
     "MODULES",
+    "ROWS",
     "STEM",
     "inception_block",
     "inception_v3",
@@ -231,8 +232,9 @@ def inception_v3(
     return shared.finish(inputs, x, head, "inception_v3")
 
 
-inception_v3_variant = register_variant(
-    "inception_v3", inception_v3, family="inception", paper=SZEGEDY2016, dataset="imagenet",
-    input_shape=(299, 299, 3), feature_strides=(2, 4, 8, 16, 32),
-    doc="Inception v3, ``inception_v3()``; ``aux_logits=True`` adds the auxiliary classifier.",
+# ``aux_logits=True`` adds the auxiliary classifier.
+ROWS = (
+    ModelInfo("inception_v3", inception_v3, {}, input_shape=(299, 299, 3),
+              family="inception", dataset="imagenet", paper=SZEGEDY2016),
 )  # fmt: skip
+register_rows(*ROWS)

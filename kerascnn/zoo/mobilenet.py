@@ -7,7 +7,7 @@ import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 HOWARD2017 = "Howard et al. 2017, MobileNets (arXiv:1704.04861)"
 SANDLER2018 = (
@@ -22,7 +22,7 @@ V1_BLOCKS = (
 )
 
 __all__ = [
-    "VARIANTS",
+    "ROWS",
     "make_divisible",
     "mobilenet",
 ]
@@ -164,10 +164,11 @@ def mobilenet(
             out = make_divisible(c * alpha)
             for j in range(n):
                 index += 1
-                x = common.inverted_residual(
-                    b, x, expanded=x.shape[-1] * t, filters=out, strides=s if j == 0 else 1,
-                    activation=relu6, name=f"block{index}",
+                block = common.InvertedResidual(
+                    expanded=x.shape[-1] * t, filters=out, strides=s if j == 0 else 1,
+                    activation=relu6,
                 )  # fmt: skip
+                x = common.inverted_residual(b, x, block, name=f"block{index}")
         last = make_divisible(1280 * max(1.0, alpha))
         x = b.conv_norm_act(x, last, 1, "last", activation=relu6)
     return shared.finish(
@@ -185,26 +186,25 @@ def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
     )
     for index, (k, hidden, c, se, act, stride) in enumerate(V3_BLOCKS[size], start=1):
         hidden = make_divisible(hidden * alpha)
-        x = common.inverted_residual(
-            b, x, expanded=hidden, filters=make_divisible(c * alpha), kernel_size=k,
-            strides=stride, activation=V3_ACTIVATIONS[act],
-            se_channels=make_divisible(hidden // 4) if se else 0, se_gate="hard_sigmoid",
-            name=f"block{index}",
+        block = common.InvertedResidual(
+            expanded=hidden, filters=make_divisible(c * alpha), kernel_size=k, strides=stride,
+            activation=V3_ACTIVATIONS[act], se_channels=make_divisible(hidden // 4) if se else 0,
+            se_gate="hard_sigmoid",
         )  # fmt: skip
+        x = common.inverted_residual(b, x, block, name=f"block{index}")
     return b.conv_norm_act(x, 6 * x.shape[-1], 1, "last", activation="hard_swish")
 
 
 HOWARD2019 = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)"
 
-# The registered variants: name -> (paper, arguments).
-VARIANTS = {
-    "mobilenet_v1": (HOWARD2017, {"version": 1}),
-    "mobilenet_v2": (SANDLER2018, {"version": 2}),
-    "mobilenet_v3_large": (HOWARD2019, {"version": 3, "size": "large"}),
-    "mobilenet_v3_small": (HOWARD2019, {"version": 3, "size": "small"}),
-}
-for _name, (_paper, _arguments) in VARIANTS.items():
-    globals()[_name] = register_variant(
-        _name, mobilenet, family="mobilenet", paper=_paper, dataset="imagenet",
-        feature_strides=(2, 4, 8, 16, 32), **_arguments,
-    )  # fmt: skip
+ROWS = (
+    ModelInfo("mobilenet_v1", mobilenet, {"version": 1},
+              family="mobilenet", dataset="imagenet", paper=HOWARD2017),
+    ModelInfo("mobilenet_v2", mobilenet, {"version": 2},
+              family="mobilenet", dataset="imagenet", paper=SANDLER2018),
+    ModelInfo("mobilenet_v3_large", mobilenet, {"version": 3, "size": "large"},
+              family="mobilenet", dataset="imagenet", paper=HOWARD2019),
+    ModelInfo("mobilenet_v3_small", mobilenet, {"version": 3, "size": "small"},
+              family="mobilenet", dataset="imagenet", paper=HOWARD2019),
+)  # fmt: skip
+register_rows(*ROWS)

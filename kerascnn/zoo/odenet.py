@@ -13,9 +13,10 @@ from __future__ import annotations
 import keras
 
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
+    "ROWS",
     "odenet",
 ]
 
@@ -105,8 +106,6 @@ def _groups(norm_groups: int, channels: int) -> int:
     return norm_groups_for(norm_groups, channels)
 
 
-odenet_default = register_variant(
-    "odenet", odenet, family="odenet", paper=CHEN2018, dataset="cifar10",
-    feature_strides=(1, 2, 4),
-    doc='odenet: ``odenet(filters=64, steps=6, method="rk4")`` (Chen et al.\'s ODE-Net on CIFAR).',
-)  # fmt: skip
+# Chen et al.'s ODE-Net with its defaults (64 filters, 6 RK4 steps), on CIFAR-10.
+ROWS = (ModelInfo("odenet", odenet, {}, family="odenet", dataset="cifar10", paper=CHEN2018),)
+register_rows(*ROWS)

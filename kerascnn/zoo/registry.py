@@ -1,14 +1,18 @@
-"""The model registry: one data row per named variant.
+"""The model registry: one data row per registered name.
 
-A row (:class:`ModelInfo`) holds everything known about a name: its family builder and the
-arguments that make the variant, the data it is defined on (default input shape, number of
-classes and input statistics), the paper, the default training recipe, the trained weights
-available, the stage strides of its feature extractor, and (from ``model_table.json``, which
-``python -m kerascnn.zoo.table`` measures) its parameter and multiply-add counts.
-``kerascnn list`` and docs/models.md are generated from the rows.
+A row (:class:`ModelInfo`) is written once, as a literal in its family's module (the
+``ROWS`` at the end of ``resnet.py``, ``vgg.py``, ...): the family builder and the arguments
+that make the variant, the data it is defined on (default input shape, number of classes
+and, through :data:`DATASETS`, the input statistics), the paper and the default training
+recipe. What is measured on the built network is not typed in the rows: the parameter and
+multiply-add counts and the strides of the stage outputs come from ``model_table.json``
+(``python -m kerascnn.zoo.table`` builds every row and measures them; a test checks them
+against freshly built models), and the trained weights with their metadata from
+``weights/presets.json`` (:mod:`kerascnn.zoo.presets`). ``kerascnn list``,
+docs/models.md and :func:`model_info` read the rows.
 
-``register_variant`` adds a row; a name is registered once (as torchvision; timm silently
-overwrites).
+:func:`register_rows` adds rows and :func:`register_variant` one; a name is registered once
+(as torchvision; timm silently overwrites).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import dataclasses
 import difflib
 import fnmatch
 import functools
+import inspect
 import json
 import pathlib
 import re
 import types
+import warnings
 from collections.abc import Callable, Mapping
 
 import keras
@@ -36,6 +42,7 @@ __all__ = [
     "load_counts",
     "model_info",
     "register",
+    "register_rows",
     "register_variant",
     "variant_of",
 ]
@@ -53,29 +60,53 @@ TABLE_PATH = pathlib.Path(__file__).with_name("model_table.json")
 
 @functools.cache
 def load_counts() -> dict[str, dict]:
-    """The measured counts of ``model_table.json``: name -> trainable_params, macs."""
+    """The measurements of ``model_table.json``: name -> trainable_params, macs,
+    feature_strides."""
     return json.loads(TABLE_PATH.read_text()) if TABLE_PATH.exists() else {}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
-    """One registered name: what builds it and what is known about it."""
+    """One registered name: what builds it and what is known about it.
+
+    Written by hand: ``name``, ``builder`` and its ``arguments``, ``family``, ``dataset``
+    (default input shape and classes, :data:`DATASETS`; ``input_shape`` overrides the
+    shape), ``paper`` and ``recipe`` (``kerascnn.training.RECIPES``). Measured
+    (``model_table.json``): :attr:`trainable_params`, :attr:`macs`,
+    :attr:`feature_strides`. Shipped: :attr:`weights`.
+    """
 
     name: str
-    family: str
     builder: Callable[..., keras.Model]
     arguments: Mapping[str, object]
+    family: str
     dataset: str
-    default_input_shape: tuple[int, int, int]
-    default_num_classes: int
     paper: str
-    feature_strides: tuple[int, ...]
+    input_shape: tuple[int, int, int] | None = None
     recipe: str | None = None
-    doc: str = ""
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise UserInputError(
+                f"dataset must be one of {', '.join(map(repr, DATASETS))}; "
+                f"received dataset={self.dataset!r}"
+            )
+        object.__setattr__(self, "arguments", types.MappingProxyType(dict(self.arguments)))
+        if self.input_shape is not None:
+            object.__setattr__(self, "input_shape", tuple(self.input_shape))
 
     def build(self, **overrides) -> keras.Model:
         """``builder(**arguments, name=name, **overrides)``."""
         return self.builder(**{**self.arguments, "name": self.name, **overrides})
+
+    @property
+    def default_input_shape(self) -> tuple[int, int, int]:
+        """``input_shape``, or the dataset's."""
+        return self.input_shape or DATASETS[self.dataset][0]
+
+    @property
+    def default_num_classes(self) -> int:
+        return DATASETS[self.dataset][1]
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -84,15 +115,25 @@ class ModelInfo:
 
         return tuple(presets().get(self.name, {}))
 
+    def _measured(self, key: str):
+        return load_counts().get(self.name, {}).get(key)
+
     @property
     def trainable_params(self) -> int | None:
         """Trainable parameters with the defaults (``None`` if not in the measured table)."""
-        return load_counts().get(self.name, {}).get("trainable_params")
+        return self._measured("trainable_params")
 
     @property
     def macs(self) -> int | None:
         """Multiply-adds of one forward pass with the defaults (``None`` if not measured)."""
-        return load_counts().get(self.name, {}).get("macs")
+        return self._measured("macs")
+
+    @property
+    def feature_strides(self) -> tuple[int, ...] | None:
+        """The strides of the stage outputs, as :func:`kerascnn.zoo.feature_info` finds them
+        in the built graph (``None`` if not measured)."""
+        strides = self._measured("feature_strides")
+        return None if strides is None else tuple(strides)
 
     @property
     def input_stats(self):
@@ -106,18 +147,15 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def _add(info: ModelInfo) -> None:
-    if info.name in _REGISTRY:
-        raise UserInputError(
-            f"A model named {info.name!r} is already registered "
-            f"(family {_REGISTRY[info.name].family!r}); names must be unique."
-        )
-    if info.dataset not in DATASETS:
-        raise UserInputError(
-            f"dataset must be one of {', '.join(map(repr, DATASETS))}; "
-            f"received dataset={info.dataset!r}"
-        )
-    _REGISTRY[info.name] = info
+def register_rows(*rows: ModelInfo) -> None:
+    """Add rows to the registry; a name already taken is refused."""
+    for info in rows:
+        if info.name in _REGISTRY:
+            raise UserInputError(
+                f"A model named {info.name!r} is already registered "
+                f"(family {_REGISTRY[info.name].family!r}); names must be unique."
+            )
+        _REGISTRY[info.name] = info
 
 
 def register_variant(
@@ -127,48 +165,45 @@ def register_variant(
     family: str,
     paper: str,
     dataset: str,
-    feature_strides: tuple[int, ...],
     input_shape: tuple[int, int, int] | None = None,
     recipe: str | None = None,
     doc: str | None = None,
     **arguments,
 ) -> Callable[..., keras.Model]:
     """Add the row ``name``: the family ``builder`` with ``arguments``, defined on ``dataset``
-    (default input shape and classes, ``DATASETS``; ``input_shape`` overrides the shape).
+    (:class:`ModelInfo`).
 
     Returns the variant's function ``name(**overrides)``, which builds
     ``builder(**arguments, name=name, **overrides)``; its docstring is ``doc`` (default
-    ``"NAME: ``builder(arguments...)``."``). Raises ``ValueError`` for a name already taken.
+    ``"NAME: ``builder(arguments...)``."``). Raises ``UserInputError`` for a name already
+    taken.
     """
-    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-    doc = doc or f"{name}: ``{builder.__name__}({args})``."
-    shape, classes = DATASETS.get(dataset, (None, None))
+    if "feature_strides" in arguments:
+        warnings.warn(
+            "register_variant(feature_strides=...) is deprecated and ignored: the strides "
+            "are found in the built graph (kerascnn.zoo.feature_info)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        del arguments["feature_strides"]
     info = ModelInfo(
-        name=name,
-        family=family,
-        builder=builder,
-        arguments=types.MappingProxyType(dict(arguments)),
-        dataset=dataset,
-        default_input_shape=tuple(input_shape or shape or ()),
-        default_num_classes=classes,
-        paper=paper,
-        feature_strides=tuple(feature_strides),
-        recipe=recipe,
-        doc=doc,
-    )
-    _add(info)
+        name, builder, arguments, family=family, dataset=dataset, paper=paper,
+        input_shape=input_shape, recipe=recipe,
+    )  # fmt: skip
+    register_rows(info)
 
     def variant(**overrides):
         return info.build(**overrides)
 
+    args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
     variant.__name__ = variant.__qualname__ = name
-    variant.__doc__ = doc
+    variant.__doc__ = doc or f"{name}: ``{builder.__name__}({args})``."
     return variant
 
 
 def register(name: str | None = None, **row):
     """Decorator form of :func:`register_variant` for a model function of your own:
-    ``@register("mynet", family="mine", paper="...", dataset="cifar10", feature_strides=(1, 2))``
+    ``@register("mynet", family="mine", paper="...", dataset="cifar10")``
     over ``def mynet(**overrides)``, which must accept ``name=`` and the usual overrides."""
 
     def decorator(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
@@ -254,14 +289,16 @@ def create(
 def variant_of(builder: Callable[..., keras.Model], arguments: Mapping[str, object]) -> str:
     """The registered name whose row builds ``builder(**arguments)`` (its defaults filled
     in on both sides), e.g. ``resnet20`` for ``resnet`` with ``{"depth": 20}``."""
-    import inspect
-
     signature = inspect.signature(builder)
 
     def complete(args):
         bound = signature.bind_partial(**{k: v for k, v in args.items() if k != "name"})
         bound.apply_defaults()
-        return bound.arguments
+        flat = dict(bound.arguments)
+        for parameter in signature.parameters.values():  # a builder's **options, unpacked
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                flat.update(flat.pop(parameter.name, {}))
+        return flat
 
     wanted = complete(arguments)
     for info in _REGISTRY.values():

@@ -7,18 +7,19 @@ a block type and a shortcut type. ``resnet(depth=56)`` looks up the CIFAR layout
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
-    "FEATURE_STRIDES",
     "IMAGENET_DEPTHS",
-    "VARIANTS",
+    "ROWS",
+    "ResNetOptions",
     "resnet",
 ]
 
@@ -102,8 +103,10 @@ def _branch(b: common.Builder, x, block, filters, strides, groups, width, versio
         if version == 2 and i > 1:  # pre-activation: norm -> relu -> conv
             x = b.normalize(x, f"{name}_bn{i}")
             x = b.act(x, f"{name}_relu{i}")
-        init = "zeros" if (zero_init and last and version == 2) else "he_normal"
-        x = b.conv(x, f, k, f"{name}_conv{i}", strides=s, groups=g, kernel_initializer=init)
+        # v2 starts a block as the identity with a zero last conv (v1: a zero last norm scale)
+        zeros = zero_init and last and version == 2
+        maker = dataclasses.replace(b, kernel_initializer="zeros") if zeros else b
+        x = maker.conv(x, f, k, f"{name}_conv{i}", strides=s, groups=g)
         if version == 1:
             x = b.normalize(x, f"{name}_bn{i}", zero_init=zero_init and last)
             if not last:
@@ -151,6 +154,34 @@ def _block(
     return y
 
 
+@dataclasses.dataclass(frozen=True)
+class ResNetOptions:
+    """The layout options of :func:`resnet` (keywords of the builder).
+
+    Args:
+        blocks: blocks per stage, overriding ``depth``.
+        filters: filters per stage (bottleneck width before expansion).
+        stem_filters: filters of the stem convolution (default: ``filters[0]`` for CIFAR, 64).
+        residual: ``False`` drops every shortcut: the "plain" nets of He et al. Figure 1.
+        groups: cardinality of the grouped 3x3 conv of bottleneck blocks (ResNeXt).
+        base_width: ResNeXt bottleneck width per group at 64 filters (``width =
+            filters * base_width / 64 * groups``); 64 with ``groups=1`` is plain ResNet.
+        zero_init_residual: initialize the last norm scale of every residual branch to zero
+            (v1) or the last conv of the branch to zero (v2), so each block starts as identity.
+        drop_path_rate: stochastic depth (Huang et al. 2016), rate of the last block; block
+            ``i`` of ``N`` drops its branch with rate ``drop_path_rate * i / N``.
+    """
+
+    blocks: tuple[int, ...] | None = None
+    filters: tuple[int, ...] | None = None
+    stem_filters: int | None = None
+    residual: bool = True
+    groups: int = 1
+    base_width: int = 64
+    zero_init_residual: bool = False
+    drop_path_rate: float = 0.0
+
+
 @common.zoo_builder
 def resnet(
     depth: int | None = None,
@@ -158,18 +189,11 @@ def resnet(
     version: int = 1,
     block: str | None = None,
     layout: str | None = None,
-    blocks=None,
-    filters=None,
-    stem_filters: int | None = None,
     shortcut: str | None = None,
-    residual: bool = True,
-    groups: int = 1,
-    base_width: int = 64,
-    zero_init_residual: bool = False,
-    drop_path_rate: float = 0.0,
     dropout: float = 0.0,
     norm: common.NormSpec = "batch",
     shared: common.Shared,
+    **options,
 ) -> keras.Model:
     """ResNet (v1 or v2), ResNeXt or plain network.
 
@@ -187,23 +211,15 @@ def resnet(
         block: ``"basic"`` (two 3x3 convs) or ``"bottleneck"`` (1x1, 3x3, 1x1 with 4x
             expansion). Default: the paper's choice for the layout and depth.
         layout: ``"cifar"`` or ``"imagenet"``; see above.
-        blocks: blocks per stage, overriding ``depth``.
-        filters: filters per stage (bottleneck width before expansion).
-        stem_filters: filters of the stem convolution (default: ``filters[0]`` for CIFAR, 64).
         shortcut: ``"A"`` (parameter-free zero padding, the paper's CIFAR choice and the
             default of the CIFAR layout) or ``"B"`` (1x1 conv + norm projection when the
             shape changes, the ImageNet default).
-        residual: ``False`` drops every shortcut: the "plain" nets of He et al. Figure 1.
-        groups: cardinality of the grouped 3x3 conv of bottleneck blocks (ResNeXt).
-        base_width: ResNeXt bottleneck width per group at 64 filters (``width =
-            filters * base_width / 64 * groups``); 64 with ``groups=1`` is plain ResNet.
-        zero_init_residual: initialize the last norm scale of every residual branch to zero
-            (v1) or the last conv of the branch to zero (v2), so each block starts as identity.
-        drop_path_rate: stochastic depth (Huang et al. 2016), rate of the last block; block
-            ``i`` of ``N`` drops its branch with rate ``drop_path_rate * i / N``.
         dropout: dropout rate before the classifier.
-        norm: ``"batch"`` (default), ``"sync_batch"``, ``"layer"``, ``"instance"``,
-            ``"group"``, ``None`` or a callable ``name -> layer``.
+        norm: ``"batch"`` (default), ``"sync_batch"``, ``"layer"``, ``"channel_layer"``,
+            ``"instance"``, ``"group"``, ``None`` or a callable ``name -> layer``.
+        options: the layout options of :class:`ResNetOptions`: ``blocks``, ``filters``,
+            ``stem_filters``, ``residual``, ``groups``, ``base_width``,
+            ``zero_init_residual``, ``drop_path_rate``.
 
     Returns:
         A functional ``keras.Model`` with layer names like ``stage2_block3_conv1``.
@@ -213,6 +229,9 @@ def resnet(
         >>> sum(int(w.numpy().size) for w in model.trainable_weights)
         853018
     """
+    o = common.read_options(ResNetOptions, options, "resnet")
+    blocks, filters, groups, base_width = o.blocks, o.filters, o.groups, o.base_width
+    residual, drop_path_rate = o.residual, o.drop_path_rate
     common.check_choice("version", version, (1, 2))
     if depth is None and blocks is None:
         raise UserInputError(
@@ -240,6 +259,7 @@ def resnet(
     num_classes = shared.classes(1000 if layout == "imagenet" else 10)
     b = shared.builder(norm)
 
+    stem_filters = o.stem_filters
     if stem_filters is None:
         stem_filters = 64 if layout == "imagenet" else filters[0]
     common.check_int("stem_filters", stem_filters, 1)
@@ -276,7 +296,7 @@ def resnet(
                 version=version,
                 shortcut=shortcut,
                 residual=residual,
-                zero_init=zero_init_residual,
+                zero_init=o.zero_init_residual,
                 drop_rate=drop_path_rate * index / total_blocks,
                 name=f"stage{stage}_block{i}",
             )
@@ -300,44 +320,86 @@ def resnet(
 HE2016 = "He et al. 2016, Deep Residual Learning (arXiv:1512.03385)"
 HE2016B = "He et al. 2016, Identity Mappings in Deep Residual Networks (arXiv:1603.05027)"
 XIE2017 = "Xie et al. 2017, Aggregated Residual Transformations (arXiv:1611.05431)"
-# ResNeXt-29 on CIFAR (Xie et al. sec. 5.3): bottleneck widths 64/128/256 per group of 64.
-RESNEXT29 = {
-    "block": "bottleneck", "filters": (64, 128, 256), "stem_filters": 64, "base_width": 64,
-    "shortcut": "B",
-}  # fmt: skip
 
 
-def _deep(depth: int) -> dict:
-    """Extra settings of the 1000+-layer variants. With BatchNormalization in inference mode
-    (identity at initialization) every block roughly doubles the activations' variance, so
-    beyond about 120 blocks an untrained network overflows float32 and predicts NaN. These
-    variants therefore start with zero-initialized residual branches (Goyal et al. 2017),
-    which trains as well; ``zero_init_residual=False`` restores the papers' initialization."""
-    return {"zero_init_residual": True} if depth >= 1000 else {}
+# The 1000+-layer variants start with zero-initialized residual branches (Goyal et al. 2017):
+# with BatchNormalization in inference mode (identity at initialization) every block roughly
+# doubles the activations' variance, so beyond about 120 blocks an untrained network
+# overflows float32 and predicts NaN; it trains as well. ``zero_init_residual=False``
+# restores the papers' initialization.
+CIFAR = "resnet-cifar"  # the default recipe of the CIFAR-10 rows (kerascnn.training.RECIPES)
 
-
-# The registered variants: (prefix, family, paper, dataset, depths, arguments).
-VARIANTS = (
-    ("resnet", "resnet", HE2016, "cifar10", (20, 32, 44, 56, 110, 1202), {}),
-    ("resnet", "resnet", HE2016, "imagenet", (18, 34, 50, 101, 152), {}),
-    ("plain", "plain", HE2016, "cifar10", (20, 32, 44, 56, 110), {"residual": False}),
-    ("preact_resnet", "preact_resnet", HE2016B, "cifar10", (20, 56, 110), {"version": 2}),
-    ("preact_resnet", "preact_resnet", HE2016B, "cifar10", (164, 1001),
-     {"version": 2, "block": "bottleneck", "shortcut": "B"}),
-    ("preact_resnet", "preact_resnet", HE2016B, "imagenet", (18, 34, 50, 101, 152), {"version": 2}),
-    ("resnext29_8x64d", "resnext", XIE2017, "cifar10", (29,), RESNEXT29 | {"groups": 8}),
-    ("resnext29_16x64d", "resnext", XIE2017, "cifar10", (29,), RESNEXT29 | {"groups": 16}),
-    ("resnext50_32x4d", "resnext", XIE2017, "imagenet", (50,), {"groups": 32, "base_width": 4}),
-    ("resnext101_32x8d", "resnext", XIE2017, "imagenet", (101,), {"groups": 32, "base_width": 8}),
-)  # fmt: skip
-FEATURE_STRIDES = {"cifar10": (1, 2, 4), "imagenet": (2, 4, 8, 16, 32)}
-
-for _prefix, _family, _paper, _dataset, _depths, _arguments in VARIANTS:
-    for _depth in _depths:
-        _name = _prefix if _family == "resnext" else f"{_prefix}{_depth}"
-        globals()[_name] = register_variant(
-            _name, resnet, family=_family, paper=_paper, dataset=_dataset,
-            feature_strides=FEATURE_STRIDES[_dataset],
-            recipe="resnet-cifar" if _dataset == "cifar10" and _family != "resnext" else None,
-            depth=_depth, **_arguments, **_deep(_depth),
-        )  # fmt: skip
+# fmt: off
+ROWS = (
+    ModelInfo("resnet20", resnet, {"depth": 20},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet32", resnet, {"depth": 32},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet44", resnet, {"depth": 44},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet56", resnet, {"depth": 56},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet110", resnet, {"depth": 110},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet1202", resnet, {"depth": 1202, "zero_init_residual": True},
+              family="resnet", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("resnet18", resnet, {"depth": 18},
+              family="resnet", dataset="imagenet", paper=HE2016),
+    ModelInfo("resnet34", resnet, {"depth": 34},
+              family="resnet", dataset="imagenet", paper=HE2016),
+    ModelInfo("resnet50", resnet, {"depth": 50},
+              family="resnet", dataset="imagenet", paper=HE2016),
+    ModelInfo("resnet101", resnet, {"depth": 101},
+              family="resnet", dataset="imagenet", paper=HE2016),
+    ModelInfo("resnet152", resnet, {"depth": 152},
+              family="resnet", dataset="imagenet", paper=HE2016),
+    ModelInfo("plain20", resnet, {"depth": 20, "residual": False},
+              family="plain", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("plain32", resnet, {"depth": 32, "residual": False},
+              family="plain", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("plain44", resnet, {"depth": 44, "residual": False},
+              family="plain", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("plain56", resnet, {"depth": 56, "residual": False},
+              family="plain", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("plain110", resnet, {"depth": 110, "residual": False},
+              family="plain", dataset="cifar10", paper=HE2016, recipe=CIFAR),
+    ModelInfo("preact_resnet20", resnet, {"depth": 20, "version": 2},
+              family="preact_resnet", dataset="cifar10", paper=HE2016B, recipe=CIFAR),
+    ModelInfo("preact_resnet56", resnet, {"depth": 56, "version": 2},
+              family="preact_resnet", dataset="cifar10", paper=HE2016B, recipe=CIFAR),
+    ModelInfo("preact_resnet110", resnet, {"depth": 110, "version": 2},
+              family="preact_resnet", dataset="cifar10", paper=HE2016B, recipe=CIFAR),
+    ModelInfo("preact_resnet164", resnet,
+              {"depth": 164, "version": 2, "block": "bottleneck", "shortcut": "B"},
+              family="preact_resnet", dataset="cifar10", paper=HE2016B, recipe=CIFAR),
+    ModelInfo("preact_resnet1001", resnet,
+              {"depth": 1001, "version": 2, "block": "bottleneck", "shortcut": "B",
+               "zero_init_residual": True},
+              family="preact_resnet", dataset="cifar10", paper=HE2016B, recipe=CIFAR),
+    ModelInfo("preact_resnet18", resnet, {"depth": 18, "version": 2},
+              family="preact_resnet", dataset="imagenet", paper=HE2016B),
+    ModelInfo("preact_resnet34", resnet, {"depth": 34, "version": 2},
+              family="preact_resnet", dataset="imagenet", paper=HE2016B),
+    ModelInfo("preact_resnet50", resnet, {"depth": 50, "version": 2},
+              family="preact_resnet", dataset="imagenet", paper=HE2016B),
+    ModelInfo("preact_resnet101", resnet, {"depth": 101, "version": 2},
+              family="preact_resnet", dataset="imagenet", paper=HE2016B),
+    ModelInfo("preact_resnet152", resnet, {"depth": 152, "version": 2},
+              family="preact_resnet", dataset="imagenet", paper=HE2016B),
+    # ResNeXt-29 on CIFAR (Xie et al. sec. 5.3): bottleneck widths 64/128/256 per group of 64
+    ModelInfo("resnext29_8x64d", resnet,
+              {"depth": 29, "block": "bottleneck", "filters": (64, 128, 256), "stem_filters": 64,
+               "base_width": 64, "shortcut": "B", "groups": 8},
+              family="resnext", dataset="cifar10", paper=XIE2017),
+    # ResNeXt-29 on CIFAR (Xie et al. sec. 5.3): bottleneck widths 64/128/256 per group of 64
+    ModelInfo("resnext29_16x64d", resnet,
+              {"depth": 29, "block": "bottleneck", "filters": (64, 128, 256), "stem_filters": 64,
+               "base_width": 64, "shortcut": "B", "groups": 16},
+              family="resnext", dataset="cifar10", paper=XIE2017),
+    ModelInfo("resnext50_32x4d", resnet, {"depth": 50, "groups": 32, "base_width": 4},
+              family="resnext", dataset="imagenet", paper=XIE2017),
+    ModelInfo("resnext101_32x8d", resnet, {"depth": 101, "groups": 32, "base_width": 8},
+              family="resnext", dataset="imagenet", paper=XIE2017),
+)
+# fmt: on
+register_rows(*ROWS)

@@ -1,9 +1,10 @@
 """The registry as a table: ``kerascnn list`` and docs/models.md are generated from the rows.
 
-Building every model to count it takes minutes (VGG-19 alone has 144M weights), so the
-parameter and multiply-add counts of the rows come from ``model_table.json``, stored with the
-package; ``python -m kerascnn.zoo.table`` measures it again (and rewrites docs/models.md
-with ``--markdown docs/models.md``), and tests check it against freshly built models.
+Building every model to count it takes minutes (VGG-19 alone has 144M weights), so what is
+measured on the built network (parameter and multiply-add counts, stage strides) comes from
+``model_table.json``, stored with the package; ``python -m kerascnn.zoo.table`` measures it
+again (and rewrites docs/models.md with ``--markdown docs/models.md``), and tests check it
+against freshly built models.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 
 import numpy as np
 
+from kerascnn.zoo.features import feature_info
 from kerascnn.zoo.flops import count_flops
 from kerascnn.zoo.registry import TABLE_PATH, create, list_models, model_info
 
@@ -22,11 +24,13 @@ COLUMNS = ("name", "family", "input", "params", "MACs", "features", "recipe", "w
 
 
 def measure(name: str) -> dict:
-    """Build ``name`` with its defaults and count it."""
+    """Build ``name`` with its defaults and measure it: trainable parameters, multiply-adds
+    and the strides of its stage outputs (:func:`kerascnn.zoo.feature_info`)."""
     model = create(name)
     return {
         "trainable_params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "macs": count_flops(model),
+        "feature_strides": [f.stride for f in feature_info(model)],
     }
 
 
@@ -43,10 +47,11 @@ def rows(pattern: str = "*") -> list[dict]:
     out = []
     for name in list_models(pattern):
         info = model_info(name)
-        params, macs = info.trainable_params, info.macs
-        if params is None or macs is None:
-            counted = measure(name)
-            params, macs = counted["trainable_params"], counted["macs"]
+        params, macs, strides = info.trainable_params, info.macs, info.feature_strides
+        if params is None or macs is None or strides is None:
+            measured = measure(name)
+            params, macs = measured["trainable_params"], measured["macs"]
+            strides = measured["feature_strides"]
         out.append(
             {
                 "name": name,
@@ -55,7 +60,7 @@ def rows(pattern: str = "*") -> list[dict]:
                 + f" ({info.default_num_classes} classes)",
                 "params": f"{params:,}",
                 "MACs": format_count(macs),
-                "features": "/".join(str(s) for s in info.feature_strides),
+                "features": "/".join(str(s) for s in strides),
                 "recipe": info.recipe or "-",
                 "weights": ", ".join(info.weights) or "-",
                 "paper": info.paper,
@@ -71,8 +76,9 @@ def markdown() -> str:
         "",
         "Generated from the registry's rows by `python -m kerascnn.zoo.table --markdown "
         "docs/models.md` (a test checks it is current). `params`: trainable parameters and "
-        "`MACs`: multiply-adds of one image, both with the defaults (`model_table.json`); "
-        "`features`: the strides of the stage outputs of `kerascnn.zoo.feature_extractor`; "
+        "`MACs`: multiply-adds of one image, both with the defaults, and `features`: the "
+        "strides of the stage outputs of `kerascnn.zoo.feature_extractor`, all three measured "
+        "on the built network (`model_table.json`); "
         "`recipe`: the default training recipe (`kerascnn.training.RECIPES`); `weights`: "
         "trained weights for `create(name, weights=...)`.",
         "",

@@ -6,14 +6,18 @@ pool (torchvision's ``cfgs`` table, written as nested lists instead of 'M' marke
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from kerascnn.errors import UserInputError
 from kerascnn.zoo import common
-from kerascnn.zoo.registry import register_variant
+from kerascnn.zoo.registry import ModelInfo, register_rows
 
 __all__ = [
     "CONFIGS",
+    "ROWS",
+    "VGGOptions",
     "vgg",
     "vgg_blocks",
 ]
@@ -46,20 +50,35 @@ def vgg_blocks(num_blocks: int, convs_per_block, filters: int = 64, max_filters:
     return [[min(filters * 2**i, max_filters)] * n for i, n in enumerate(convs_per_block)]
 
 
+@dataclasses.dataclass(frozen=True)
+class VGGOptions:
+    """The options of :func:`vgg` for the lecture's layout (keywords of the builder),
+    :func:`vgg_blocks`'s arguments.
+
+    Args:
+        num_blocks: number of blocks.
+        convs_per_block: convolutions per block (an int, or one int per block).
+        filters: filters of the first block, doubling per block...
+        max_filters: ... up to this cap.
+    """
+
+    num_blocks: int | None = None
+    convs_per_block: int | tuple[int, ...] | None = None
+    filters: int = 64
+    max_filters: int = 512
+
+
 @common.zoo_builder
 def vgg(
     depth: int | None = None,
     *,
     blocks=None,
-    num_blocks: int | None = None,
-    convs_per_block=None,
-    filters: int = 64,
-    max_filters: int = 512,
     head: str | None = None,
     dropout: float = 0.5,
     hidden_units: int = 4096,
     norm: common.NormSpec = None,
     shared: common.Shared,
+    **options,
 ) -> keras.Model:
     """VGG network, by paper depth or any block layout.
 
@@ -79,7 +98,11 @@ def vgg(
         dropout: dropout rate in the FC head.
         norm: ``None`` (the paper, default) or ``"batch"`` etc. after every conv (VGG-BN;
             convs keep their bias, as in torchvision's ``vgg*_bn``).
+        options: the lecture's layout, :class:`VGGOptions`: ``num_blocks``,
+            ``convs_per_block``, ``filters``, ``max_filters``.
     """
+    o = common.read_options(VGGOptions, options, "vgg")
+    num_blocks, convs_per_block = o.num_blocks, o.convs_per_block
     given = [
         depth is not None,
         blocks is not None,
@@ -102,7 +125,7 @@ def vgg(
                 "num_blocks and convs_per_block go together; received "
                 f"num_blocks={num_blocks!r}, convs_per_block={convs_per_block!r}"
             )
-        blocks = vgg_blocks(num_blocks, convs_per_block, filters, max_filters)
+        blocks = vgg_blocks(num_blocks, convs_per_block, o.filters, o.max_filters)
     else:
         if not isinstance(blocks, (list, tuple)) or not blocks:
             raise UserInputError(
@@ -137,10 +160,20 @@ def vgg(
     return shared.finish(inputs, x, top, f"vgg{depth}" if paper else f"vgg_{len(blocks)}x{layout}")
 
 
-for _d in CONFIGS:
-    for _norm in (None, "batch"):
-        _name = f"vgg{_d}" + ("_bn" if _norm else "")
-        globals()[_name] = register_variant(
-            _name, vgg, family="vgg", paper=SIMONYAN2014, dataset="imagenet",
-            feature_strides=(1, 2, 4, 8, 16, 32), depth=_d, norm=_norm,
-        )  # fmt: skip
+# fmt: off
+ROWS = (
+    ModelInfo("vgg11", vgg, {"depth": 11}, family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg11_bn", vgg, {"depth": 11, "norm": "batch"},
+              family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg13", vgg, {"depth": 13}, family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg13_bn", vgg, {"depth": 13, "norm": "batch"},
+              family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg16", vgg, {"depth": 16}, family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg16_bn", vgg, {"depth": 16, "norm": "batch"},
+              family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg19", vgg, {"depth": 19}, family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+    ModelInfo("vgg19_bn", vgg, {"depth": 19, "norm": "batch"},
+              family="vgg", dataset="imagenet", paper=SIMONYAN2014),
+)
+# fmt: on
+register_rows(*ROWS)

@@ -85,7 +85,8 @@ def test_mix_trainer_mixes_inside_fit_under_xla(mixer):
         if mixer == "mixup"
         else M.CutMix(1.0, num_classes=4, seed=1)
     )
-    trainer = M.MixTrainer(net, layer)
+    with pytest.warns(DeprecationWarning, match=r"MixTrainer is deprecated: use kerascnn.tasks"):
+        trainer = M.MixTrainer(net, layer)
     trainer.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True), jit_compile=True)
     assert trainer.jit_compile is True
     x = np.random.default_rng(0).normal(size=(32, 8, 8, 3)).astype("float32")

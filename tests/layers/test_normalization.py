@@ -152,3 +152,48 @@ def test_zoo_norm_hook(norm):
     assert any(np.all(np.asarray(layer.gamma) == 0) for layer in norms)  # zero_init reached gamma
     y = model(np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32"))
     assert np.all(np.isfinite(np.asarray(y)))
+
+
+@pytest.mark.jax
+def test_weight_options_act_as_in_keras_batch_normalization(tmp_path):
+    """The weights' options keep Keras's names and effects, survive get_config / from_config
+    and a .keras round trip, and a config written before the constraints existed loads."""
+    options = dict(
+        beta_initializer=keras.initializers.Constant(0.5),
+        gamma_initializer=keras.initializers.Constant(2.0),
+        moving_variance_initializer=keras.initializers.Constant(3.0),
+        beta_regularizer=keras.regularizers.L2(0.1),
+        gamma_regularizer=keras.regularizers.L1(0.01),
+        gamma_constraint=keras.constraints.NonNeg(),
+    )
+    ours = L.AxisNormalization([0, 1, 2], **options)
+    ref = keras.layers.BatchNormalization(**options)
+    ours.build(SHAPE)
+    ref.build(SHAPE)
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        np.testing.assert_array_equal(
+            np.asarray(getattr(ours, name)), np.asarray(getattr(ref, name))
+        )
+    np.testing.assert_allclose(
+        sorted(float(v) for v in ours.losses), sorted(float(v) for v in ref.losses), rtol=1e-6
+    )
+    # beta: 0.1 * 6 * 0.5**2; gamma: 0.01 * 6 * 2
+    assert sorted(float(v) for v in ours.losses) == pytest.approx([0.12, 0.15])
+    step = keras.optimizers.SGD(1.0)
+    step.apply([np.full((6,), 5.0, "float32")], [ours.gamma])  # 2 - 5 < 0: clipped to 0
+    np.testing.assert_array_equal(np.asarray(ours.gamma), np.zeros(6, "float32"))
+
+    config = ours.get_config()
+    again = L.AxisNormalization.from_config(config)
+    assert again.get_config() == config
+    x = _x()
+    model = keras.Sequential([keras.Input(SHAPE[1:]), ours])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+    assert isinstance(loaded.layers[-1].gamma_constraint, keras.constraints.NonNeg)
+
+    older = {k: v for k, v in config.items() if not k.endswith("_constraint")}
+    assert L.AxisNormalization.from_config(older).gamma_constraint is None
+    with pytest.raises(ValueError, match="gama_initializer"):
+        L.AxisNormalization([0, 1, 2], gama_initializer="zeros")

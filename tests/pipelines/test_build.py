@@ -1,4 +1,5 @@
-"""build(): determinism, normalization in pipeline vs model, labels, MixUp / CutMix, errors."""
+"""build(): determinism, normalization in the pipeline vs the task's layer, integer labels,
+the task's MixUp / CutMix (input_layers), errors."""
 
 import keras
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from kerascnn import pipelines
+from kerascnn.tasks import input_layers
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def _epochs(pipe, n=2):
 
 
 def test_deterministic_same_seed_same_batches_in_same_order(small):
-    kw = dict(batch_size=32, augment="flip,mixup:0.4", seed=5)
+    kw = dict(batch_size=32, augment="flip,padcrop:2", seed=5)
     a, b = _epochs(pipelines.build(small, **kw)), _epochs(pipelines.build(small, **kw))
     for ea, eb in zip(a, b, strict=True):
         for (xa, ya), (xb, yb) in zip(ea, eb, strict=True):
@@ -47,16 +49,18 @@ def test_no_shuffle_keeps_order_and_every_example_once(small):
 
 def test_normalization_pipeline_equals_model_layer_and_serializes(small, tmp_path):
     raw = small.numpy()[0][:16].astype(np.float32)
-    in_pipe = pipelines.build(small, batch_size=16, shuffle=False, normalize_in="pipeline")
-    in_model = pipelines.build(small, batch_size=16, shuffle=False, normalize_in="model")
+    in_pipe = pipelines.build(small, batch_size=16, shuffle=False)  # standardized
+    raw_pipe = pipelines.build(small, batch_size=16, shuffle=False, normalize="none")
+    layers = input_layers(small)  # the task's standardization of the same data
     x_pipe = next(iter(in_pipe.dataset))[0].numpy()
-    x_raw = next(iter(in_model.dataset))[0].numpy()
+    x_raw = next(iter(raw_pipe.dataset))[0].numpy()
     np.testing.assert_array_equal(x_raw, raw)
     mean, std = np.array(small.mean), np.array(small.std)
     np.testing.assert_allclose(x_pipe, (raw - mean) / std, rtol=1e-5, atol=1e-5)
     inputs = keras.Input(raw.shape[1:])
-    assert len(in_model.model_preprocessing) == 1 and not in_model.model_augmentation
-    model = keras.Model(inputs, in_model.model_preprocessing[0](inputs))
+    assert len(layers.preprocessing) == 1 and not layers.augmentation and layers.mixer is None
+    assert layers.normalization == in_pipe.normalization
+    model = keras.Model(inputs, layers.preprocessing[0](inputs))
     np.testing.assert_allclose(model(raw).numpy(), x_pipe, rtol=1e-5, atol=1e-5)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
@@ -70,9 +74,9 @@ def test_normalization_pipeline_equals_model_layer_and_serializes(small, tmp_pat
     assert again.normalization == in_pipe.normalization
 
 
-def test_labels_onehot_and_mixup_cutmix_label_weights(small):
-    oh = next(iter(pipelines.build(small, batch_size=8, shuffle=False, labels="onehot").dataset))[1]
-    np.testing.assert_array_equal(oh.numpy(), np.eye(4)[small.labels[:8]])
+def test_integer_labels_and_the_tasks_mixup_cutmix_label_weights(small):
+    labels = next(iter(pipelines.build(small, batch_size=8, shuffle=False).dataset))[1]
+    np.testing.assert_array_equal(labels.numpy(), small.labels[:8])
     # 64 images whose pixels all equal their own class id (64 classes): after mixing, an
     # image's mean pixel must equal its label-weighted mean class id, i.e. the label weights
     # equal the image weights (MixUp) and the pasted area fraction (CutMix).
@@ -81,13 +85,15 @@ def test_labels_onehot_and_mixup_cutmix_label_weights(small):
     y = np.arange(n, dtype=np.int32)
     info = pipelines.DatasetInfo("ids", "train", tuple(str(i) for i in range(n)), (4, 4, 3))
     ds = pipelines.Dataset(info, lambda idx: tf.data.Dataset.from_tensor_slices((x, y)), y)
+    pipe = pipelines.build(ds, batch_size=n, shuffle=False, normalize="none")
     for kind in ("mixup", "cutmix"):
-        pipe = pipelines.build(
-            ds, batch_size=n, shuffle=False, augment=f"{kind}:1.0", normalize="none", seed=2
-        )
-        assert type(pipe.mix).__name__ == {"mixup": "MixUp", "cutmix": "CutMix"}[kind]
-        assert pipe.mix.alpha == 1.0
-        xb, yb = (t.numpy() for t in next(iter(pipe.dataset)))
+        mixer = input_layers(ds, f"{kind}:1.0", normalize="none", seed=2).mixer
+        assert type(mixer).__name__ == {"mixup": "MixUp", "cutmix": "CutMix"}[kind]
+        assert mixer.alpha == 1.0
+        x_batch, y_batch = (t.numpy() for t in next(iter(pipe.dataset)))
+        np.testing.assert_array_equal(y_batch, y)  # the pipeline leaves the labels alone
+        mixed = mixer(x_batch, np.eye(n, dtype="float32")[y_batch], training=True)
+        xb, yb = (keras.ops.convert_to_numpy(t) for t in mixed)
         np.testing.assert_allclose(yb.sum(1), 1.0, atol=1e-6)
         assert (yb.max(1) < 1).sum() > n // 2  # most images were mixed with another
         np.testing.assert_allclose(xb.reshape(n, -1).mean(1), yb @ np.arange(n), atol=1e-3)
@@ -98,14 +104,23 @@ def test_labels_onehot_and_mixup_cutmix_label_weights(small):
 
 
 def test_build_errors_name_the_argument(small):
+    for moved in ("placement", "normalize_in", "mix_in", "labels"):
+        with pytest.raises(
+            ValueError,
+            match=rf"build\(\) no longer takes {moved}= \(received {moved}='model'\): the "
+            "pipeline returns integer labels and the model's layers are the task's",
+        ):
+            pipelines.build(small, **{moved: "model"})
     with pytest.raises(
-        ValueError, match="placement must be one of 'pipeline', 'model'; received placement='gpu'"
+        ValueError, match="MixUp mixes labels, which the pipeline leaves as integer class ids"
     ):
-        pipelines.build(small, placement="gpu")
-    with pytest.raises(ValueError, match="MixUp mixes labels, so it needs labels='onehot'"):
-        pipelines.build(small, augment="mixup", labels="sparse")
-    with pytest.raises(ValueError, match="would augment normalized pixels"):
-        pipelines.build(small, augment="flip", placement="model", normalize_in="pipeline")
+        pipelines.build(small, augment="flip,mixup")
+    with pytest.raises(
+        ValueError,
+        match=r"build\(\) has no option 'shuffle_buffr' \(received shuffle_buffr=8\); its "
+        "options are: mean, std, drop_remainder, deterministic, shuffle_buffer",
+    ):
+        pipelines.build(small, shuffle_buffr=8)
     with pytest.raises(ValueError, match="unknown augment item 'blur:3'"):
         pipelines.build(small, augment="flip,blur:3")
     with pytest.raises(
@@ -164,9 +179,7 @@ def test_augmenter_full_and_last_partial_batches(own_layers):
 def test_padcrop_fills_from_the_spec(small):
     """``padcrop:p:fill``: mirror (default), black pixels, or the standardization's mean
     pixel (zeros once standardized: He et al.'s padding)."""
-    layer = lambda spec, **kw: pipelines.build(  # noqa: E731
-        small, batch_size=32, augment=spec, placement="model", seed=0, **kw
-    ).model_augmentation[0]
+    layer = lambda spec, **kw: input_layers(small, spec, seed=0, **kw).augmentation[0]  # noqa: E731
     assert (layer("padcrop").fill, layer("padcrop:2:symmetric").fill) == ("reflect", "symmetric")
     assert (layer("padcrop:4:zero").fill, layer("padcrop:4:zero").fill_value) == ("constant", 0.0)
     x = small.read(np.arange(len(small))).astype("float64")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kerascnn import pipelines
-from kerascnn.tasks import ImageClassifier
+from kerascnn.tasks import ImageClassifier, input_layers
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -37,15 +37,16 @@ def _identify(out, img):
 
 def _transform_counts(placement, src):
     img, ds = src
-    pipe = pipelines.build(
-        ds, batch_size=128, augment="flip,padcrop", placement=placement, normalize="none", seed=11
-    )
+    layers = input_layers(ds, "flip,padcrop", normalize="none", seed=11)
+    assert len(layers.augmentation) == 2 and not layers.preprocessing
+    in_pipeline = layers.augmentation if placement == "pipeline" else None
+    pipe = pipelines.build(ds, batch_size=128, augment=in_pipeline, normalize="none", seed=11)
     if placement == "model":
-        assert len(pipe.model_layers) == 2
-        front = keras.Sequential(pipe.model_layers)
+        assert pipe.augment_layers == []
+        front = keras.Sequential(layers.augmentation)
         outs = [front(x, training=True).numpy() for x, _ in pipe.dataset]
     else:
-        assert pipe.model_layers == []
+        assert pipe.augment_layers == layers.augmentation
         outs = [x.numpy() for x, _ in pipe.dataset]
     keys = _identify(np.concatenate(outs), img)
     return np.bincount(keys, minlength=2 * (2 * PAD + 1) ** 2)
@@ -69,29 +70,22 @@ def test_training_either_placement_reaches_comparable_loss():
     losses = {}
     for placement in ("pipeline", "model"):
         keras.utils.set_random_seed(0)
-        pipe = pipelines.build(
-            train,
-            batch_size=64,
-            augment="flip,padcrop",
-            placement=placement,
-            normalize_in="model",
-            seed=3,
-        )
+        layers = input_layers(train, "flip,padcrop", seed=3)
+        in_pipeline = layers.augmentation if placement == "pipeline" else None
+        pipe = pipelines.build(train, batch_size=64, augment=in_pipeline, normalize="none", seed=3)
         images = keras.Input(train.image_shape)
         x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(images)
         x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
         model = ImageClassifier(
-            keras.Model(images, x), 10, preprocessing=pipe.model_preprocessing,
-            augmentation=pipe.model_augmentation,
+            keras.Model(images, x), 10, preprocessing=layers.preprocessing,
+            augmentation=layers.augmentation if placement == "model" else [],
         )  # fmt: skip
         model.compile(
             keras.optimizers.Adam(3e-3),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=None,  # evaluate returns the loss alone
         )
-        val_pipe = pipelines.build(
-            val, batch_size=250, shuffle=False, normalize=pipe.normalization, normalize_in="model"
-        )
+        val_pipe = pipelines.build(val, batch_size=250, shuffle=False, normalize="none")
         before = model.evaluate(val_pipe.dataset, verbose=0)
         model.fit(pipe.dataset.take(25), epochs=1, verbose=0)
         losses[placement] = (before, model.evaluate(val_pipe.dataset, verbose=0))

@@ -227,6 +227,12 @@ def test_image_folder_bad_files_skip_warns_and_records(tmp_path):
         match="on_bad_file must be one of 'error', 'skip'; received on_bad_file='ignore'",
     ):
         pipelines.load(tmp_path / "f", on_bad_file="ignore")
+    with pytest.raises(
+        ValueError,
+        match="load\\(\\) has no option 'on_bad_files' \\(received on_bad_files='skip'\\); "
+        "its options are: data_dir, download, channels, on_bad_file",
+    ):
+        pipelines.load(tmp_path / "f", on_bad_files="skip")
 
 
 def test_image_folder_real_jpeg_sample(jpeg_sample_dir):

@@ -187,6 +187,13 @@ def test_cli_train_has_strategy_options():
     )
     assert (args.strategy, args.lr_scaling) == ("multiworker", "sqrt")
     assert build_parser().parse_args(["train", "lenet5"]).strategy == "auto"
+    args = build_parser().parse_args(
+        ["train", "lenet5", "--strategy", "data-parallel", "--norm", "sync_batch",
+         "--coordinator", "10.0.0.1:1234", "--num-processes", "2", "--process-id", "1"]
+    )  # fmt: skip
+    assert (args.strategy, args.norm, args.coordinator, args.num_processes, args.process_id) == (
+        "data-parallel", "sync_batch", "10.0.0.1:1234", 2, 1
+    )
 
 
 # Both multi-device scripts (after `from kerascnn import zoo` and `get_recipe`): their recipe, 3 SGD

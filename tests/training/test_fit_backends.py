@@ -11,7 +11,7 @@ from conftest import CrashAfterEpoch, RecordWeights
 
 import kerascnn
 from kerascnn import pipelines
-from kerascnn.tasks import ImageClassifier
+from kerascnn.tasks import ImageClassifier, input_layers
 
 pytestmark = [pytest.mark.jax, pytest.mark.torch]
 
@@ -22,16 +22,15 @@ def sample_run():
     standardization in the model."""
     train = pipelines.load("cifar10-sample", "train").subset(np.arange(256))
     val = pipelines.load("cifar10-sample", "validation").subset(np.arange(128))
-    pipe = pipelines.build(train, batch_size=64, seed=1, augment="flip,padcrop:2",
-                           placement="model", loader="numpy")  # fmt: skip
-    val_pipe = pipelines.build(val, batch_size=64, shuffle=False, normalize=pipe.normalization,
-                               normalize_in="model", loader="numpy")  # fmt: skip
+    layers = input_layers(train, "flip,padcrop:2", seed=1)
+    pipe = pipelines.build(train, batch_size=64, seed=1, normalize="none", loader="numpy")
+    val_pipe = pipelines.build(val, batch_size=64, shuffle=False, normalize="none",
+                               loader="numpy")  # fmt: skip
     keras.utils.set_random_seed(3)
     images = keras.Input((32, 32, 3))
     features = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(images)
     backbone = keras.Model(images, features)
-    model = ImageClassifier(backbone, 10, preprocessing=pipe.model_preprocessing,
-                            augmentation=pipe.model_augmentation, name="small")  # fmt: skip
+    model = ImageClassifier(backbone, 10, **layers.task_options(), name="small")
     return model, pipe, val_pipe
 
 

@@ -69,6 +69,29 @@ def test_jit_compile_auto_follows_the_gpus_and_can_be_forced():
         fit_module.resolve_jit_compile("yes")
 
 
+def test_fit_refuses_an_unknown_option_naming_the_options():
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    with pytest.raises(
+        ValueError,
+        match=r"fit\(\) has no option 'jit' \(received jit=True\); its options are: "
+        "jit_compile, steps_per_execution, tensorboard, one_hot",
+    ):
+        fit(model, _data(32, 0), None, get_recipe("vgg-sweep", epochs=1), jit=True, verbose=0)
+    assert not model.compiled  # refused before compiling
+
+
+def test_a_plain_model_is_deprecated_and_its_loss_follows_its_softmax():
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2, activation="softmax")])
+    with pytest.warns(DeprecationWarning, match="training a plain keras.Model .* is deprecated"):
+        fit(model, _data(64, 0), None, get_recipe("vgg-sweep", epochs=1), verbose=0)
+    x, y = sign_arrays(64, 3)
+    p = model.predict(x, verbose=0).astype("float64")
+    loss = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    # the cross-entropy of the probabilities, not of a softmax of them
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(64), y])), rel=1e-5)
+
+
 def test_forced_xla_stays_on_for_a_model_with_kerascnn_augmentation():
     from kerascnn.layers import RandomFlip, RandomPadCrop
 

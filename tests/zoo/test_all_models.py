@@ -101,14 +101,14 @@ def _later_families_stand_in():
     )
 
     b = common.Builder.from_args("batch", activation="swish")
-    ln = common.Builder.from_args(convnext._norm_factory("channel_layer"))
+    ln = common.Builder.from_args("channel_layer")
     inputs = keras.Input((32, 32, 3))
     x = b.conv_norm_act(inputs, 16, 3, "stem", strides=2)
     for i, strides in enumerate((2, 1), start=1):
-        x = efficientnet.mbconv(
-            b, x, expansion=6, kernel_size=3, strides=strides, filters=16, se_ratio=0.25,
-            drop_rate=0.1, name=f"mbconv{i}",
-        )  # fmt: skip
+        block = efficientnet.mbconv(
+            x.shape[-1], expansion=6, kernel_size=3, strides=strides, filters=16, se_ratio=0.25
+        )
+        x = common.inverted_residual(b, x, block, drop_rate=0.1, name=f"mbconv{i}")
     x = common.squeeze_excite(b, x, 8, "v3_se", gate="hard_sigmoid")
     x = b.act(x, "v3_hswish", "hard_swish")
     x = densenet.dense_layer(b, x, 8, 4, 0.0, "dense")

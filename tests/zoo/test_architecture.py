@@ -68,6 +68,16 @@ def test_zero_init_residual_makes_every_v1_block_start_as_identity():
     np.testing.assert_allclose(after, before, atol=1e-6)  # inputs are post-ReLU, so relu(x + 0) = x
 
 
+def test_zero_init_residual_makes_every_v2_block_start_as_identity():
+    # v2 zeroes the last conv of every branch, so each block passes its input through
+    model = kerascnn.zoo.resnet(depth=20, version=2, zero_init_residual=True)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    before = keras.ops.convert_to_numpy(_sub(model, "stem_conv")(x))
+    after = keras.ops.convert_to_numpy(_sub(model, "stage1_block3_add")(x))
+    np.testing.assert_allclose(after, before, atol=1e-6)
+    assert np.any(keras.ops.convert_to_numpy(model.get_layer("stage1_block1_conv1").kernel))
+
+
 def test_preactivation_block_order():
     model = kerascnn.zoo.resnet(depth=20, version=2)
     names = [layer.name for layer in model.layers]

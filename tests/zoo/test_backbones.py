@@ -1,5 +1,5 @@
 """The registry's rows, the backbones (``include_top=False`` / ``pooling``) and the stage
-outputs of every family (issue 18)."""
+outputs of every family."""
 
 import json
 import pathlib
@@ -124,18 +124,53 @@ def test_register_variant_adds_a_row_and_refuses_a_taken_name():
 
     build = kerascnn.zoo.register_variant(
         "test_tiny_resnet", kerascnn.zoo.resnet, family="resnet", paper="test",
-        dataset="cifar10", feature_strides=(1, 2, 4), blocks=(1, 1, 1), filters=(4, 8, 16),
+        dataset="cifar10", blocks=(1, 1, 1), filters=(4, 8, 16),
     )  # fmt: skip
     try:
         assert build().name == "test_tiny_resnet"
         assert create("test_tiny_resnet", num_classes=3).output_shape == (None, 3)
+        info = model_info("test_tiny_resnet")
+        assert dict(info.arguments) == {"blocks": (1, 1, 1), "filters": (4, 8, 16)}
+        # not in the measured table: the listing measures it (1 + 3 blocks of 2 convs + fc)
+        assert info.trainable_params is None and info.feature_strides is None
+        from kerascnn.zoo import table
+
+        (row,) = table.rows("test_tiny_resnet")
+        assert row["features"] == "1/2/4"
+        assert row["params"] == f"{sum(int(np.prod(w.shape)) for w in build().trainable_weights):,}"
         with pytest.raises(ValueError, match="already registered"):
             kerascnn.zoo.register_variant(
                 "test_tiny_resnet", kerascnn.zoo.resnet, family="resnet", paper="test",
-                dataset="cifar10", feature_strides=(1,),
+                dataset="cifar10",
             )  # fmt: skip
     finally:
         _REGISTRY.pop("test_tiny_resnet")
+
+
+def test_register_variant_feature_strides_is_deprecated_and_ignored():
+    from kerascnn.zoo.registry import _REGISTRY
+
+    with pytest.warns(DeprecationWarning, match="feature_strides=.* deprecated and ignored"):
+        kerascnn.zoo.register_variant(
+            "test_old_style", kerascnn.zoo.resnet, family="resnet", paper="test",
+            dataset="cifar10", feature_strides=(1, 2, 4), depth=20,
+        )  # fmt: skip
+    try:
+        assert dict(model_info("test_old_style").arguments) == {"depth": 20}
+    finally:
+        _REGISTRY.pop("test_old_style")
+
+
+def test_rows_are_written_once_as_literals():
+    # each registered name appears as a quoted literal in exactly one family module, inside
+    # a ModelInfo row (no rows made in loops or injected into the module's globals)
+    zoo = pathlib.Path(kerascnn.zoo.__file__).parent
+    sources = {p.name: p.read_text() for p in zoo.glob("*.py")}
+    for name in list_models():
+        homes = [f for f, text in sources.items() if f'ModelInfo("{name}",' in text]
+        assert len(homes) == 1, (name, homes)
+    for text in sources.values():
+        assert "globals()" not in text
 
 
 def small_input_shape(name):

@@ -96,7 +96,18 @@ pytestmark = pytest.mark.jax
         ),
         (
             lambda: kerascnn.zoo.efficientnet("b8"),
-            r"variant must be one of 'b0', 'b1', .*'b7'; received variant='b8'",
+            r"size must be one of 'b0', 'b1', .*'b7'; received size='b8'",
+        ),
+        (
+            lambda: kerascnn.zoo.resnet(depth=20, drop_rate=0.1),
+            r"resnet has no argument drop_rate=0.1; besides its named arguments and the zoo's "
+            r"shared ones it takes blocks, filters, stem_filters, residual, groups, base_width, "
+            r"zero_init_residual, drop_path_rate$",
+        ),
+        (
+            lambda: kerascnn.zoo.vgg(num_blocks=3, convs_per_block=2, width=32),
+            r"vgg has no argument width=32; .* it takes num_blocks, convs_per_block, filters, "
+            r"max_filters$",
         ),
         (
             lambda: kerascnn.zoo.efficientnet(drop_path_rate=1.0),
@@ -141,7 +152,8 @@ pytestmark = pytest.mark.jax
         ),
         (
             lambda: kerascnn.zoo.convnext(norm="weird"),
-            r"norm must be one of 'channel_layer', 'batch', .*received norm='weird'",
+            r"norm must be one of 'batch', 'sync_batch', 'layer', 'channel_layer', .*"
+            r"received norm='weird'",
         ),
         (
             lambda: kerascnn.zoo.convnext(layer_scale=-1.0),
@@ -285,9 +297,7 @@ def test_invalid_zoo_arguments_are_the_users_error(build, pattern):
 def test_register_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
 
-        @kerascnn.zoo.register(
-            "resnet56", family="resnet", paper="x", dataset="cifar10", feature_strides=(1, 2, 4)
-        )
+        @kerascnn.zoo.register("resnet56", family="resnet", paper="x", dataset="cifar10")
         def again(**overrides):  # pragma: no cover - never registered
             return None
 

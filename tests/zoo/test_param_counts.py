@@ -183,9 +183,47 @@ def test_count_flops_counts_an_ode_block_once_per_function_evaluation(method, ev
     assert count_flops(model) == 1152 + evaluations * 46656
 
 
+# Every row's measurements (model_table.json, shown by `kerascnn list` and docs/models.md)
+# against the model the row builds. CI builds the rows that take about a second here, one per
+# family where one is that cheap; the others are slow (2-30 s each), the 1000+-layer ones huge.
+MEASURED_QUICK = {
+    "lenet5", "alexnet", "odenet", "resnet20", "preact_resnet20", "mobilenet_v1",
+    "mobilenet_v3_small", "googlenet",
+}  # fmt: skip
+MEASURED_HUGE = {"resnet1202", "preact_resnet1001"}
+
+
+def _every_row():
+    for name in kerascnn.zoo.list_models():
+        marks = [_TF_ONLY] + ([] if name in MEASURED_QUICK else [pytest.mark.slow])
+        if name in MEASURED_HUGE:
+            marks.append(pytest.mark.huge)
+        yield pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", list(_every_row()))
+def test_every_rows_measurements_equal_the_built_model(name):
+    from kerascnn.zoo import feature_info
+
+    info = model_info(name)
+    model = info.build()
+    assert model.input_shape == (None, *info.default_input_shape)
+    assert model.output_shape == (None, info.default_num_classes)
+    assert info.trainable_params == trainable(model)
+    assert info.macs == count_flops(model)
+    assert info.feature_strides == tuple(f.stride for f in feature_info(model))
+
+
 def test_stored_table_holds_the_reference_counts():
     # `kerascnn list` reads this table (python -m kerascnn.zoo.table); no build needed here.
     from kerascnn.zoo.registry import load_counts
 
     stored = load_counts()
-    assert {name: stored[name]["trainable_params"] for name in LATER} == LATER
+    assert set(stored) == set(kerascnn.zoo.list_models()), "one measurement per row"
+    assert {name: stored[name]["trainable_params"] for name in {**IMAGENET, **LATER}} == {
+        **IMAGENET,
+        **LATER,
+    }
+    assert {f"resnet{d}": stored[f"resnet{d}"]["trainable_params"] for d in CIFAR_RESNETS} == {
+        f"resnet{d}": counts[0] for d, counts in CIFAR_RESNETS.items()
+    }

@@ -1,18 +1,17 @@
-"""MixUp and CutMix on batches of (images, labels), and the model wrapper that mixes inside
-training.
+"""MixUp and CutMix on batches of (images, labels), and the training step that mixes.
 
 Where to mix:
 
-* in a ``tf.data`` pipeline, after ``batch``::
+* inside the model's training step: a ``Sequential`` sees only images, so the labels cannot
+  be mixed by a layer of the network. :class:`kerascnn.tasks.ImageClassifier` (``mixer=``)
+  mixes ``(x, y)`` at the start of each training step (``train_step``, :class:`MixStep`),
+  under ``jit_compile=True`` too; evaluation, prediction and exports see the plain model.
+  (:class:`MixTrainer`, a wrapper of any model with the same step, is deprecated: use the
+  task.)
+* in a ``tf.data`` pipeline of your own, after ``batch``::
 
       mix = MixUp(alpha=0.2, num_classes=10)
       ds = ds.batch(128).map(lambda x, y: mix(x, y, training=True))
-
-* inside the model: a ``Sequential`` sees only images, so the labels cannot be mixed by a
-  layer of the network. :class:`kerascnn.tasks.ImageClassifier` (``mixer=``) and
-  :class:`MixTrainer` (which wraps any model) mix ``(x, y)`` at the start of each training
-  step (``train_step``, :class:`MixStep`), under ``jit_compile=True`` too; evaluation,
-  prediction and exports see the plain model. Save or export ``trainer.model``.
 
 Labels may be integer class ids ``(batch,)`` / ``(batch, 1)`` (``num_classes`` required) or
 one-hot / soft labels ``(batch, num_classes)``; the output labels are always float
@@ -23,6 +22,8 @@ by a random permutation of the batch.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import keras
 from keras import ops
@@ -155,7 +156,7 @@ class _BatchMixer(keras.layers.Layer):
         self.seed = check_seed(seed)
         self.generator = keras.random.SeedGenerator(seed)
         self.supports_jit = True
-        self.built = True  # no weights; lets MixTrainer call it statelessly (JAX)
+        self.built = True  # no weights; lets the task's train step call it statelessly (JAX)
 
     def _draw(self, n):
         weights = sample_beta(n, self.alpha, self.generator)
@@ -200,8 +201,9 @@ _MIX_DOC = """
         ``(images, labels)``: float images of the input shape and float labels
         ``(batch, num_classes)``; each row of the labels sums to one.
 
-    Usable in a ``tf.data`` map after batching (``training=True``) or inside training with
-    :class:`MixTrainer` (see the module docstring).
+    Usable as the ``mixer`` of a :class:`kerascnn.tasks.ImageClassifier` (mixed in its train
+    step) or in a ``tf.data`` map after batching (``training=True``; see the module
+    docstring).
 """
 
 
@@ -261,8 +263,8 @@ class CutMix(_BatchMixer):
 
 
 class MixStep:
-    """The mixing training step shared by :class:`MixTrainer` and
-    :class:`kerascnn.tasks.ImageClassifier`: a mix-in for a ``keras.Model`` subclass (listed
+    """The mixing training step of :class:`kerascnn.tasks.ImageClassifier` (and of the
+    deprecated :class:`MixTrainer`): a mix-in for a ``keras.Model`` subclass (listed
     before it in the bases) with an attribute ``mixer`` (a ``MixUp`` / ``CutMix`` layer,
     tracked by the model, or None).
 
@@ -307,7 +309,10 @@ class MixStep:
 
 @keras.saving.register_keras_serializable(package="kerascnn")
 class MixTrainer(MixStep, keras.Model):
-    """Train ``model`` on batches mixed by ``mixer`` (a :class:`MixUp` or :class:`CutMix`).
+    """Deprecated: :class:`kerascnn.tasks.ImageClassifier` with ``mixer=`` (e.g.
+    ``ImageClassifier.from_model(net, mixer=MixUp(0.2, num_classes=10))``) trains with the
+    same step. Train ``model`` on batches mixed by ``mixer`` (a :class:`MixUp` or
+    :class:`CutMix`).
 
     The mixing happens at the start of each ``train_step`` (TensorFlow, JAX and PyTorch
     backends; :class:`MixStep`), so it runs inside the compiled (XLA) training step;
@@ -326,6 +331,12 @@ class MixTrainer(MixStep, keras.Model):
     """
 
     def __init__(self, model, mixer, **kwargs):
+        warnings.warn(
+            "MixTrainer is deprecated: use kerascnn.tasks.ImageClassifier(..., mixer=...) "
+            "(ImageClassifier.from_model(model, mixer=...)), which mixes in the same train step",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         super().__init__(**kwargs)
         if not isinstance(mixer, _BatchMixer):
             raise UserInputError(f"mixer must be a MixUp or CutMix layer; received mixer={mixer!r}")
