@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
         recipe_overrides={
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
             "weight_decay": args.weight_decay, "augment": args.augment,
-            "early_stopping": args.early_stopping,
+            "early_stopping": args.early_stopping, "label_smoothing": args.label_smoothing,
         },
         out_dir=args.out or os.path.join("runs", args.model), seed=args.seed,
         validation_fraction=args.validation_fraction, data_dir=args.data_dir,
@@ -167,9 +167,10 @@ def _rerun_with_lower_lr(args) -> str:
     run's backup is not resumed) with a learning rate ten times lower."""
     import shlex
 
+    from kerascnn.training.config import resolve_recipe
     from kerascnn.training.recipes import get_recipe
 
-    lr = args.lr if args.lr is not None else get_recipe(args.recipe).lr
+    lr = args.lr if args.lr is not None else get_recipe(resolve_recipe(args.recipe, args.model)).lr
     argv, kept = list(args.argv), []
     while argv:
         arg = argv.pop(0)
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a registered model on a dataset",
         description="Train a registered model (see `kerascnn list`) on a dataset into a run "
         "folder (default runs/MODEL). By default: the bundled cifar10-sample and the 'quick' "
-        "recipe; --epochs, --batch-size, --lr, --weight-decay, --augment and "
+        "recipe; --epochs, --batch-size, --lr, --weight-decay, --label-smoothing, --augment and "
         "--early-stopping override the recipe's values. Rerun the same command to resume.",
     )
     p.add_argument("model", help="a registered model name, e.g. resnet20")
@@ -354,13 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default="quick",
-        help="quick, resnet-cifar, resnet-cifar-cosine, vgg-sweep, adamw, fast-cifar "
-        "(default: quick)",
+        help="quick, resnet-cifar, resnet-cifar-cosine, vgg-sweep, adamw, fast-cifar, or paper: "
+        "the recipe the model's row names (the recipe column of kerascnn list; default: quick)",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
     p.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the recipe's)")
     p.add_argument("--weight-decay", type=float, help="weight decay (default: the recipe's)")
+    p.add_argument("--label-smoothing", type=float,
+                   help="label smoothing of the cross-entropy, in [0, 1) (default: the recipe's)")  # fmt: skip
     p.add_argument(
         "--augment",
         help="e.g. 'flip,padcrop,randaugment:2:9,mixup:0.2' ('' for none; default: the recipe's)",

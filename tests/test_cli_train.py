@@ -24,7 +24,8 @@ def trained_run(tiny_npz, tmp_path_factory):
     export_dir = out / "saved_models" / "lenet5"
     code = cli.main([
         "train", "lenet5", "--dataset", str(tiny_npz), "--recipe", "vgg-sweep", "--epochs", "2",
-        "--batch-size", "32", "--augment", "flip", "--out", str(out / "r"), "--export", str(export_dir), "--quiet",
+        "--batch-size", "32", "--augment", "flip", "--label-smoothing", "0.1", "--out", str(out / "r"),
+        "--export", str(export_dir), "--quiet",
     ])  # fmt: skip
     assert code == 0
     return out, export_dir
@@ -38,6 +39,14 @@ def test_train_prints_accuracy_and_exports(trained_run, capsys):
         "mid",
         "high",
     ]
+
+
+def test_label_smoothing_reaches_the_task(trained_run):
+    import keras
+
+    out, _ = trained_run
+    task = keras.models.load_model(out / "r" / "model.keras")
+    assert task.label_smoothing == pytest.approx(0.1)
 
 
 def test_evaluate_and_predict(trained_run, tiny_npz, tmp_path, capsys):
@@ -81,6 +90,8 @@ def test_export_refuses_an_existing_version(trained_run, capsys):
         (["train", "lenet5", "--dataset", "cifar11"], "cifar10-sample"),
         (["train", "lenet5", "--dataset", "no/such/file.npz"], "no such file"),
         (["train", "lenet5", "--recipe", "resnet-cifr"], "Did you mean: resnet-cifar"),
+        (["train", "lenet5", "--recipe", "paper"], "recipe='paper': the row of 'lenet5' names no recipe"),
+        (["train", "lenet5", "--label-smoothing", "1.5"], "label_smoothing must be a number in [0.0, 1.0); received label_smoothing=1.5"),
         (["evaluate", "missing.keras"], "model file not found: missing.keras"),
         (["export", "missing.keras", "saved_models/x"], "model file not found: missing.keras"),
         (["predict", "no_saved_model_here", "x.png"], "no model at no_saved_model_here"),

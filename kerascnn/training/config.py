@@ -29,7 +29,7 @@ from kerascnn.checks import (
 from kerascnn.errors import UserInputError
 from kerascnn.training.recipes import Recipe
 
-__all__ = ["RunConfig", "RECIPE_OVERRIDES"]
+__all__ = ["RunConfig", "RECIPE_OVERRIDES", "PAPER_RECIPE", "resolve_recipe"]
 
 #: the recipe fields a run may override (``kerascnn train --epochs ...``)
 RECIPE_OVERRIDES = tuple(
@@ -39,6 +39,25 @@ PLACEMENTS = ("model", "pipeline")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 LR_SCALINGS = ("linear", "sqrt", "none")
 ON_BAD_FILE = ("error", "skip")
+#: the recipe name that means "the model's own": the recipe its registry row names
+PAPER_RECIPE = "paper"
+
+
+def resolve_recipe(recipe: str, model: str) -> str:
+    """``recipe``, or for ``"paper"`` the recipe named by ``model``'s registry row (the
+    ``recipe`` column of ``kerascnn list``)."""
+    if recipe != PAPER_RECIPE:
+        return recipe
+    from kerascnn.training.recipes import RECIPES
+    from kerascnn.zoo import model_info
+
+    named = model_info(model).recipe
+    if named is None:
+        raise UserInputError(
+            f"recipe={PAPER_RECIPE!r}: the row of {model!r} names no recipe of its paper "
+            f"(kerascnn list shows the recipe column); choose one of {', '.join(RECIPES)}"
+        )
+    return named
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +68,8 @@ class RunConfig:
         model: a registered model name (``kerascnn list``), e.g. ``"resnet20"``.
         dataset: ``"cifar10-sample"`` (bundled), a tensorflow-datasets name, an ``.npz`` file
             or an image folder (:func:`kerascnn.pipelines.load`).
-        recipe: a recipe name (:data:`kerascnn.training.RECIPES`).
+        recipe: a recipe name (:data:`kerascnn.training.RECIPES`), or ``"paper"``: the one
+            the model's registry row names (:func:`resolve_recipe`; recorded resolved).
         recipe_overrides: recipe fields to change (:data:`RECIPE_OVERRIDES`), e.g.
             ``{"epochs": 30, "lr": 0.05}``; None values are ignored.
         model_overrides: more arguments of the zoo builder (``l2``, ``dropout``, ``width`` ...).
@@ -104,6 +124,7 @@ class RunConfig:
                 "dataset must be 'cifar10-sample', a tfds name, an .npz file or an image folder; "
                 f"received dataset={self.dataset!r}"
             )
+        object.__setattr__(self, "recipe", resolve_recipe(self.recipe, self.model))
         overrides = {k: v for k, v in dict(self.recipe_overrides or {}).items() if v is not None}
         unknown = sorted(set(overrides) - set(RECIPE_OVERRIDES))
         if unknown:

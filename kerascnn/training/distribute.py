@@ -353,7 +353,7 @@ def fit_distributed(
             CutMix of its ``mixer``, integer labels made one-hot for its loss).
         strategy: a name for :func:`resolve_for_backend`, a ``tf.distribute.Strategy`` or a
             :class:`~kerascnn.training.jax_parallel.DataParallel` (JAX: trained by
-            :func:`kerascnn.training.jax_parallel.fit`, ``trainer`` must be ``"auto"`` or
+            :func:`kerascnn.training.fit` with ``distribution=``, ``trainer`` must be ``"auto"`` or
             ``"fit"``; ``shard_policy`` does not apply).
         out_dir: run folder as in :func:`fit`; under ``"multiworker"`` only the chief writes
             it, and its ``backup`` folder (a ``tf.train.CheckpointManager`` written at every
@@ -385,7 +385,6 @@ def fit_distributed(
     recipe = recipe or get_recipe("resnet-cifar")
     strategy = resolve_for_backend(strategy)
     if keras.backend.backend() != "tensorflow":
-        from kerascnn.training import jax_parallel
 
         if trainer == "loop" or shard_policy != "data":
             raise UserInputError(
@@ -395,8 +394,8 @@ def fit_distributed(
         if strategy is None:
             return fit(model if isinstance(model, keras.Model) else model(), train,
                        validation, recipe, out_dir=out_dir, **options)  # fmt: skip
-        return jax_parallel.fit(model, train, validation, recipe, distribution=strategy,
-                                out_dir=out_dir, **options)  # fmt: skip
+        return fit(model, train, validation, recipe, out_dir=out_dir, distribution=strategy,
+                   **options)  # fmt: skip
     one_hot, callbacks = options["one_hot"], options["callbacks"]
     verbose, overwrite = options["verbose"], options["overwrite"]
     with strategy.scope():

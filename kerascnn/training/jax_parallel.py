@@ -5,8 +5,8 @@ of one or several processes, with kerascnn's run folder, resume and batch-norm c
 
     jax_parallel.initialize("10.0.0.1:1234", num_processes=2, process_id=0)  # several hosts only
     dist = jax_parallel.data_parallel(batch_norm="replica")  # or "global" (synchronized)
-    result = distribute.fit_distributed(lambda: zoo.resnet(depth=56), train, val, recipe,
-                                        strategy=dist, out_dir="runs/r56")
+    result = training.fit(lambda: zoo.resnet(depth=56), train, val, recipe,
+                          distribution=dist, out_dir="runs/r56")
 
 What runs where (docs/distributed.md has the commands):
 
@@ -54,7 +54,7 @@ __all__ = [
     "ProcessBatches",
     "SameStart",
     "data_parallel",
-    "fit",
+    "distributed_run",
     "initialize",
     "is_writer",
     "replica_batch_norm",
@@ -352,13 +352,13 @@ class SameStart(keras.callbacks.Callback):
             )
 
 
-def fit(model, train, validation, recipe, *, distribution: DataParallel, out_dir=None, **options):
-    """:func:`kerascnn.training.fit` under ``distribution``: the model (or the function
-    building it) created in its scope with its batch-norm choice, each process fed its rows
-    of every batch, process 0 alone writing ``out_dir`` (the others train into a private
-    copy: :func:`shadow_run_folder`). ``options``: :func:`kerascnn.training.fit`'s."""
-    from kerascnn.training.loop import fit as fit_one
-
+@contextlib.contextmanager
+def distributed_run(distribution: DataParallel, model, out_dir=None, overwrite: bool = False):
+    """What :func:`kerascnn.training.fit` (``distribution=``) trains in: yields ``(model,
+    folder, callbacks)``, the model (or the function building it) created in the
+    distribution's scope with its batch-norm choice, the folder this process writes
+    (:func:`shadow_run_folder`: ``out_dir`` in process 0) and the callbacks several processes
+    add (:class:`SameStart`); the block runs in the distribution's scope."""
     if not isinstance(distribution, DataParallel):
         raise UserInputError(
             "distribution must be kerascnn.training.jax_parallel.data_parallel(...); received "
@@ -368,11 +368,6 @@ def fit(model, train, validation, recipe, *, distribution: DataParallel, out_dir
         if not isinstance(model, keras.Model):
             model = model()
         distribution.prepare(model)
-        callbacks = list(options.pop("callbacks", ()))
-        if process_count() > 1:
-            callbacks.append(SameStart())
-        with shadow_run_folder(out_dir, options.get("overwrite", False)) as folder:
-            return fit_one(
-                model, distribution.shard(train), distribution.shard(validation), recipe,
-                out_dir=folder, callbacks=callbacks, **options,
-            )  # fmt: skip
+        callbacks = [SameStart()] if process_count() > 1 else []
+        with shadow_run_folder(out_dir, overwrite) as folder:
+            yield model, folder, callbacks

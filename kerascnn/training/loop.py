@@ -335,6 +335,7 @@ FIT_OPTIONS = {
     "steps_per_execution": 1,
     "tensorboard": False,
     "one_hot": None,
+    "distribution": None,
 }
 
 
@@ -383,6 +384,10 @@ def fit(
             steps_per_execution: training steps per compiled call (default 1).
             tensorboard: add a TensorBoard callback writing to ``out_dir/tensorboard``
                 (default False).
+            distribution: a :func:`kerascnn.training.jax_parallel.data_parallel` (JAX):
+                train data-parallel over its devices and processes, ``model`` then may be
+                a function building it (created in the distribution's scope);
+                process 0 alone writes ``out_dir`` (default None: one device).
             one_hot: deprecated with plain models: their labels are one-hot (data of your
                 own with mixed or smoothed labels). Not for an
                 :class:`~kerascnn.tasks.ImageClassifier`: it derives its label format and
@@ -395,6 +400,17 @@ def fit(
 
     recipe = recipe or get_recipe("resnet-cifar")
     options = check_options("fit", options, FIT_OPTIONS)
+    distribution = options.pop("distribution")
+    if distribution is not None:
+        from kerascnn.training import jax_parallel
+
+        with jax_parallel.distributed_run(distribution, model, out_dir, overwrite) as run:
+            model, folder, more = run
+            return fit(
+                model, distribution.shard(train), distribution.shard(validation), recipe,
+                out_dir=folder, callbacks=[*callbacks, *more], verbose=verbose,
+                overwrite=overwrite, **options,
+            )  # fmt: skip
     train_ds = getattr(train, "dataset", train)
     val_ds = getattr(validation, "dataset", validation)
     steps = steps_per_epoch(train_ds)

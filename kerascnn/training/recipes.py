@@ -11,7 +11,7 @@ import math
 
 import keras
 
-from kerascnn.checks import check_bool, check_choice, check_int
+from kerascnn.checks import check_bool, check_choice, check_float, check_int
 from kerascnn.errors import UserInputError
 
 __all__ = [
@@ -168,7 +168,6 @@ class Recipe:
             ("lr", 0.0),
             ("weight_decay", 0.0),
             ("momentum", 0.0),
-            ("label_smoothing", 0.0),
         ):
             value = getattr(self, field)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -178,6 +177,7 @@ class Recipe:
                 raise UserInputError(
                     f"{field} must be a finite number {relation} {low}; received {field}={value!r}"
                 )
+        check_float("label_smoothing", self.label_smoothing, 0.0, 1.0)
         milestones = self.milestones
         if not all(
             isinstance(m, (int, float)) and math.isfinite(m) and 0 < m < 1 for m in milestones

@@ -73,3 +73,17 @@ def test_train_from_names_is_train_of_its_config(tmp_path):
     recorded = json.loads((tmp_path / "b" / "command.json").read_text())
     assert recorded["model"] == "lenet5" and recorded["seed"] == 2
     assert recorded["recipe"]["epochs"] == 1 and recorded["recipe"]["batch_size"] == 64
+
+
+def test_the_paper_recipe_is_the_one_the_models_row_names():
+    """``recipe="paper"`` reads the registry row (He et al.'s schedule for the CIFAR ResNets)
+    and is recorded resolved; a row without one is refused in one line naming the choices."""
+    from kerascnn import zoo
+
+    assert zoo.model_info("resnet20").recipe == "resnet-cifar"
+    config = RunConfig("resnet20", recipe="paper")
+    assert config.recipe == "resnet-cifar"
+    assert config.describe()["recipe"] == "resnet-cifar"
+    assert zoo.model_info("lenet5").recipe is None
+    with pytest.raises(UserInputError, match=r"^recipe='paper': the row of 'lenet5' names no recipe .*quick"):
+        RunConfig("lenet5", recipe="paper")

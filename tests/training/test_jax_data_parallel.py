@@ -120,8 +120,7 @@ import keras
 import numpy as np
 
 from kerascnn import zoo
-from kerascnn.training import get_recipe
-from kerascnn.training.distribute import fit_distributed
+from kerascnn.training import fit, get_recipe
 from kerascnn.training.jax_parallel import data_parallel
 
 DEVICES = jax.device_count()
@@ -184,7 +183,7 @@ for batch_norm in ("global", "replica"):
     dist = data_parallel(batch_norm=batch_norm)
     with dist.scope():
         model = build()
-    fit_distributed(model, OneBatch(), None, recipe, strategy=dist, verbose=0)
+    fit(model, OneBatch(), None, recipe, distribution=dist, verbose=0)
     weights = model.get_weights()
     out["jit_" + batch_norm] = bool(model.jit_compile)
     for name, ref in refs.items():
