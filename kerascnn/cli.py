@@ -418,8 +418,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="JAX data-parallel over several processes: process 0's address (or KERAS_DISTRIBUTION_JOB_ADDRESSES)",
     )
-    p.add_argument("--num-processes", type=int, help="JAX: processes in the run (or KERAS_DISTRIBUTION_NUM_PROCESSES)")
-    p.add_argument("--process-id", type=int, help="JAX: this process, 0..N-1; 0 writes the run folder (or KERAS_DISTRIBUTION_PROCESS_ID)")
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        help="JAX: processes in the run (or KERAS_DISTRIBUTION_NUM_PROCESSES)",
+    )
+    p.add_argument(
+        "--process-id",
+        type=int,
+        help="JAX: this process, 0..N-1; 0 writes the run folder (or KERAS_DISTRIBUTION_PROCESS_ID)",
+    )
     p.add_argument(
         "--lr-scaling",
         choices=("linear", "sqrt", "none"),

@@ -90,8 +90,14 @@ def test_export_refuses_an_existing_version(trained_run, capsys):
         (["train", "lenet5", "--dataset", "cifar11"], "cifar10-sample"),
         (["train", "lenet5", "--dataset", "no/such/file.npz"], "no such file"),
         (["train", "lenet5", "--recipe", "resnet-cifr"], "Did you mean: resnet-cifar"),
-        (["train", "lenet5", "--recipe", "paper"], "recipe='paper': the row of 'lenet5' names no recipe"),
-        (["train", "lenet5", "--label-smoothing", "1.5"], "label_smoothing must be a number in [0.0, 1.0); received label_smoothing=1.5"),
+        (
+            ["train", "lenet5", "--recipe", "paper"],
+            "recipe='paper': the row of 'lenet5' names no recipe",
+        ),
+        (
+            ["train", "lenet5", "--label-smoothing", "1.5"],
+            "label_smoothing must be a number in [0.0, 1.0); received label_smoothing=1.5",
+        ),
         (["evaluate", "missing.keras"], "model file not found: missing.keras"),
         (["export", "missing.keras", "saved_models/x"], "model file not found: missing.keras"),
         (["predict", "no_saved_model_here", "x.png"], "no model at no_saved_model_here"),

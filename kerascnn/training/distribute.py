@@ -385,7 +385,6 @@ def fit_distributed(
     recipe = recipe or get_recipe("resnet-cifar")
     strategy = resolve_for_backend(strategy)
     if keras.backend.backend() != "tensorflow":
-
         if trainer == "loop" or shard_policy != "data":
             raise UserInputError(
                 f"trainer={trainer!r} and shard_policy are tf.distribute's; with "

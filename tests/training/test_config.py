@@ -85,5 +85,7 @@ def test_the_paper_recipe_is_the_one_the_models_row_names():
     assert config.recipe == "resnet-cifar"
     assert config.describe()["recipe"] == "resnet-cifar"
     assert zoo.model_info("lenet5").recipe is None
-    with pytest.raises(UserInputError, match=r"^recipe='paper': the row of 'lenet5' names no recipe .*quick"):
+    with pytest.raises(
+        UserInputError, match=r"^recipe='paper': the row of 'lenet5' names no recipe .*quick"
+    ):
         RunConfig("lenet5", recipe="paper")

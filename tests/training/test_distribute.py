@@ -192,7 +192,11 @@ def test_cli_train_has_strategy_options():
          "--coordinator", "10.0.0.1:1234", "--num-processes", "2", "--process-id", "1"]
     )  # fmt: skip
     assert (args.strategy, args.norm, args.coordinator, args.num_processes, args.process_id) == (
-        "data-parallel", "sync_batch", "10.0.0.1:1234", 2, 1
+        "data-parallel",
+        "sync_batch",
+        "10.0.0.1:1234",
+        2,
+        1,
     )
 
 
