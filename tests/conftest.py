@@ -10,6 +10,10 @@ import importlib.util
 import os
 import pathlib
 import re
+import signal
+import socket
+import subprocess
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -166,3 +170,41 @@ def epochs_logged(out):
     lines = log.read_text().splitlines(keepends=True)
     complete = [line for line in lines if line.endswith("\n")]
     return [int(row["epoch"]) for row in csv.DictReader(complete)]
+
+
+# --------------------------------------------------------------------------- multi-process runs
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 now (for a cluster of local processes)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def stop_processes(procs) -> None:
+    """SIGKILL those of ``procs`` still running and reap them all."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+
+
+def kill_second_when(procs, ready, log: pathlib.Path, timeout: float) -> None:
+    """Wait until ``ready()`` (e.g. the first epoch's backup is written) while every process
+    of ``procs`` runs, then SIGKILL ``procs[1]``, as a machine failure would. Fails with the
+    tail of ``log`` (the first process's output) if one exits first or ``timeout`` passes."""
+    deadline = time.time() + timeout
+    while not ready():
+        assert time.time() < deadline, f"not ready after {timeout} s: {log.read_text()[-3000:]}"
+        assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].wait(timeout=30)

@@ -71,6 +71,7 @@ from kerascnn.errors import UserInputError
 from kerascnn.plotting import pyplot
 
 __all__ = [
+    "accuracy",
     "add_common_arguments",
     "caption",
     "chance_threshold",
@@ -394,6 +395,16 @@ def train(model, train_pipe, val_pipe, recipe, *, verbose=0) -> TrainResult:
     start = time.perf_counter()
     result = fit(model, train_pipe, val_pipe, recipe, callbacks=[timer], verbose=verbose)
     return TrainResult(result.history, timer.seconds, time.perf_counter() - start)
+
+
+def accuracy(model, x, y, batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` (inference mode) on the arrays ``x`` (what the model
+    takes: raw pixels for the experiments' classifiers) and integer labels ``y``."""
+    predictions = []
+    for i in range(0, len(x), batch_size):
+        logits = model(np.asarray(x[i : i + batch_size], np.float32), training=False)
+        predictions.append(np.argmax(keras.ops.convert_to_numpy(logits), axis=-1))
+    return float(np.mean(np.concatenate(predictions) == np.asarray(y)))
 
 
 def log(name: str, message: str) -> None:

@@ -22,7 +22,6 @@ from kerascnn.errors import UserInputError
 from kerascnn.experiments import common
 
 __all__ = [
-    "accuracy",
     "add_degradation_arguments",
     "add_ensembles_arguments",
     "add_vgg_depth_arguments",
@@ -433,15 +432,6 @@ def delete_block(model: keras.Model, block: str, like: keras.Model | None = None
     )
 
 
-def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model``'s logits on arrays (inference mode)."""
-    predictions = []
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size], training=False)
-        predictions.append(np.argmax(keras.ops.convert_to_numpy(logits), axis=-1))
-    return float(np.mean(np.concatenate(predictions) == y))
-
-
 ENS_FULL = {"depth": 56, **_CIFAR_FULL}
 ENS_QUICK = {"depth": 20, **_CIFAR_QUICK, "subset": 3000, "val_subset": 1000}
 ENS_COLUMNS = ["model", "residual", "deleted_block", "block_index", "downsampling", "val_accuracy"]
@@ -464,7 +454,7 @@ def run_ensembles(**options) -> dict:
     for residual in (True, False):
         model, result = _train_cifar_net(depth, residual, data, pipes, recipe, o["seed"])
         twin = twin or model
-        base = accuracy(model, x_val, y_val)
+        base = common.accuracy(model, x_val, y_val)
         label = model.name
         rows.append(
             {
@@ -479,7 +469,7 @@ def run_ensembles(**options) -> dict:
         common.log(name, f"{label}: trained in {result.seconds:.1f} s, val acc {base:.3f}")
         accs = []
         for index, block in enumerate(_blocks(model, like=twin), start=1):
-            acc = accuracy(delete_block(model, block.name, like=twin), x_val, y_val)
+            acc = common.accuracy(delete_block(model, block.name, like=twin), x_val, y_val)
             rows.append(
                 {
                     "model": label,

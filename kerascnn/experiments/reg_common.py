@@ -19,7 +19,6 @@ from kerascnn.experiments import common
 from kerascnn.pipelines.sources import array_dataset
 
 __all__ = [
-    "accuracy",
     "Arrays",
     "CONV_KINDS",
     "DROPOUT_KINDS",
@@ -272,11 +271,11 @@ def train(
     (:data:`SWEEP_OPTIONS`): ``optimizer``: ``"adam"`` (default), ``"adamw"`` (decoupled
     ``weight_decay``), ``"sgd"`` (with ``weight_decay``: Keras's decoupled decay); ``lr``
     (1e-3), ``weight_decay`` (0), ``schedule`` (``"constant"``) and ``momentum`` (0.9).
-    Decoupled decay skips biases, as an L2 penalty on kernels does. A non-finite loss stops
-    the run (the rows show it).
+    Decoupled decay skips biases, as an L2 penalty on kernels does. Trains through
+    :func:`kerascnn.training.fit` (writing no files); a non-finite loss ends the run: the
+    rows are the epochs before it, and a line names where it diverged.
     """
-    from kerascnn.training import get_recipe
-    from kerascnn.training.loop import compile_model, steps_per_epoch
+    from kerascnn.training import TrainingDiverged, fit, get_recipe
 
     sweep = check_options("train", recipe_options, SWEEP_OPTIONS)
     if recipe is not None and recipe_options:
@@ -284,34 +283,22 @@ def train(
             f"train takes a recipe or the options of the default one, not both; received "
             f"recipe={recipe.name!r} and {', '.join(sorted(recipe_options))}"
         )
-    exclude_bias = recipe is None and sweep["weight_decay"]
     if recipe is None:
         recipe = get_recipe(
             "vgg-sweep",
             optimizer=sweep["optimizer"],
             lr=sweep["lr"],
-            epochs=epochs,
             momentum=sweep["momentum"],
             weight_decay=sweep["weight_decay"],
             decay="decoupled" if sweep["weight_decay"] else "coupled",
+            decay_vectors=not sweep["weight_decay"],
             schedule=sweep["schedule"],
             batch_size=1,
         )
-    compile_model(model, recipe, steps_per_epoch(pipe.dataset), jit_compile=False)
-    if exclude_bias:
-        model.optimizer.exclude_from_weight_decay(var_names=["bias"])
+    recipe = dataclasses.replace(recipe, epochs=epochs, early_stopping=0)
     recorder = EpochRecorder(norm=norm)
-    model.fit(
-        pipe.dataset,
-        validation_data=val.dataset,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN(), *callbacks, recorder],
-    )
+    try:
+        fit(model, pipe, val, recipe, callbacks=[*callbacks, recorder], verbose=0)
+    except TrainingDiverged as error:
+        common.log(model.name, f"stopped: {error}")
     return recorder.rows
-
-
-def accuracy(model, x, y, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` (inference mode) on raw-pixel images ``x``."""
-    logits = model.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(logits, -1) == np.asarray(y)))

@@ -208,7 +208,7 @@ def run_augmentation(**options) -> dict:
             "quick", epochs=o["epochs"], batch_size=o["batch_size"], early_stopping=0, augment=""
         )
         rows = rc.train(model, pipe, val, epochs=o["epochs"], recipe=recipe)
-        train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
+        train_acc = common.accuracy(model, arr.x_train, arr.y_train)
         val_acc = _last(rows, "val_accuracy")
         curves[label] = rows
         epochs_rows += [
@@ -282,7 +282,7 @@ def run_dropout(**options) -> dict:
         model, pipe, val = _vgg_task(data, o, f"vgg_{setting}", drop=drop, rate=rate)
         callbacks = [schedules[setting]] if setting in schedules else []
         rows = rc.train(model, pipe, val, epochs=epochs, lr=1e-3, callbacks=callbacks)
-        train_acc = rc.accuracy(model, arr.x_train, arr.y_train)
+        train_acc = common.accuracy(model, arr.x_train, arr.y_train)
         curves[setting] = rows
         epochs_rows += [{"setting": setting, **r} for r in rows]
         summary.append(
@@ -458,7 +458,7 @@ def run_l1(**options) -> dict:
                 "setting": setting,
                 "l1": 0.0 if setting == "plain" else l1,
                 "val_accuracy": _last(rows, "val_accuracy"),
-                "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+                "train_accuracy": common.accuracy(model, arr.x_train, arr.y_train),
                 "weights": w.size,
                 "threshold": threshold,
                 "fraction_below_threshold": float(np.mean(np.abs(w) < threshold)),
@@ -568,7 +568,7 @@ def run_normalization(**options) -> dict:
                     "val_accuracy": _last(rows, "val_accuracy"),
                     "best_val_accuracy": _best(rows, "val_accuracy"),
                     "final_train_loss": _last(rows, "loss"),
-                    "train_accuracy": rc.accuracy(model, arr.x_train, arr.y_train),
+                    "train_accuracy": common.accuracy(model, arr.x_train, arr.y_train),
                     "seconds": round(time.perf_counter() - start, 2),
                 }
             )
@@ -882,7 +882,7 @@ def run_memorization(**options) -> dict:
             {
                 "condition": condition,
                 "train_images": len(yc),
-                "train_accuracy": rc.accuracy(model, xc, yc),
+                "train_accuracy": common.accuracy(model, xc, yc),
                 "val_accuracy": _last(rows, "val_accuracy"),
                 "chance": 1.0 / data.num_classes,
                 "seconds": round(time.perf_counter() - start, 2),

@@ -529,7 +529,7 @@ class _StrategyLoop:
 
         strategy, model = self.strategy, self.model
         with strategy.scope():
-            optimizer = self.recipe.make_optimizer(steps_per_epoch)
+            optimizer = self.recipe.make_optimizer(steps_per_epoch, model.trainable_variables)
             optimizer.build(model.trainable_variables)
             loss = self.recipe.make_loss(self.one_hot) if self.task is None else None
             loss_fn = _loss_per_example(loss or self.task.default_loss())

@@ -313,7 +313,8 @@ def compile_model(
 
     onehot = label_onehot(model, recipe, one_hot)
     if isinstance(model, ImageClassifier):  # its own loss and metric
-        args = {"optimizer": recipe.make_optimizer(steps_per_epoch), "loss": "auto"}
+        optimizer = recipe.make_optimizer(steps_per_epoch, model.trainable_variables)
+        args = {"optimizer": optimizer, "loss": "auto"}
         args["metrics"] = "auto"
     else:
         warnings.warn(

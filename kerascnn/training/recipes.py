@@ -125,9 +125,10 @@ class Recipe:
         weight_decay: decay coefficient; see ``decay``.
         decay: ``"coupled"`` (L2 term in the gradient, :class:`CoupledSGD`; Adam gets Keras's
             L2-equivalent) or ``"decoupled"`` (Keras's ``weight_decay``: AdamW, SGDW).
-        decay_vectors: with ``decay="coupled"`` SGD, ``False`` leaves normalization scales /
-            offsets and biases (every variable of rank <= 1) out of the decay
-            (:class:`CoupledSGD`).
+        decay_vectors: ``False`` leaves normalization scales / offsets and biases (every
+            variable of rank <= 1) out of the decay: :class:`CoupledSGD`'s own rule with
+            ``decay="coupled"`` SGD; the optimizer's ``exclude_from_weight_decay`` with
+            ``decay="decoupled"`` (SGDW, AdamW; :meth:`make_optimizer` needs the variables).
         schedule: ``"constant"``, ``"step"`` (divide by 10 at ``milestones``, fractions of
             the run), ``"cosine"`` or ``"onecycle"``.
         epochs, batch_size: the run's length and batch.
@@ -157,13 +158,6 @@ class Recipe:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("decay", self.decay, DECAY_MODES)
         check_bool("decay_vectors", self.decay_vectors)
-        if not self.decay_vectors and (self.optimizer != "sgd" or self.decay != "coupled"):
-            raise UserInputError(
-                "decay_vectors=False is implemented for optimizer='sgd' with decay='coupled' "
-                "(CoupledSGD); for Keras's decoupled decay call the optimizer's "
-                f"exclude_from_weight_decay(...); received optimizer={self.optimizer!r}, "
-                f"decay={self.decay!r}"
-            )
         for field, low in (
             ("lr", 0.0),
             ("weight_decay", 0.0),
@@ -207,8 +201,23 @@ class Recipe:
             return keras.optimizers.schedules.CosineDecay(self.lr, total)
         return OneCycle(self.lr, total)
 
-    def make_optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-        lr = self.learning_rate(steps_per_epoch)
+    def make_optimizer(self, steps_per_epoch: int, variables=None) -> keras.optimizers.Optimizer:
+        """The optimizer with the learning rate or schedule of :meth:`learning_rate`.
+        ``variables``: the model's trainable variables; with ``decay_vectors=False`` and
+        decoupled decay, those of rank <= 1 are excluded from it (required then)."""
+        optimizer = self._optimizer(self.learning_rate(steps_per_epoch))
+        if not self.decay_vectors and self.weight_decay and self.decay == "decoupled":
+            if variables is None:
+                raise UserInputError(
+                    "decay_vectors=False with decoupled decay needs the model's variables: "
+                    "call make_optimizer(steps_per_epoch, model.trainable_variables)"
+                )
+            optimizer.exclude_from_weight_decay(
+                var_list=[v for v in variables if len(v.shape) <= 1]
+            )
+        return optimizer
+
+    def _optimizer(self, lr) -> keras.optimizers.Optimizer:
         wd = self.weight_decay or None
         if self.optimizer == "sgd":
             if self.decay == "coupled":

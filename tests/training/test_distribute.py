@@ -11,8 +11,6 @@ warning about it).
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import time
 import keras
 import numpy as np
 import pytest
-from conftest import epochs_logged, write_class_npz
+from conftest import epochs_logged, free_ports, kill_second_when, stop_processes, write_class_npz
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", "PYTHONPATH": REPO}
@@ -51,31 +49,9 @@ def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def _tf_config(ports, index: int) -> str:
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-
-
-def _stop(procs) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            pass
 
 
 # --------------------------------------------------------------------------- in-process
@@ -358,7 +334,7 @@ print(json.dumps({
 
 @pytest.mark.multiprocess
 def test_multiworker_two_processes_complete_an_epoch_with_the_same_loss():
-    ports = _free_ports(2)
+    ports = free_ports(2)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER],
@@ -373,7 +349,7 @@ def test_multiworker_two_processes_complete_an_epoch_with_the_same_loss():
     try:
         outputs = [proc.communicate(timeout=240) for proc in procs]
     finally:
-        _stop(procs)
+        stop_processes(procs)
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-4000:]
     reports = [_last_json(out) for out, _ in outputs]
@@ -395,7 +371,7 @@ EPOCHS = 4
 
 
 def _start_workers(data, out, logs, attempt):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     command = [
         sys.executable, "-m", "kerascnn.cli", "train", "lenet5", "--dataset", str(data),
         "--recipe", "vgg-sweep", "--epochs", str(EPOCHS), "--batch-size", "8", "--augment", "",
@@ -419,20 +395,14 @@ def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tm
     out, logs = tmp_path / "run", tmp_path
     procs = _start_workers(data, out, logs, 1)
     try:
-        deadline = time.time() + 180
-        while not epochs_logged(out) and time.time() < deadline:
-            assert all(p.poll() is None for p in procs), (
-                logs / "attempt1-worker0.txt"
-            ).read_text()[-3000:]
-            time.sleep(0.1)
-        procs[1].send_signal(signal.SIGKILL)  # worker 1 dies after the first epoch's backup
-        procs[1].wait(timeout=30)
+        # worker 1 dies after the first epoch's backup
+        kill_second_when(procs, lambda: epochs_logged(out), logs / "attempt1-worker0.txt", 180)
         time.sleep(1.0)
         # worker 0 now waits on (or fails in) a collective with a dead peer: the cluster
         # manager restarts both, which is what we do
         assert procs[0].poll() is None or procs[0].returncode != 0
     finally:
-        _stop(procs)
+        stop_processes(procs)
     done = epochs_logged(out)
     assert 1 <= len(done) < EPOCHS, f"killed too late: {done}"
     assert (out / "backup" / "checkpoint").exists()
@@ -443,7 +413,7 @@ def test_multiworker_worker_killed_then_both_restarted_resume_from_last_epoch(tm
         for proc in procs:
             proc.wait(timeout=240)
     finally:
-        _stop(procs)
+        stop_processes(procs)
     texts = [(logs / f"attempt2-worker{i}.txt").read_text() for i in range(2)]
     for proc, text in zip(procs, texts, strict=True):
         assert proc.returncode == 0, text[-4000:]
@@ -473,7 +443,7 @@ def test_multiworker_with_augmentation_and_early_stopping_trains(tmp_path):
     generators too); the recipe's early stopping is honoured, not dropped."""
     data = tmp_path / "tiny.npz"
     write_class_npz(data, 128)
-    ports = _free_ports(2)
+    ports = free_ports(2)
     command = [
         sys.executable, "-m", "kerascnn.cli", "train", "lenet5", "--dataset", str(data),
         "--recipe", "vgg-sweep", "--epochs", "3", "--batch-size", "8", "--augment", "flip,padcrop:2",
@@ -494,7 +464,7 @@ def test_multiworker_with_augmentation_and_early_stopping_trains(tmp_path):
     try:
         outputs = [proc.communicate(timeout=240)[0] for proc in procs]
     finally:
-        _stop(procs)
+        stop_processes(procs)
     for proc, text in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, text[-4000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())

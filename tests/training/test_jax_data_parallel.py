@@ -8,16 +8,13 @@ The references are computed independently, on one device, with plain Keras and J
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
-from conftest import epochs_logged, write_class_npz
+from conftest import epochs_logged, free_ports, kill_second_when, stop_processes, write_class_npz
 
 pytestmark = [
     pytest.mark.jax,
@@ -252,12 +249,6 @@ def test_augmentation_keeps_jit_on_and_early_stopping_under_data_parallel(tmp_pa
 EPOCHS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _train(data, out, log, *, process=None, port=None, devices=None):
     """``kerascnn train`` with ``--strategy data-parallel``: process ``process`` of two on
     ``port``, or one process over ``devices`` virtual devices."""
@@ -275,17 +266,9 @@ def _train(data, out, log, *, process=None, port=None, devices=None):
 
 
 def _two(data, out, logs, attempt):
-    port = _free_port()
+    (port,) = free_ports(1)
     return [_train(data, out, logs / f"attempt{attempt}-process{i}.txt", process=i, port=port)
             for i in range(2)]  # fmt: skip
-
-
-def _stop(procs) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-    for proc in procs:
-        proc.wait(timeout=30)
 
 
 def _weights(path):
@@ -303,17 +286,11 @@ def test_two_processes_killed_and_restarted_end_with_the_one_process_weights(tmp
     reference = _train(data, ref, tmp_path / "reference.txt", devices=2)
     procs = _two(data, run, tmp_path, 1)
     try:
-        deadline = time.time() + 240
-        while not (run / "backup" / "training_metadata.json").exists():
-            assert time.time() < deadline, (tmp_path / "attempt1-process0.txt").read_text()[-3000:]
-            assert all(p.poll() is None for p in procs), (
-                tmp_path / "attempt1-process0.txt"
-            ).read_text()[-3000:]
-            time.sleep(0.05)
-        procs[1].send_signal(signal.SIGKILL)  # process 1 dies after the first epoch's backup
-        procs[1].wait(timeout=30)
+        # process 1 dies after the first epoch's backup
+        backup = run / "backup" / "training_metadata.json"
+        kill_second_when(procs, backup.exists, tmp_path / "attempt1-process0.txt", 240)
     finally:
-        _stop(procs)  # process 0 then waits on a dead peer: the launcher restarts both
+        stop_processes(procs)  # process 0 then waits on a dead peer: the launcher restarts both
     done = epochs_logged(run)
     assert 1 <= len(done) < EPOCHS, f"killed too late: {done}"
     assert not (run / "result.json").exists()
@@ -323,7 +300,7 @@ def test_two_processes_killed_and_restarted_end_with_the_one_process_weights(tmp
         for proc in procs + [reference]:
             proc.wait(timeout=240)
     finally:
-        _stop(procs + [reference])
+        stop_processes(procs + [reference])
     texts = [(tmp_path / f"attempt2-process{i}.txt").read_text() for i in range(2)]
     for proc, text in zip(procs, texts, strict=True):
         assert proc.returncode == 0, text[-4000:]

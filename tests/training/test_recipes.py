@@ -102,8 +102,8 @@ def test_coupled_sgd_can_leave_normalization_parameters_and_biases_out_of_the_de
     opt = get_recipe("resnet-cifar", decay_vectors=False).make_optimizer(10)
     assert isinstance(opt, CoupledSGD) and opt.decay_vectors is False
     assert CoupledSGD.from_config(opt.get_config()).decay_vectors is False
-    with pytest.raises(ValueError, match=r"decay_vectors=False is implemented for .*'coupled'"):
-        get_recipe("adamw", decay_vectors=False)
+    with pytest.raises(ValueError, match=r"decay_vectors=False with decoupled decay needs the"):
+        get_recipe("adamw", decay_vectors=False).make_optimizer(10)
     with pytest.raises(ValueError, match=r"decay_vectors must be True or False; received .*=0"):
         get_recipe("resnet-cifar", decay_vectors=0)
 
@@ -146,3 +146,25 @@ def _backup_with_epoch(tmp_path, epoch):
 def test_invalid_training_inputs_are_the_users_error(tmp_path, call, error, pattern):
     with pytest.raises(error, match=pattern):
         call(tmp_path)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_decoupled_decay_can_leave_biases_out(optimizer):
+    # With a zero gradient, Adam's and SGD's own steps are zero, so one step leaves exactly
+    # the decoupled decay w <- w * (1 - lr * wd) (Loshchilov & Hutter 2017), on rank > 1 only.
+    lr, wd = 0.1, 0.05
+    kernel0 = np.array([[1.0, -2.0], [0.5, 3.0]], "float32")
+    bias0 = np.array([1.0, -2.0], "float32")
+    for decay_vectors in (True, False):
+        kernel, bias = keras.Variable(kernel0), keras.Variable(bias0)
+        recipe = get_recipe(
+            "adamw", optimizer=optimizer, lr=lr, weight_decay=wd, schedule="constant",
+            decay="decoupled", decay_vectors=decay_vectors,
+        )  # fmt: skip
+        opt = recipe.make_optimizer(10, [kernel, bias])
+        opt.apply_gradients([(np.zeros_like(kernel0), kernel), (np.zeros_like(bias0), bias)])
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(kernel), kernel0 * (1 - lr * wd), rtol=1e-6
+        )
+        expected_bias = bias0 * (1 - lr * wd) if decay_vectors else bias0
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(bias), expected_bias, rtol=1e-6)
