@@ -28,6 +28,7 @@ the same computation on the same batches.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def build(
     shuffle: bool = True,
     seed: int = 0,
     augment=None,
-    normalize="standardize",
+    normalize=None,
     cache: bool | str = True,
     loader: str = "auto",
     **options,
@@ -153,10 +154,12 @@ def build(
             items. MixUp / CutMix mix labels: they are the task's (``mixer=``). For
             augmentation in the model, give the spec to :func:`kerascnn.tasks.input_layers`
             instead.
-        normalize: ``"standardize"`` (per-channel ``(x - mean) / std``; the ``mean`` / ``std``
-            options, or the dataset's recorded / published / computed ones), ``"scale"`` (to
-            [0, 1]), ``"none"`` (raw pixels, for a task whose preprocessing standardizes), or
-            a :class:`Normalization` (e.g. a training pipeline's).
+        normalize: ``"none"`` (raw pixels: a task's preprocessing standardizes them, see
+            :func:`kerascnn.tasks.input_layers`), ``"standardize"`` (per-channel
+            ``(x - mean) / std``; the ``mean`` / ``std`` options, or the dataset's recorded /
+            published / computed ones), ``"scale"`` (to [0, 1]), or a
+            :class:`Normalization` (e.g. a training pipeline's). Not given: ``"standardize"``
+            with a ``FutureWarning``; the default becomes ``"none"``.
         cache: ``tf.data`` only: ``True`` caches decoded images in memory, a string caches to
             that file prefix, ``False`` not at all. Sources already in memory (npz, the
             sample) are never cached.
@@ -200,6 +203,14 @@ def build(
             f"images of {dataset.info.name!r} vary in size; load it with image_size=(height, width)"
         )
 
+    if normalize is None:
+        warnings.warn(
+            "pipelines.build standardizes by default, and the default becomes normalize='none' "
+            "(raw pixels; the task standardizes): pass normalize='none' or 'standardize'",
+            FutureWarning,
+            stacklevel=2,
+        )
+        normalize = "standardize"
     norm = resolve_normalization(normalize, dataset, options["mean"], options["std"])
     plan = parse_augment(
         augment, seed=seed, image_shape=dataset.image_shape, num_classes=dataset.num_classes,

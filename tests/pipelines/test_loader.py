@@ -58,7 +58,9 @@ def test_no_shuffle_drop_remainder_and_subsets(small):
 
 
 def test_build_numpy_normalizes_keeps_integer_labels_and_feeds_fit(small):
-    pipe = pipelines.build(small, batch_size=25, shuffle=False, loader="numpy")
+    pipe = pipelines.build(
+        small, batch_size=25, shuffle=False, loader="numpy", normalize="standardize"
+    )
     x, y = pipe.dataset[0]
     raw, labels = small.numpy()
     expected = (raw[:25].astype(np.float64) - np.array(small.mean)) / np.array(small.std)
@@ -119,6 +121,6 @@ def test_numpy_loader_refuses_what_needs_tf_data(small):
     with pytest.raises(
         ValueError, match=r"loader='numpy' cannot serve augmentation in the input pipeline"
     ):
-        pipelines.build(small, augment="flip", loader="numpy")
+        pipelines.build(small, augment="flip", loader="numpy", normalize="none")
     with pytest.raises(ValueError, match=r"loader must be one of 'auto', 'numpy', 'tf.data'"):
         pipelines.build(small, loader="torch")

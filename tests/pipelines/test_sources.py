@@ -273,7 +273,9 @@ def test_sample_loads_offline_balanced_and_disjoint(monkeypatch):
     assert np.bincount(val.labels).tolist() == [50] * 10
     assert train.class_names == CIFAR_CLASSES and train.info.stats_source == "recorded"
     assert val.mean == train.mean  # validation uses the train part's statistics
-    batch = next(iter(pipelines.build(train, batch_size=16, augment="flip").dataset))
+    batch = next(
+        iter(pipelines.build(train, batch_size=16, augment="flip", normalize="none").dataset)
+    )
     assert batch[0].shape == (16, 32, 32, 3)
     with np.load(sources.SAMPLE_FILE) as d:
         assert not set(d["index_train"]) & set(d["index_val"])
