@@ -41,7 +41,7 @@ CPU, for example (the paired short run, then the full one):
     nohup python benchmarks/reproduce_cifar.py --data ../shared/data/cifar10/train.npz \
         --only kerascnn --run reproduce-cifar-cpu-164ep ... &
 
-``--fit-vs-step DEPTH`` (issue 14, JAX only): on the same data, steady-state ``fit`` training
+``--fit-vs-step DEPTH`` (JAX only): on the same data, steady-state ``fit`` training
 images/s of kerascnn ResNet-DEPTH (recipe resnet-cifar, 5 epochs, XLA on, augmentation in the
 model, no validation) against one jitted stateless train step (``model.stateless_call`` +
 ``jax.value_and_grad`` + ``optimizer.stateless_apply``, one batch already on the device);

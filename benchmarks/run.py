@@ -1,4 +1,4 @@
-"""kerascnn speed, measured side by side (issue 10).
+"""kerascnn speed, measured side by side.
 
     python -m benchmarks.run [--quick] [--only NAME[,NAME...]] [--out DIR]
 

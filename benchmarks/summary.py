@@ -20,7 +20,7 @@ __all__ = ["BENCHMARKS", "TARGETS", "markdown", "rows"]
 
 # what run.py must measure for the summary
 BENCHMARKS = ("peak", "train_cifar", "inference", "augment")
-# issue 16's targets: (row, minimum ratio)
+# the speed targets: (row, minimum ratio kerascnn / PyTorch)
 TARGETS = {
     "ResNet-56 training: kerascnn / PyTorch channels_last": 1.0,
     "ResNet-56 inference: serving_export / PyTorch eval channels_last": 1.2,

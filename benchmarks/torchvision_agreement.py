@@ -1,5 +1,5 @@
 """How closely kerascnn's converted models compute torchvision's: one row per model that
-torchvision's checkpoints convert into (issue 27).
+torchvision's checkpoints convert into.
 
 Each row is the measurement of ``tests/zoo/test_torchvision_conversion.py``'s family test
 (its ``agreement`` function, imported from there, not copied): torchvision's model with random

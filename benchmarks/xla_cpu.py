@@ -1,7 +1,5 @@
 """Where XLA helps on the CPU: model.fit images/s with jit_compile on vs off, per backend and model.
 
-Issue 29, item 6.
-
     python benchmarks/xla_cpu.py                      # full: 3 backends x 3 models, ~25 min on 2 cores
     python benchmarks/xla_cpu.py --quick              # ResNet-20 on TensorFlow, few steps (~2 min)
     python benchmarks/xla_cpu.py --backends jax --models resnet56 --rounds 3
