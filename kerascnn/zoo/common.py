@@ -404,20 +404,18 @@ def zoo_builder(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
 
     @functools.wraps(fn)
     def build(*args, weights=None, include_preprocessing=None, **kwargs):
-        shared = Shared(**{n: kwargs.pop(n) for n in names if n in kwargs})
+        given = {n: kwargs.pop(n) for n in names if n in kwargs}
         if weights is None:
             check_no_preprocessing(include_preprocessing)
-            return fn(*args, shared=shared, **kwargs)
-        from kerascnn.zoo import presets, registry
+            return fn(*args, shared=Shared(**given), **kwargs)
+        from kerascnn.zoo import registry
 
         arguments = dict(signature.bind_partial(*args, **kwargs).arguments)
         for p in options:  # the builder's **options, unpacked
             arguments.update(arguments.pop(p.name, {}))
-        return presets.pretrained(
-            lambda: fn(*args, shared=shared, **kwargs),
-            registry.variant_of(build, arguments), weights,
-            input_shape=shared.input_shape, num_classes=shared.num_classes,
-            include_top=shared.include_top, include_preprocessing=include_preprocessing,
+        return registry.load_pretrained(
+            lambda **shared: fn(*args, shared=Shared(**shared), **kwargs),
+            registry.variant_of(build, arguments), weights, include_preprocessing, **given,
         )  # fmt: skip
 
     keyword = inspect.Parameter.KEYWORD_ONLY

@@ -272,15 +272,29 @@ def create(
 
         check_no_preprocessing(include_preprocessing)
         return info.build(**overrides)
+    return load_pretrained(info.build, name, weights, include_preprocessing, **overrides)
+
+
+def load_pretrained(
+    build: Callable[..., keras.Model],
+    name: str,
+    weights: str,
+    include_preprocessing: bool | None = None,
+    **overrides,
+) -> keras.Model:
+    """The one weight loader of the zoo (:func:`create` and every family builder's
+    ``weights=``): ``build(**overrides)``, the registered ``name``'s network, with
+    ``weights``: a preset of the row (:func:`kerascnn.zoo.presets.pretrained`) or a
+    torchvision checkpoint / converted file (:func:`kerascnn.zoo.torchvision_weights.pretrained`),
+    and its standardization in front unless ``include_preprocessing=False``."""
     from kerascnn.zoo import presets, torchvision_weights
 
     if torchvision_weights.is_checkpoint(weights):
         return torchvision_weights.pretrained(
-            info.build, name, weights, include_preprocessing, **overrides
+            build, name, weights, include_preprocessing, **overrides
         )
-
     return presets.pretrained(
-        lambda: info.build(**overrides), name, weights,
+        lambda: build(**overrides), name, weights,
         input_shape=overrides.get("input_shape"), num_classes=overrides.get("num_classes"),
         include_top=overrides.get("include_top", True), include_preprocessing=include_preprocessing,
     )  # fmt: skip
