@@ -377,9 +377,11 @@ Arguments of every zoo builder:
     kernel_regularizer: any Keras regularizer instead of ``l2``.
     name: the model's name (default: derived from the configuration).
     weights: trained weights of the registered variant these arguments build (e.g.
-        ``resnet(depth=20, weights="cifar10")``; ``kerascnn list`` shows which exist);
-        ``None`` (default) initializes randomly. A model with weights takes raw 0..255
-        pixels (uint8 or float) and standardizes them as the weights were trained.
+        ``resnet(depth=20, weights="cifar10")``; ``kerascnn list`` shows which exist), or
+        a torchvision checkpoint file (``resnet(depth=50, weights="resnet50.pth")``; see
+        ``kerascnn.zoo.create``); ``None`` (default) initializes randomly. A model with
+        weights takes raw 0..255 pixels (uint8 or float) and standardizes them as the
+        weights were trained.
     include_preprocessing: with ``weights``: ``False`` returns the bare network, whose input
         is the standardized image (``kerascnn.zoo.presets.standardize``); default: the
         preset's standardization is the model's first layer (``kerascnn.zoo.pixels``).
