@@ -449,7 +449,7 @@ def check_classifier_activation(value):
     return value
 
 
-# Short names of activations in layer names (``block3_dw_hswish``).
+# Short names of activations in layer names (``stage2_block1_dw_hswish``).
 ACTIVATION_SUFFIX = {
     "relu": "relu",
     "relu6": "relu6",

@@ -3,6 +3,8 @@ residuals with squeeze-and-excitation and hard-swish): one builder."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 
 from kerascnn.errors import UserInputError
@@ -78,6 +80,24 @@ V3_ACTIVATIONS = {"RE": "relu", "HS": "hard_swish"}
 SIZES = ("large", "small")
 
 
+def _stage_block_names(widths: Sequence[int]) -> list[str]:
+    """``stage{s}_block{b}`` of each block, from the blocks' output widths in the paper's table.
+
+    A stage is a run of consecutive blocks with the same output width (``b`` counts from 1
+    within it): v2's table rows (t, c, n, s), and the grouping of timm's ``arch_def`` for
+    MobileNet v1, v2 and v3. The names are those of every other family of the zoo (ResNet,
+    DenseNet, ConvNeXt, EfficientNet), so a block is addressed the same way in all of them.
+    ``widths`` are the table's, before the width multiplier: rounding scaled widths could
+    merge or split stages, and a block's name must not depend on ``width_multiplier``.
+    """
+    names, stage, block, previous = [], 0, 0, None
+    for width in widths:
+        stage, block = (stage, block + 1) if width == previous else (stage + 1, 1)
+        names.append(f"stage{stage}_block{block}")
+        previous = width
+    return names
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round channels to a multiple of ``divisor``, never below 90 % of ``value``
     (the rule of the reference TensorFlow and torchvision implementations)."""
@@ -117,6 +137,11 @@ def mobilenet(
             unless alpha > 1; v3 scales its last layers too).
         dropout: before the classifier (default 0.001 for v1 as Keras, 0.2 for v2 and v3).
         norm: the usual zoo hooks.
+
+    Returns:
+        A functional ``keras.Model`` with layer names like ``stage2_block1_expand_conv``
+        (v2, v3) or ``stage4_block6_dw`` (v1): a stage is a run of blocks of one output
+        width in the paper's table (:func:`_stage_block_names`).
     """
     common.check_choice("version", version, (1, 2, 3))
     if version == 3:
@@ -149,8 +174,8 @@ def mobilenet(
 
     if version == 1:
         x = b.conv_norm_act(inputs, make_divisible(32 * alpha), 3, "stem", strides=2)
-        for i, (filters, stride) in enumerate(V1_BLOCKS, start=1):
-            name_i = f"block{i}"
+        names = _stage_block_names([filters for filters, _ in V1_BLOCKS])
+        for name_i, (filters, stride) in zip(names, V1_BLOCKS, strict=True):
             x = b.depthwise(x, 3, f"{name_i}_dw", strides=stride)
             x = b.act(b.normalize(x, f"{name_i}_dw_bn"), f"{name_i}_dw_relu")
             x = b.conv_norm_act(x, make_divisible(filters * alpha), 1, f"{name_i}_pw")
@@ -159,16 +184,15 @@ def mobilenet(
         x = b.conv_norm_act(
             inputs, make_divisible(32 * alpha), 3, "stem", strides=2, activation=relu6
         )
-        index = 0
-        for t, c, n, s in V2_BLOCKS:
-            out = make_divisible(c * alpha)
-            for j in range(n):
-                index += 1
-                block = common.InvertedResidual(
-                    expanded=x.shape[-1] * t, filters=out, strides=s if j == 0 else 1,
-                    activation=relu6,
-                )  # fmt: skip
-                x = common.inverted_residual(b, x, block, name=f"block{index}")
+        # one (t, c, stride) per block: the first of a row strides s, the others 1
+        rows = [(t, c, s if j == 0 else 1) for t, c, n, s in V2_BLOCKS for j in range(n)]
+        names = _stage_block_names([c for _, c, _ in rows])
+        for name, (t, c, stride) in zip(names, rows, strict=True):
+            block = common.InvertedResidual(
+                expanded=x.shape[-1] * t, filters=make_divisible(c * alpha), strides=stride,
+                activation=relu6,
+            )  # fmt: skip
+            x = common.inverted_residual(b, x, block, name=name)
         last = make_divisible(1280 * max(1.0, alpha))
         x = b.conv_norm_act(x, last, 1, "last", activation=relu6)
     return shared.finish(
@@ -184,14 +208,16 @@ def _v3_features(b: common.Builder, inputs, size: str, alpha: float):
     x = b.conv_norm_act(
         inputs, make_divisible(16 * alpha), 3, "stem", strides=2, activation="hard_swish"
     )
-    for index, (k, hidden, c, se, act, stride) in enumerate(V3_BLOCKS[size], start=1):
+    rows = V3_BLOCKS[size]
+    names = _stage_block_names([c for _, _, c, *_ in rows])
+    for name, (k, hidden, c, se, act, stride) in zip(names, rows, strict=True):
         hidden = make_divisible(hidden * alpha)
         block = common.InvertedResidual(
             expanded=hidden, filters=make_divisible(c * alpha), kernel_size=k, strides=stride,
             activation=V3_ACTIVATIONS[act], se_channels=make_divisible(hidden // 4) if se else 0,
             se_gate="hard_sigmoid",
         )  # fmt: skip
-        x = common.inverted_residual(b, x, block, name=f"block{index}")
+        x = common.inverted_residual(b, x, block, name=name)
     return b.conv_norm_act(x, 6 * x.shape[-1], 1, "last", activation="hard_swish")
 
 

@@ -29,9 +29,10 @@ What the model does and what the caller does (torchvision's ``weights.transforms
 How tensors find their variables: every family has rules (``RULES``) that send a torchvision
 module (``layer2.0.downsample.0``) to kerascnn layers by name (``stage2_block1_shortcut_conv``);
 a rule may send several modules to a pattern of layers (torchvision's ``features.3`` of VGG to
-``block\\d+_(conv|bn)\\d+``), and then the modules, in torchvision's order, and the layers, in
-the model's order, are paired kind by kind (convolutions, batch norms, dense, layer norms,
-layer scales). Every pair must have the same shape after the layout change (convolution
+``block\\d+_(conv|bn)\\d+``; MobileNet's flat ``features.{i}`` to the model's i-th
+``stage{s}_block{b}``, ``FLAT_BLOCKS``), and then the modules, in torchvision's order, and the
+layers, in the model's order, are paired kind by kind (convolutions, batch norms, dense, layer
+norms, layer scales). Every pair must have the same shape after the layout change (convolution
 kernels OIHW -> HWIO, depthwise kernels (C*m, 1, H, W) -> (H, W, C, m), dense kernels
 transposed, and rows of a dense layer after a flatten reordered from CHW to HWC; BatchNorm
 weight, bias, running mean and variance -> gamma, beta, moving mean and variance;
@@ -211,7 +212,7 @@ RULES: dict[str, list[Rule]] = {
     ],
     "mobilenet": [
         (r"features\.0\.\d", r"stem_(conv|bn)"),
-        (r"features\.(\d+)\.(?:conv|block)\..+", "block{}_.+"),
+        (r"features\.(\d+)\.(?:conv|block)\..+", "block{}_.+"),  # the i-th block: FLAT_BLOCKS
         (r"features\.\d+\.\d", r"last_(conv|bn)"),
         (r"classifier\.\d+", r"head_fc\d?"),
     ],
@@ -251,6 +252,13 @@ RULES: dict[str, list[Rule]] = {
         (r"fc", "head_fc"),
     ],
 }  # fmt: skip
+# Families whose torchvision blocks are numbered through the network (MobileNet's
+# ``features.1`` ... ``features.17``) while kerascnn's are numbered per stage
+# (``stage2_block1_...``, stages that differ between v2, v3 large and v3 small): their rules
+# name ``block{i}_...``, the i-th of the model's ``stage{s}_block{b}`` blocks in (s, b) order
+# (:func:`_flat_block_names`), so that each torchvision block is still paired with one
+# kerascnn block, whichever version the model is.
+FLAT_BLOCKS = {"mobilenet"}
 # Modules of auxiliary classifiers: dropped when the kerascnn model has no layer for them.
 OPTIONAL = {"inception_v3": r"AuxLogits\..+", "googlenet": r"aux[12]\..+"}
 # The classifier's modules: dropped when the model is built without its top (include_top=False).
@@ -461,6 +469,19 @@ def _keras_kind(layer) -> str | None:
     return "scale" if _registered(layer) == _LAYER_SCALE else None
 
 
+def _flat_block_names(layers) -> dict[int, str]:
+    """``{id(layer): name}`` with ``stage{s}_block{b}_rest`` written ``block{i}_rest``, ``i``
+    counting the blocks from 1 in order of (s, b); other names as they are."""
+    pattern = re.compile(r"stage(\d+)_block(\d+)_(.+)")
+    found = {id(layer): m for layer in layers if (m := pattern.fullmatch(layer.name))}
+    order = sorted({(int(m[1]), int(m[2])) for m in found.values()})
+    index = {stage_block: i for i, stage_block in enumerate(order, start=1)}
+    names = {id(layer): layer.name for layer in layers}
+    for key, m in found.items():
+        names[key] = f"block{index[int(m[1]), int(m[2])]}_{m[3]}"
+    return names
+
+
 def _key(module: str, tensor: str) -> str:
     return f"{module}.{tensor}" if tensor else module
 
@@ -552,9 +573,13 @@ def set_weights(
                     f"layer in kerascnn's {name} (another architecture?)"
                 )
     pairs: dict[str, object] = {}  # torch module -> keras layer
+    rule_names = (
+        _flat_block_names(layers) if family in FLAT_BLOCKS
+        else {id(layer): layer.name for layer in layers}
+    )  # fmt: skip
     for pattern, members in groups.items():
         regex = re.compile(pattern)
-        candidates = [layer for layer in layers if regex.fullmatch(layer.name)]
+        candidates = [layer for layer in layers if regex.fullmatch(rule_names[id(layer)])]
         if not candidates and all(optional.fullmatch(m) for m in members):
             dropped.update(members)
             continue

@@ -1,5 +1,8 @@
 """Architecture details checked against the papers' definitions."""
 
+import collections
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -137,9 +140,40 @@ def test_custom_blocks_and_filters():
 
 def test_mobilenet_v2_inverted_residual_structure():
     model = kerascnn.zoo.create("mobilenet_v2")
-    assert model.get_layer("block2_expand_conv").filters == 96  # 16 * 6
-    assert "block1_expand_conv" not in [layer.name for layer in model.layers]  # t = 1
+    assert model.get_layer("stage2_block1_expand_conv").filters == 96  # 16 * 6
+    assert "stage1_block1_expand_conv" not in [layer.name for layer in model.layers]  # t = 1
     assert len([layer for layer in model.layers if isinstance(layer, keras.layers.Add)]) == 10
+
+
+@pytest.mark.parametrize(
+    "version, size, blocks_per_stage",
+    [
+        (1, None, [1, 2, 2, 6, 2]),  # timm's arch_def: c64 x1, c128 x2, c256 x2, c512 x6, ...
+        (2, None, [1, 2, 3, 4, 3, 3, 1]),  # Sandler et al. Table 2's rows (t, c, n, s)
+        (3, "large", [1, 2, 3, 4, 2, 3]),  # c16, c24, c40, c80, c112, c160
+        (3, "small", [1, 2, 3, 2, 3]),  # c16, c24, c40, c48, c96
+    ],
+)
+def test_mobilenet_stages_are_runs_of_one_width_in_the_papers_table(
+    version, size, blocks_per_stage
+):
+    """``stage{s}_block{b}`` as the other families; at width 0.35 the rounded widths of
+    neighbouring stages coincide (v2: 16 and 24 -> 8; v3 small: 40 and 48 -> 16), and the
+    names still follow the table's widths."""
+    model = kerascnn.zoo.mobilenet(
+        version=version, size=size, width_multiplier=0.35, input_shape=(32, 32, 3),
+        num_classes=2,
+    )  # fmt: skip
+    names = [layer.name for layer in model.layers]
+    blocks = dict.fromkeys(m[0] for n in names if (m := re.match(r"stage\d+_block\d+", n)))
+    stages = collections.Counter(int(re.match(r"stage(\d+)", b)[1]) for b in blocks)
+    assert list(stages) == list(range(1, len(blocks_per_stage) + 1))
+    assert list(stages.values()) == blocks_per_stage
+    assert list(blocks) == [
+        f"stage{s}_block{b}" for s, n in stages.items() for b in range(1, n + 1)
+    ]
+    others = {n.split("_")[0] for n in names if not n.startswith("stage")}
+    assert others <= {"input", "stem", "last", "head"}, others
 
 
 # The later families' structure. Building them on JAX costs 20-50 s each (the initializers
@@ -170,11 +204,12 @@ def test_efficientnet_b0_mbconv_se_and_linear_stochastic_depth():
 def test_mobilenet_v3_small_blocks_and_head():
     model = kerascnn.zoo.create("mobilenet_v3_small")
     names = {layer.name for layer in model.layers}
-    assert "block1_expand_conv" not in names and "block1_se_reduce" in names  # 16 -> 16, SE
-    assert model.get_layer("block1_se_reduce").filters == 8  # make_divisible(16 // 4)
-    assert model.get_layer("block1_se_hsigmoid").activation.__name__ == "hard_sigmoid"
-    assert model.get_layer("block4_dw_hswish").activation.__name__ == "hard_silu"
-    assert model.get_layer("block2_dw_relu").activation.__name__ == "relu"
+    # 16 -> 16 with SE
+    assert "stage1_block1_expand_conv" not in names and "stage1_block1_se_reduce" in names
+    assert model.get_layer("stage1_block1_se_reduce").filters == 8  # make_divisible(16 // 4)
+    assert model.get_layer("stage1_block1_se_hsigmoid").activation.__name__ == "hard_sigmoid"
+    assert model.get_layer("stage3_block1_dw_hswish").activation.__name__ == "hard_silu"
+    assert model.get_layer("stage2_block1_dw_relu").activation.__name__ == "relu"
     assert model.get_layer("last_conv").filters == 576
     assert model.get_layer("head_fc1").units == 1024
     bn = model.get_layer("stem_bn")

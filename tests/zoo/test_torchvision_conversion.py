@@ -299,6 +299,25 @@ def test_safetensors_files_are_read_without_pytorch(tmp_path, monkeypatch):
         )
 
 
+def test_mobilenets_flat_torchvision_blocks_go_to_the_models_stage_blocks():
+    """torchvision numbers MobileNet's blocks through the network (``features.1`` ...),
+    kerascnn per stage of one width: the rule's ``block{i}`` is the model's i-th block, so
+    v3 small's ``features.9`` (the first 96-wide block) is ``stage5_block1``."""
+    model = zoo.create("mobilenet_v3_small", input_shape=(32, 32, 3), num_classes=2)
+    layers = [layer for layer in model.layers if tw._keras_kind(layer)]
+    flat = tw._flat_block_names(layers)
+    found = {}
+    for layer in layers:
+        if flat[id(layer)] != layer.name:
+            index = int(flat[id(layer)].split("_")[0][len("block") :])
+            found.setdefault(index, set()).add("_".join(layer.name.split("_")[:2]))
+    expected = ["stage1_block1", "stage2_block1", "stage2_block2", "stage3_block1",
+                "stage3_block2", "stage3_block3", "stage4_block1", "stage4_block2",
+                "stage5_block1", "stage5_block2", "stage5_block3"]  # fmt: skip
+    assert found == {i: {block} for i, block in enumerate(expected, start=1)}
+    assert {flat[id(layer)] for layer in layers} >= {"stem_conv", "last_conv", "head_fc"}
+
+
 def test_a_safetensors_checkpoint_converts_as_the_pth(tmp_path):
     result = agreement("mobilenet_v3_small", tmp_path, suffix=".safetensors")
     assert result["logits"] < TOLERANCE
