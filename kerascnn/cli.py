@@ -257,9 +257,11 @@ def cmd_evaluate(args) -> int:
     model_dir = os.path.dirname(os.path.abspath(args.model_file))
     check_model_fits(model, val, args.model_file, read_class_names(model_dir))
     data = pipelines.build(val, batch_size=args.batch_size, shuffle=False, normalize="none")
-    loss, accuracy = evaluate(model, data)  # the loss follows the model's outputs
+    loss, accuracy = evaluate(model, data, tta=args.tta)  # the loss follows the model's outputs
+    tta = "" if args.tta == "none" else f", test-time augmentation {args.tta}"
     print(
-        f"{args.model_file} on {args.dataset} (validation, {len(val)} images): loss {loss:.4f}, accuracy {accuracy:.4f}"
+        f"{args.model_file} on {args.dataset} (validation, {len(val)} images{tta}): "
+        f"loss {loss:.4f}, accuracy {accuracy:.4f}"
     )
     return 0
 
@@ -472,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-bad-files", action="store_true", help="image folders: leave out undecodable files"
     )
     _image_size_argument(p)
+    p.add_argument(
+        "--tta",
+        choices=("none", "flip"),  # kerascnn.inference.TTA (not imported here: keras is slow)
+        default="none",
+        help="test-time augmentation: flip averages each image's class probabilities with its "
+        "mirror image's",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(

@@ -27,6 +27,7 @@ from kerascnn.backends import require_tensorflow
 
 __all__ = [
     "CLASS_NAMES_FILE",
+    "TTA",
     "evaluate",
     "load_keras_model",
     "predict_files",
@@ -106,7 +107,11 @@ def load_keras_model(path: str | os.PathLike) -> keras.Model:
         ) from None
 
 
-def evaluate(model: keras.Model, batches) -> tuple[float, float]:
+#: :func:`evaluate`'s test-time augmentations
+TTA = ("none", "flip")
+
+
+def evaluate(model: keras.Model, batches, tta: str = "none") -> tuple[float, float]:
     """``(loss, accuracy)`` of ``model`` on ``batches`` of ``(images, integer labels)``.
 
     The loss is the mean cross-entropy of the model's outputs, read as probabilities or as
@@ -116,13 +121,28 @@ def evaluate(model: keras.Model, batches) -> tuple[float, float]:
     label. The model's compiled state is left alone.
 
     ``batches``: a kerascnn ``Pipeline``, a ``keras.utils.PyDataset`` or a batched
-    ``tf.data.Dataset`` (what ``kerascnn.pipelines.build(..., shuffle=False)`` returns)."""
+    ``tf.data.Dataset`` (what ``kerascnn.pipelines.build(..., shuffle=False)`` returns).
+    ``tta``: ``"none"``, or ``"flip"``: the class probabilities of each image and of its
+    mirror image (left-right) averaged, then scored (flip averaging, the test-time
+    augmentation of the CIFAR ResNet papers' successors)."""
+    from kerascnn.checks import check_choice
+
+    check_choice("tta", tta, TTA)
     from_logits = not outputs_are_probabilities(model)
+
+    def probabilities(images):
+        out = model.predict_on_batch(images)
+        return keras.ops.convert_to_numpy(keras.ops.softmax(out) if from_logits else out)
+
     loss_sum, correct, count = 0.0, 0, 0
     for x, y in getattr(batches, "dataset", batches):
-        out = model.predict_on_batch(x)
+        if tta == "flip":
+            x = np.asarray(keras.ops.convert_to_numpy(x))
+            out, logits = (probabilities(x) + probabilities(x[:, :, ::-1])) / 2, False
+        else:
+            out, logits = model.predict_on_batch(x), from_logits
         y = np.asarray(keras.ops.convert_to_numpy(y)).astype("int64").reshape(-1)
-        losses = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=from_logits)
+        losses = keras.losses.sparse_categorical_crossentropy(y, out, from_logits=logits)
         loss_sum += float(np.sum(keras.ops.convert_to_numpy(losses), dtype="float64"))
         correct += int(np.sum(np.argmax(keras.ops.convert_to_numpy(out), axis=-1) == y))
         count += len(y)

@@ -78,3 +78,58 @@ def test_cli_evaluate_reports_the_cross_entropy_of_a_softmax_model(tmp_path, cap
     x, y = val.numpy()
     want = _numpy_cross_entropy(model.predict(x.astype("float32"), verbose=0), y, False)
     assert reported == pytest.approx(want, abs=6e-5)  # printed with 4 decimals
+
+
+def _mirror_sensitive_model(activation):
+    """Pixels -> 3 class scores through Flatten (a left-right flip changes the scores), fixed
+    NumPy weights."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    dense = keras.layers.Dense(3, activation=activation)
+    model = keras.Model(inputs, dense(x))
+    rng = np.random.default_rng(5)
+    dense.set_weights([rng.normal(0, 0.1, (32 * 32 * 3, 3)), rng.normal(0, 1, 3)])
+    return model
+
+
+@pytest.mark.parametrize("activation", ["softmax", None])
+def test_flip_tta_scores_the_mean_probabilities_of_each_image_and_its_mirror(
+    activation, tmp_path, capsys
+):
+    with np.load(write_brightness_npz(tmp_path / "d.npz", 60)) as d:
+        x, y = d["x"].copy(), d["y"]
+    x[:, :, :16] //= 2  # left and right halves differ, so the mirror image scores otherwise
+    np.savez(tmp_path / "halves.npz", x=x, y=y)
+    data = pipelines.load(str(tmp_path / "halves.npz"), "train")
+    x, y = data.numpy()
+    x = x.astype("float32")
+    model = _mirror_sensitive_model(activation)
+
+    def probabilities(images):
+        out = model.predict(images, verbose=0).astype("float64")
+        if activation is None:
+            out = np.exp(out - out.max(-1, keepdims=True))
+            out /= out.sum(-1, keepdims=True)
+        return out
+
+    p = (probabilities(x) + probabilities(x[:, :, ::-1])) / 2
+    batches = pipelines.build(data, batch_size=16, shuffle=False, normalize="none")
+    loss, accuracy = evaluate(model, batches, tta="flip")
+    assert loss == pytest.approx(_numpy_cross_entropy(p, y, from_logits=False), rel=1e-5)
+    assert accuracy == pytest.approx(np.mean(p.argmax(-1) == y))
+    plain, _ = evaluate(model, batches)
+    assert abs(plain - loss) > 1e-3  # the mirror images count
+    with pytest.raises(ValueError, match=r"tta must be one of 'none', 'flip'; received tta='crop'"):
+        evaluate(model, batches, tta="crop")
+    # kerascnn evaluate --tta flip: the same on the validation part it reads
+    model.save(tmp_path / "m.keras")
+    command = ["evaluate", str(tmp_path / "m.keras"), "--dataset", str(tmp_path / "halves.npz")]
+    assert cli.main([*command, "--tta", "flip"]) == 0
+    line = capsys.readouterr().out
+    assert "test-time augmentation flip" in line
+    _, val = load_train_val(str(tmp_path / "halves.npz"), 0.1, 0)
+    xv, yv = val.numpy()
+    xv = xv.astype("float32")
+    pv = (probabilities(xv) + probabilities(xv[:, :, ::-1])) / 2
+    reported = float(line.split("loss ")[1].split(",")[0])
+    assert reported == pytest.approx(_numpy_cross_entropy(pv, yv, False), abs=6e-5)
