@@ -27,6 +27,7 @@ import keras
 import numpy as np
 
 from kerascnn import pipelines, zoo
+from kerascnn.inference import evaluate
 from kerascnn.layers import Standardize
 from kerascnn.tasks import ImageClassifier
 from kerascnn.zoo import presets
@@ -104,6 +105,7 @@ def main(argv=None) -> None:
     )
     x, y = val.read(np.arange(len(val))), val.labels
     task_pred = task.predict(x, batch_size=500, verbose=0)
+    val_batches = pipelines.build(val, batch_size=500, shuffle=False, normalize="none")
     meta = {
         "file": out.name,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
@@ -123,6 +125,7 @@ def main(argv=None) -> None:
         "epochs": int(result["epochs_run"]),
         "val_accuracy": float(np.mean(task_pred.argmax(-1) == y)),
         "run_val_accuracy": result["val_accuracy"],
+        "val_accuracy_tta_flip": evaluate(task, val_batches, tta="flip")[1],
         "log_header": log[0],
         "date": datetime.date.today().isoformat(),
         "machine": machine(),

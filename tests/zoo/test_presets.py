@@ -51,6 +51,21 @@ def test_preset_reaches_its_stated_validation_accuracy(name, weights, cifar_npz)
     pixel_pred = zoo.create(name, weights=weights).predict(x, batch_size=500, verbose=0)
     assert float(np.mean(pixel_pred.argmax(-1) == y)) == pytest.approx(accuracy, abs=2e-4)
     assert np.mean(pixel_pred.argmax(-1) == bare_pred) > 0.999
+    # flip averaging (kerascnn evaluate --tta flip), written out here: the mean of the class
+    # probabilities of each image and of its mirror image
+    mirrored = bare.predict(inputs[:, :, ::-1], batch_size=500, verbose=0)
+    flip_pred = (_probabilities(bare.predict(inputs, batch_size=500, verbose=0))
+                 + _probabilities(mirrored)).argmax(-1)  # fmt: skip
+    flip_accuracy = float(np.mean(flip_pred == y))
+    assert flip_accuracy == pytest.approx(meta["val_accuracy_tta_flip"], abs=2e-4)
+
+
+def _probabilities(outputs):
+    outputs = np.asarray(outputs, np.float64)
+    if np.all(outputs >= 0) and np.allclose(outputs.sum(-1), 1.0, atol=1e-4):
+        return outputs
+    e = np.exp(outputs - outputs.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 @pytest.mark.parametrize(("name", "weights"), SHIPPED)
