@@ -133,3 +133,15 @@ def test_flip_tta_scores_the_mean_probabilities_of_each_image_and_its_mirror(
     pv = (probabilities(xv) + probabilities(xv[:, :, ::-1])) / 2
     reported = float(line.split("loss ")[1].split(",")[0])
     assert reported == pytest.approx(_numpy_cross_entropy(pv, yv, False), abs=6e-5)
+
+
+def test_the_clis_tta_choices_are_the_libraries():
+    """``kerascnn evaluate --tta`` lists its choices without importing Keras; they must stay
+    those ``inference.evaluate`` accepts."""
+    from kerascnn.inference import TTA
+
+    (subcommands,) = [
+        a for a in cli.build_parser()._actions if a.__class__.__name__ == "_SubParsersAction"
+    ]
+    (tta,) = [a for a in subcommands.choices["evaluate"]._actions if "--tta" in a.option_strings]
+    assert tuple(tta.choices) == TTA
