@@ -476,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     _image_size_argument(p)
     p.add_argument(
         "--tta",
-        choices=("none", "flip"),  # kerascnn.inference.TTA (not imported here: keras is slow; tested equal)
+        choices=("none", "flip"),  # = inference.TTA (not imported: keras is slow; tested)
         default="none",
         help="test-time augmentation: flip averages each image's class probabilities with its "
         "mirror image's",
