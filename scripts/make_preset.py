@@ -20,33 +20,40 @@ import datetime
 import hashlib
 import json
 import pathlib
-import platform
 import re
+import sys
 
 import keras
 import numpy as np
 
-from kerascnn import pipelines, zoo
-from kerascnn.inference import evaluate
-from kerascnn.layers import Standardize
-from kerascnn.tasks import ImageClassifier
-from kerascnn.zoo import presets
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # benchmarks/
+from benchmarks.machine import cpu, label  # noqa: E402
+from kerascnn import pipelines, zoo  # noqa: E402
+from kerascnn.inference import evaluate  # noqa: E402
+from kerascnn.layers import Standardize  # noqa: E402
+from kerascnn.tasks import ImageClassifier  # noqa: E402
+from kerascnn.zoo import presets  # noqa: E402
 
 
 def machine() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        platform.processor(),
-    )
-    flags = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {simd}, {keras.backend.backend()} backend"
+    """The machine label of every results file (``benchmarks.machine``) and the backend."""
+    return f"{label(cpu())}, {keras.backend.backend()} backend"
 
 
 def class_names(run: pathlib.Path, data) -> list[str]:
     """The run's ``class_names.txt`` (``kerascnn train`` writes it), else the data's names."""
     path = run / "class_names.txt"
     return path.read_text().splitlines() if path.exists() else list(data.class_names)
+
+
+def console_epoch_seconds(text: str) -> list[float]:
+    """Per-epoch wall seconds in a run's console output: ``kerascnn train --quiet``'s lines
+    (``epoch 3/150 - 85.8 s - ...``; an epoch printed twice across a resume counts once, the
+    last time) or Keras's ``verbose=2`` lines (``352/352 - 100s - ...``)."""
+    ours = dict(re.findall(r"^epoch (\d+)/\d+ - ([\d.]+) s - ", text, re.M))
+    if ours:
+        return [float(t) for t in ours.values()]
+    return [float(t) for t in re.findall(r"^\d+/\d+ - (\d+)s - ", text, re.M)]
 
 
 def epoch_seconds(results: pathlib.Path, model: str) -> list[float]:
@@ -131,10 +138,8 @@ def main(argv=None) -> None:
         "machine": machine(),
     }
     if args.console_log is not None:
-        seconds = [
-            int(t) for t in re.findall(r"^\d+/\d+ - (\d+)s - ", args.console_log.read_text(), re.M)
-        ]
-        meta["training_seconds"] = sum(seconds)
+        seconds = console_epoch_seconds(args.console_log.read_text())
+        meta["training_seconds"] = round(sum(seconds))
         meta["epoch_seconds_median"] = float(np.median(seconds)) if seconds else None
     if args.epochs_json is not None:
         seconds = epoch_seconds(args.epochs_json, args.model)

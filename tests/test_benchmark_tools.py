@@ -170,3 +170,24 @@ def test_xla_cpu_interleaves_the_cells_and_reports_ratios_of_medians(monkeypatch
     )
     assert "torch mobilenet_v2 jit on: `RuntimeError: compile failed`" in text
     assert "AMD EPYC, 2 cores, AVX2" in text and "`benchmarks/results/x.json`" in text
+
+
+def test_make_preset_sums_the_epoch_times_of_a_resumed_runs_console_log():
+    """``scripts/make_preset.py --console-log``: the training time of a preset is the sum of
+    the epoch lines, each epoch once (a resume may print an epoch again: the last one counts)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_preset", ROOT / "scripts/make_preset.py")
+    make_preset = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_preset)
+    resumed = (
+        "data: x.npz: 45000 training images\n"
+        "epoch 1/3 - 85.5 s - accuracy: 0.3000 - loss: 1.9000\n"
+        "epoch 2/3 - 90.0 s - accuracy: 0.4000 - loss: 1.6000\n"
+        "tracing the training step: the first batch takes longer\n"
+        "epoch 2/3 - 84.0 s - accuracy: 0.4000 - loss: 1.6000\n"
+        "epoch 3/3 - 83.25 s - accuracy: 0.5000 - loss: 1.4000\n"
+    )
+    assert make_preset.console_epoch_seconds(resumed) == [85.5, 84.0, 83.25]
+    keras_verbose_2 = "352/352 - 100s - 284ms/step - loss: 1.9\n352/352 - 96s - 273ms/step\n"
+    assert make_preset.console_epoch_seconds(keras_verbose_2) == [100.0, 96.0]
