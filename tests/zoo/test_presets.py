@@ -101,9 +101,28 @@ def test_the_readmes_preset_example_scores_what_it_says_on_unseen_sample_images(
     model = zoo.create("resnet20", weights="cifar10")
     accuracy = float(np.mean(model.predict(x, verbose=0).argmax(-1) == y))
     readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
-    stated = re.search(r"val\.labels\)\.mean\(\)\s+# ([0-9.]+) on 500 images", readme)
+    stated = re.findall(r"val\.labels\)\.mean\(\)\s+# ([0-9.]+) on 500 images", readme)
     assert stated, "README's preset example states no accuracy"
-    assert accuracy == pytest.approx(float(stated.group(1)), abs=1e-3)
+    for figure in stated:  # the quick start and the Trained weights section
+        assert accuracy == pytest.approx(float(figure), abs=1e-3)
+
+
+def test_the_readmes_preset_table_states_each_presets_recorded_accuracies():
+    """README's preset table: a row per preset, whose validation accuracy and flip-averaged
+    accuracy are those of ``presets.json`` (which the tests above measure again)."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| `(\w+)` \| `(\w+)` \| (.*)$", readme, re.M)
+    stated = {(model, weights): row for model, weights, row in rows}
+    for model, table in presets.presets().items():
+        for weights, meta in table.items():
+            row = stated.get((model, weights))
+            assert row, f"README has no preset row for {model} / {weights}"
+            assert f"**{100 * meta['val_accuracy']:.2f} %**" in row
+            assert f"{100 * meta['val_accuracy_tta_flip']:.2f} % with flip averaging" in row
+            assert f"`{meta['command']}` reruns it" in row
 
 
 def test_family_builder_and_create_load_the_same_weights():
