@@ -94,9 +94,11 @@ def main(argv=None) -> None:
     log = (args.run / "log.csv").read_text().splitlines()
 
     model = zoo.create(args.model, input_shape=task.input_shape[1:], num_classes=task.num_classes)
-    rename = {"predictions": "head_fc"} if task.head is None else {}
     arrays = presets.arrays_of(task.backbone)
-    arrays.update(presets.arrays_of(task, rename))  # the head's Dense (the backbone's again)
+    if task.head is not None:  # the zoo model's own top (head="zoo"): head_fc inside it
+        arrays.update(presets.arrays_of(task.head))
+    else:  # runs of before the task kept the zoo top: a "predictions" Dense on the task
+        arrays.update(presets.arrays_of(task, {"predictions": "head_fc"}))
     wanted = {f"{layer.name}/{i}" for layer in model.layers for i in range(len(layer.weights))}
     missing = wanted - set(arrays)
     if missing:
